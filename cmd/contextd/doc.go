@@ -1,0 +1,8 @@
+// Command contextd is the contextd daemon and its operator CLI.
+//
+// `contextd run` runs the daemon in the foreground; every other subcommand
+// talks to a running daemon through the Go SDK (package sdk) over the
+// JSON-RPC API, finding it through the home directory's rpc.addr and
+// rpc.token files. The command holds no business logic: it parses flags,
+// calls node (run, init) or sdk (everything else), and prints.
+package main

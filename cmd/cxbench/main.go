@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// workload is one benchmark: it parses its own flags and returns the final
+// key=value line.
+type workload struct {
+	usage string
+	run   func(ctx context.Context, args []string) (string, error)
+}
+
+var workloads = map[string]workload{
+	"repl": {"repl --entries N --size B: two daemon processes; the second follows and syncs the first's feed", runRepl},
+}
+
+func main() {
+	if len(os.Args) < 2 || workloads[os.Args[1]].run == nil {
+		fmt.Fprintln(os.Stderr, "usage: cxbench WORKLOAD [flags]\nworkloads:")
+		names := make([]string, 0, len(workloads))
+		for n := range workloads {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintln(os.Stderr, "  "+workloads[n].usage)
+		}
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	line, err := workloads[os.Args[1]].run(ctx, os.Args[2:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cxbench:", err)
+		os.Exit(1)
+	}
+	fmt.Println(line)
+}

@@ -1,0 +1,171 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/node"
+	"github.com/contextd/contextd/sdk"
+)
+
+// Build compiles ./cmd/contextd of the module containing the working
+// directory into dir and returns the binary's path.
+func Build(ctx context.Context, dir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("daemon: go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	bin := filepath.Join(dir, "contextd")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/contextd")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("daemon: go build: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Daemon is one running `contextd run` process.
+type Daemon struct {
+	Bin   string
+	Home  string
+	ID    feed.ID
+	RPC   string   // host:port of its RPC API
+	Addrs []string // its multiaddrs, each ending in /p2p/ID
+
+	cmd      *exec.Cmd
+	done     chan error // receives the process's exit
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Init runs `contextd init` in home and returns the new ID.
+func Init(ctx context.Context, bin, home string) (feed.ID, error) {
+	out, err := exec.CommandContext(ctx, bin, "init", "--home", home).Output()
+	if err != nil {
+		return feed.ID{}, fmt.Errorf("daemon: init %s: %w", home, stderrOf(err))
+	}
+	return feed.ParseID(strings.TrimSpace(string(out)))
+}
+
+// Start runs `contextd run` on 127.0.0.1 with ephemeral ports in home and
+// waits until it reports its addresses. Its log goes to logw.
+func Start(ctx context.Context, bin, home string, logw io.Writer) (*Daemon, error) {
+	cmd := exec.Command(bin, "run", "--home", home,
+		"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--rpc", "127.0.0.1:0")
+	cmd.Stderr = logw
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("daemon: start: %w", err)
+	}
+	d := &Daemon{Bin: bin, Home: home, cmd: cmd, done: make(chan error, 1)}
+	readyc := make(chan error, 1)
+	ready := readyc
+	go func() {
+		// The banner is "key: value" lines ending with "ready". Keep
+		// draining stdout afterwards so the process never blocks on it.
+		sc := bufio.NewScanner(stdout)
+		var err error
+		for sc.Scan() && ready != nil {
+			k, v, _ := strings.Cut(sc.Text(), ":")
+			v = strings.TrimSpace(v)
+			switch k {
+			case "id":
+				d.ID, err = feed.ParseID(v)
+			case "rpc":
+				d.RPC = v
+			case "addr":
+				d.Addrs = append(d.Addrs, v)
+			case "ready":
+				if d.RPC == "" || len(d.Addrs) == 0 {
+					err = errors.New("daemon: banner lacks rpc or addr lines")
+				}
+			}
+			if err != nil || k == "ready" {
+				ready <- err
+				ready = nil
+			}
+		}
+		if ready != nil {
+			ready <- errors.New("daemon: exited before reporting its addresses")
+		}
+		io.Copy(io.Discard, stdout)
+		d.done <- cmd.Wait()
+	}()
+	select {
+	case err := <-readyc:
+		if err != nil {
+			d.Kill()
+			return nil, err
+		}
+	case <-ctx.Done():
+		d.Kill()
+		return nil, ctx.Err()
+	}
+	return d, nil
+}
+
+// Client connects the SDK to the daemon.
+func (d *Daemon) Client(ctx context.Context) (*sdk.Client, error) {
+	tok, err := node.ReadToken(d.Home)
+	if err != nil {
+		return nil, err
+	}
+	return sdk.Dial(ctx, d.RPC, tok)
+}
+
+// CLI runs a contextd subcommand against the daemon's home and returns its
+// standard output; a non-zero exit returns an error carrying its stderr.
+func (d *Daemon) CLI(ctx context.Context, args ...string) (string, error) {
+	return RunCLI(ctx, d.Bin, d.Home, "", args...)
+}
+
+// RunCLI runs `bin args… --home home` with stdin as standard input.
+func RunCLI(ctx context.Context, bin, home, stdin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, append(args, "--home", home)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("contextd %s: %w", strings.Join(args, " "), stderrOf(err))
+	}
+	return string(out), nil
+}
+
+// Stop sends SIGTERM and waits for the process to exit; it reports an
+// unclean exit. Later calls return the first call's result.
+func (d *Daemon) Stop() error {
+	d.stopOnce.Do(func() {
+		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			d.stopErr = err
+			return
+		}
+		d.stopErr = <-d.done
+	})
+	return d.stopErr
+}
+
+// Kill ends the process at once.
+func (d *Daemon) Kill() {
+	d.cmd.Process.Kill()
+}
+
+// stderrOf folds an exec.ExitError's stderr into the error.
+func stderrOf(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+	}
+	return err
+}

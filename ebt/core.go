@@ -1,0 +1,797 @@
+package ebt
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/contextd/contextd/feed"
+)
+
+// ErrBlocked reports a session with a peer this node blocks.
+var ErrBlocked = errors.New("ebt: peer is blocked")
+
+// This file is the replication state machine: events in, actions out. It
+// does no I/O, starts no goroutines and reads no clock (the time comes with
+// each event), so the same event sequence always yields the same actions.
+// The driver (Replicator) owns one core on one goroutine, turns sessions,
+// timers and store results into events and carries out the actions.
+//
+// Contract with the driver: every actAppend and actCheckFork is answered by
+// evAppended / evForkChecked before the next other event is handled.
+
+// ---- state ----
+
+// feedState is what the core knows of one feed.
+type feedState struct {
+	id       feed.ID
+	head     feed.Head
+	contacts map[feed.ID]feed.Relation
+	frozen   bool
+	rx       *peerState // the one peer asked to push this feed to us; nil if none
+	rxAt     time.Time  // when rx was chosen or last delivered
+	best     uint64     // the most any peer has claimed to hold
+}
+
+// peerState is what the core knows of one session.
+type peerState struct {
+	id       feed.ID
+	acceptor bool
+	open     bool // notes may be sent: always for the acceptor, after the peer's first notes otherwise
+	flush    bool // send a NOTES message even if no note is pending
+
+	their   map[feed.ID]Note   // the last note the peer sent per feed
+	claim   map[feed.ID]uint64 // how far the peer has each feed (notes and entries)
+	sent    map[feed.ID]Note   // the last note we sent per feed
+	pending map[feed.ID]Note   // notes not yet handed to the driver
+	push    map[feed.ID]uint64 // feeds we push to the peer → highest seq queued
+	rx      map[feed.ID]bool   // feeds this peer pushes to us (it is their source)
+	bad     map[feed.ID]bool   // feeds it sent an invalid entry of: never our source again
+	have    map[feed.ID]bool   // feeds we moved ahead on: tell the peer at the next tick
+	shared  int                // feeds whose last note we sent is not DontReplicate
+	refused int                // out-of-scope feeds answered with -1
+
+	received, invalid int64
+}
+
+// core is the EBT state machine of one node.
+type core struct {
+	self    feed.ID
+	hops    int
+	timeout time.Duration
+	log     *slog.Logger
+
+	now       time.Time
+	feeds     map[feed.ID]*feedState
+	scope     map[feed.ID]bool
+	scopeList []feed.ID // scope, sorted
+	peers     map[feed.ID]*peerState
+	order     []*peerState // peers sorted by ID: the fixed order of every choice
+
+	start, current, target int64 // progress, over the scope
+
+	out []any // actions of the event being handled
+}
+
+func newCore(self feed.ID, hops int, timeout time.Duration, log *slog.Logger) *core {
+	return &core{
+		self:    self,
+		hops:    hops,
+		timeout: timeout,
+		log:     log,
+		feeds:   map[feed.ID]*feedState{},
+		scope:   map[feed.ID]bool{},
+		peers:   map[feed.ID]*peerState{},
+	}
+}
+
+func idLess(a, b feed.ID) int { return bytes.Compare(a[:], b[:]) }
+
+// handle applies one event at time now and returns the actions it causes,
+// in the order the driver must carry them out.
+func (c *core) handle(now time.Time, ev any) []any {
+	c.now = now
+	c.out = nil
+	switch ev := ev.(type) {
+	case evInit:
+		c.onInit(ev)
+	case evConnect:
+		c.onConnect(ev)
+	case evDisconnect:
+		c.onDisconnect(ev.peer)
+	case evNotes:
+		c.onNotes(ev)
+	case evEntries:
+		c.onEntries(ev)
+	case evAppended:
+		c.onAppended(ev)
+	case evForkChecked:
+		c.onForkChecked(ev)
+	case evLocal:
+		c.onLocal(ev)
+	case evTick:
+		c.onTick()
+	default:
+		panic("ebt: unknown event")
+	}
+	c.flushNotes()
+	out := c.out
+	c.out = nil
+	return out
+}
+
+func (c *core) emit(a any) { c.out = append(c.out, a) }
+
+// feed returns the state of id, creating an empty one.
+func (c *core) feed(id feed.ID) *feedState {
+	fs := c.feeds[id]
+	if fs == nil {
+		fs = &feedState{id: id}
+		c.feeds[id] = fs
+	}
+	return fs
+}
+
+// ---- notes ----
+
+// note queues note n for feed f to peer p unless it is what p last got.
+func (c *core) note(p *peerState, f feed.ID, n Note) {
+	old, ok := p.sent[f]
+	if ok && old == n {
+		return
+	}
+	if ok && old != DontReplicate {
+		p.shared--
+	}
+	if n != DontReplicate {
+		p.shared++
+	}
+	p.sent[f] = n
+	p.pending[f] = n
+}
+
+// forget drops what we told p about f (p declined f and stopped listening).
+func (c *core) forget(p *peerState, f feed.ID) {
+	if old, ok := p.sent[f]; ok {
+		if old != DontReplicate {
+			p.shared--
+		}
+		delete(p.sent, f)
+		delete(p.pending, f)
+	}
+}
+
+// flushNotes hands pending notes to the driver, one action per peer.
+func (c *core) flushNotes() {
+	for _, p := range c.order {
+		if !p.open || (len(p.pending) == 0 && !p.flush) {
+			continue
+		}
+		ids := slices.SortedFunc(maps.Keys(p.pending), idLess)
+		notes := make([]feedNote, len(ids))
+		for i, f := range ids {
+			notes[i] = feedNote{Feed: f, Note: p.pending[f]}
+		}
+		clear(p.pending)
+		p.flush = false
+		c.emit(actNotes{peer: p.id, notes: notes})
+	}
+}
+
+// ourNote is our note for f to p, given the current source.
+func (c *core) ourNote(p *peerState, fs *feedState) Note {
+	return MakeNote(fs.head.Seq, fs.rx == p)
+}
+
+// share tells p our state of f (which must be shared with p), first making
+// p the source of f if f has none.
+func (c *core) share(p *peerState, f feed.ID) {
+	if !c.shared(f, p.id) {
+		c.decline(p, f)
+		return
+	}
+	fs := c.feed(f)
+	if fs.rx == nil && c.wantRx(fs) && c.candidate(p, fs, false) {
+		c.setSource(fs, p)
+	}
+	c.note(p, f, c.ourNote(p, fs))
+}
+
+// decline stops replicating f with p: no pushing, no receiving, and -1 if
+// p was told anything else.
+func (c *core) decline(p *peerState, f feed.ID) {
+	c.stopPush(p, f)
+	fs := c.feed(f)
+	if fs.rx == p {
+		c.unsetSource(fs)
+		c.reselect(fs, p, true)
+	}
+	if n, ok := p.sent[f]; ok && n != DontReplicate {
+		c.note(p, f, DontReplicate)
+	}
+}
+
+// ---- sources ----
+
+// candidate reports whether p may be the source of fs; with ahead, only if
+// it claims more than we have.
+func (c *core) candidate(p *peerState, fs *feedState, ahead bool) bool {
+	if !p.open || p.bad[fs.id] || !c.shared(fs.id, p.id) {
+		return false
+	}
+	if n, ok := p.their[fs.id]; ok && n == DontReplicate {
+		return false
+	}
+	return !ahead || p.claim[fs.id] > fs.head.Seq
+}
+
+// setSource makes p the one peer that pushes fs to us.
+func (c *core) setSource(fs *feedState, p *peerState) {
+	if fs.rx == p {
+		return
+	}
+	if old := fs.rx; old != nil {
+		c.unsetSource(fs)
+		if c.shared(fs.id, old.id) {
+			c.note(old, fs.id, MakeNote(fs.head.Seq, false))
+		}
+	}
+	fs.rx = p
+	fs.rxAt = c.now
+	p.rx[fs.id] = true
+	c.note(p, fs.id, MakeNote(fs.head.Seq, true))
+}
+
+// unsetSource forgets fs's source without telling it.
+func (c *core) unsetSource(fs *feedState) {
+	if fs.rx != nil {
+		delete(fs.rx.rx, fs.id)
+		fs.rx = nil
+	}
+}
+
+// dropSource turns rx off with fs's source.
+func (c *core) dropSource(fs *feedState) {
+	if old := fs.rx; old != nil {
+		c.unsetSource(fs)
+		if c.shared(fs.id, old.id) {
+			c.note(old, fs.id, MakeNote(fs.head.Seq, false))
+		}
+	}
+}
+
+// bestAhead returns the peer other than except that claims the most of fs
+// beyond our head (the first in the fixed order on a tie), or nil.
+func (c *core) bestAhead(fs *feedState, except *peerState) *peerState {
+	var best *peerState
+	for _, p := range c.order {
+		if p != except && c.candidate(p, fs, true) && (best == nil || p.claim[fs.id] > best.claim[fs.id]) {
+			best = p
+		}
+	}
+	return best
+}
+
+// reselect chooses a new source for fs, which has none, avoiding except:
+// the peer furthest ahead, or with tentative any peer that replicates fs.
+func (c *core) reselect(fs *feedState, except *peerState, tentative bool) {
+	if fs.rx != nil || !c.wantRx(fs) {
+		return
+	}
+	if p := c.bestAhead(fs, except); p != nil {
+		c.setSource(fs, p)
+		return
+	}
+	if !tentative {
+		return
+	}
+	for _, p := range c.order {
+		if p != except && c.candidate(p, fs, false) {
+			c.setSource(fs, p)
+			return
+		}
+	}
+}
+
+// markBad records that p sent an invalid entry of fs: p is not fs's source
+// again in this session.
+func (c *core) markBad(p *peerState, fs *feedState, err error) {
+	p.invalid++
+	if p.bad[fs.id] {
+		c.log.Debug("ebt: invalid entry", "peer", p.id, "feed", fs.id, "err", err)
+		return
+	}
+	c.log.Info("ebt: rejected invalid entry", "peer", p.id, "feed", fs.id, "err", err)
+	p.bad[fs.id] = true
+	if fs.rx == p {
+		c.dropSource(fs)
+		c.reselect(fs, p, true)
+	}
+}
+
+// ---- pushing ----
+
+// startPush pushes f to p from after seq.
+func (c *core) startPush(p *peerState, f feed.ID, seq uint64) {
+	if cur, ok := p.push[f]; ok {
+		if seq <= cur {
+			return // already queued that far
+		}
+		c.emit(actCancel{peer: p.id, author: f})
+	}
+	p.push[f] = seq
+	c.pushMore(p, c.feed(f), c.feed(f).head.Seq)
+}
+
+// pushMore queues entries of fs up to limit that p has neither been sent
+// nor is known to hold.
+func (c *core) pushMore(p *peerState, fs *feedState, limit uint64) {
+	cur, ok := p.push[fs.id]
+	if !ok {
+		return
+	}
+	cur = max(cur, p.claim[fs.id])
+	if limit > cur {
+		c.emit(actSend{peer: p.id, author: fs.id, from: cur + 1, to: limit})
+	}
+	p.push[fs.id] = max(cur, limit)
+}
+
+func (c *core) stopPush(p *peerState, f feed.ID) {
+	if _, ok := p.push[f]; ok {
+		delete(p.push, f)
+		c.emit(actCancel{peer: p.id, author: f})
+	}
+}
+
+// ---- progress ----
+
+func (c *core) targetOf(fs *feedState) int64 { return int64(max(fs.head.Seq, fs.best)) }
+
+func (c *core) recountProgress() {
+	c.current, c.target = 0, 0
+	for f := range c.scope {
+		fs := c.feed(f)
+		c.current += int64(fs.head.Seq)
+		c.target += c.targetOf(fs)
+	}
+}
+
+// setHead moves fs's head, keeping progress counts.
+func (c *core) setHead(fs *feedState, h feed.Head) {
+	if c.scope[fs.id] {
+		c.current += int64(h.Seq) - int64(fs.head.Seq)
+		c.target -= c.targetOf(fs)
+		fs.head = h
+		c.target += c.targetOf(fs)
+		return
+	}
+	fs.head = h
+}
+
+// raiseClaim records that p holds f at least up to seq.
+func (c *core) raiseClaim(p *peerState, fs *feedState, seq uint64) {
+	if seq > p.claim[fs.id] {
+		p.claim[fs.id] = seq
+	}
+	if seq > fs.best {
+		if c.scope[fs.id] {
+			c.target -= c.targetOf(fs)
+			fs.best = seq
+			c.target += c.targetOf(fs)
+			return
+		}
+		fs.best = seq
+	}
+}
+
+// ---- event handlers ----
+
+func (c *core) onInit(ev evInit) {
+	for id, s := range ev.feeds {
+		fs := c.feed(id)
+		fs.head, fs.frozen = s.head, s.frozen
+		fs.contacts = maps.Clone(s.contacts)
+	}
+	c.setScope(c.computeScope())
+	c.recountProgress()
+	c.start = c.current
+}
+
+func (c *core) onConnect(ev evConnect) {
+	if ev.peer == c.self || c.relation(c.self, ev.peer) == feed.RelBlock {
+		c.emit(actClose{peer: ev.peer, err: ErrBlocked})
+		return
+	}
+	if c.peers[ev.peer] != nil {
+		c.onDisconnect(ev.peer)
+	}
+	p := &peerState{
+		id:       ev.peer,
+		acceptor: ev.acceptor,
+		their:    map[feed.ID]Note{},
+		claim:    map[feed.ID]uint64{},
+		sent:     map[feed.ID]Note{},
+		pending:  map[feed.ID]Note{},
+		push:     map[feed.ID]uint64{},
+		rx:       map[feed.ID]bool{},
+		bad:      map[feed.ID]bool{},
+		have:     map[feed.ID]bool{},
+	}
+	c.peers[p.id] = p
+	i, _ := slices.BinarySearchFunc(c.order, p.id, func(q *peerState, id feed.ID) int { return idLess(q.id, id) })
+	c.order = slices.Insert(c.order, i, p)
+	if ev.acceptor {
+		c.open(p)
+	}
+}
+
+// open starts the note exchange with p: every shared feed in scope.
+func (c *core) open(p *peerState) {
+	p.open = true
+	p.flush = true
+	for _, f := range c.scopeList {
+		if _, done := p.sent[f]; !done && c.shared(f, p.id) && p.their[f] != DontReplicate {
+			c.share(p, f)
+		}
+	}
+}
+
+func (c *core) onDisconnect(id feed.ID) {
+	p := c.peers[id]
+	if p == nil {
+		return
+	}
+	delete(c.peers, id)
+	c.order = slices.DeleteFunc(c.order, func(q *peerState) bool { return q == p })
+	for _, f := range slices.SortedFunc(maps.Keys(p.rx), idLess) {
+		fs := c.feed(f)
+		c.unsetSource(fs)
+		c.reselect(fs, nil, true)
+	}
+}
+
+func (c *core) onNotes(ev evNotes) {
+	p := c.peers[ev.peer]
+	if p == nil {
+		return
+	}
+	first := !p.open
+	if first {
+		// The initiator answers the acceptor's first notes with its own.
+		p.open = true
+		p.flush = true
+	}
+	for _, n := range ev.notes {
+		c.onNote(p, n.Feed, n.Note)
+	}
+	if first {
+		c.open(p)
+	}
+}
+
+// maxRefused bounds the out-of-scope feeds a session answers with -1, so
+// a peer naming endless feeds cannot grow our state.
+const maxRefused = 1 << 16
+
+// onNote handles p's note n for feed f.
+func (c *core) onNote(p *peerState, f feed.ID, n Note) {
+	if !c.scope[f] {
+		// Not ours to replicate: answer -1 once, and keep nothing else.
+		if _, told := p.sent[f]; !told && n != DontReplicate && p.refused < maxRefused {
+			p.refused++
+			c.note(p, f, DontReplicate)
+		}
+		return
+	}
+	prev, had := p.their[f]
+	p.their[f] = n
+	if !c.shared(f, p.id) {
+		// The author blocks p.
+		c.stopPush(p, f)
+		if n != DontReplicate {
+			c.note(p, f, DontReplicate)
+		}
+		return
+	}
+	fs := c.feed(f)
+	if n == DontReplicate {
+		c.stopPush(p, f)
+		if fs.rx == p {
+			c.unsetSource(fs)
+			c.reselect(fs, p, true)
+		}
+		c.forget(p, f)
+		return
+	}
+	seq := n.Seq()
+	c.raiseClaim(p, fs, seq)
+	if _, told := p.sent[f]; !told || (had && prev == DontReplicate) {
+		c.share(p, f)
+	}
+	if n.Rx() {
+		c.startPush(p, f, seq)
+	} else {
+		c.stopPush(p, f)
+		if fs.head.Seq > seq && p.sent[f].Seq() < fs.head.Seq {
+			// The peer is behind and does not know we are ahead.
+			c.note(p, f, c.ourNote(p, fs))
+		}
+	}
+	if c.wantRx(fs) && c.candidate(p, fs, true) && fs.rx != p {
+		// Choose a source, or switch to one further ahead.
+		if fs.rx == nil || fs.rx.claim[f] < p.claim[f] {
+			c.setSource(fs, p)
+		}
+	}
+}
+
+// batch is the run of entries of one author accepted from one message.
+type batch struct {
+	fs      *feedState
+	entries []*feed.Entry
+	head    feed.Head
+}
+
+func (c *core) onEntries(ev evEntries) {
+	p := c.peers[ev.peer]
+	if p == nil {
+		return
+	}
+	p.received += int64(len(ev.entries) + ev.malformed)
+	p.invalid += int64(ev.malformed)
+	var (
+		batches  []*batch
+		byAuthor = map[feed.ID]*batch{}
+		dup      = map[feed.ID]bool{}
+		checked  = map[feed.ID]bool{}
+	)
+	for _, e := range ev.entries {
+		a := e.Author
+		fs := c.feeds[a]
+		if a == c.self || fs == nil || !c.scope[a] || fs.frozen {
+			continue // not asked for: our own feed, out of scope or frozen
+		}
+		b := byAuthor[a]
+		if b == nil {
+			b = &batch{fs: fs, head: fs.head}
+			byAuthor[a] = b
+			batches = append(batches, b)
+		}
+		switch {
+		case e.Seq > b.head.Seq+1:
+			// A gap: the peer pushes from further than we are. Skip it.
+			continue
+		case e.Seq <= fs.head.Seq:
+			dup[a] = true
+			c.raiseClaim(p, fs, e.Seq)
+			if e.Seq == fs.head.Seq && e.ID() == fs.head.ID {
+				continue
+			}
+			if !checked[a] {
+				// Maybe a fork: the driver compares it with the stored entry.
+				checked[a] = true
+				c.emit(actCheckFork{peer: p.id, entry: e})
+			}
+			continue
+		case e.Seq <= b.head.Seq:
+			dup[a] = true // repeated inside this message
+			continue
+		}
+		if err := e.Validate(a, b.head); err != nil {
+			c.markBad(p, fs, err)
+			continue
+		}
+		b.entries = append(b.entries, e)
+		b.head = e.Next()
+		c.raiseClaim(p, fs, e.Seq)
+	}
+	for _, b := range batches {
+		if len(b.entries) > 0 {
+			c.emit(actAppend{peer: p.id, entries: b.entries, head: b.head})
+		}
+	}
+	for _, a := range slices.SortedFunc(maps.Keys(dup), idLess) {
+		c.onDuplicate(p, c.feeds[a])
+	}
+}
+
+// onDuplicate handles p sending entries of fs we already hold: rx goes off
+// with p unless no other peer is ahead.
+func (c *core) onDuplicate(p *peerState, fs *feedState) {
+	if fs.rx != p {
+		if _, told := p.sent[fs.id]; !told && c.shared(fs.id, p.id) {
+			c.note(p, fs.id, MakeNote(fs.head.Seq, false))
+		}
+		return
+	}
+	if other := c.bestAhead(fs, p); other != nil {
+		c.setSource(fs, other)
+	}
+}
+
+func (c *core) onAppended(ev evAppended) {
+	es := ev.act.entries
+	fs := c.feed(es[0].Author)
+	p := c.peers[ev.act.peer]
+	if ev.err != nil {
+		c.log.Info("ebt: append failed", "feed", fs.id, "seq", es[0].Seq, "err", ev.err)
+		c.reload(fs, ev.state)
+		return
+	}
+	c.setHead(fs, ev.act.head)
+	if p != nil && fs.rx == p {
+		fs.rxAt = c.now
+	}
+	// Contact entries change the graph as the store indexed them. A peer
+	// the author blocks gets nothing from the block entry on.
+	var blockAt map[feed.ID]uint64
+	changed := false
+	for _, e := range es {
+		if e.Type != feed.TypeContact {
+			continue
+		}
+		ct, err := feed.DecodeContact(e.Body)
+		if err != nil {
+			continue
+		}
+		if fs.contacts == nil {
+			fs.contacts = map[feed.ID]feed.Relation{}
+		}
+		if ct.Rel == feed.RelNone {
+			delete(fs.contacts, ct.Target)
+		} else {
+			fs.contacts[ct.Target] = ct.Rel
+		}
+		if ct.Rel == feed.RelBlock {
+			if blockAt == nil {
+				blockAt = map[feed.ID]uint64{}
+			}
+			if _, ok := blockAt[ct.Target]; !ok {
+				blockAt[ct.Target] = e.Seq
+			}
+		}
+		changed = true
+	}
+	if changed {
+		c.authorChanged(fs.id)
+	}
+	c.advanced(fs, blockAt)
+}
+
+// advanced pushes fs's new entries to the peers that want them (up to
+// before any block of theirs in blockAt) and notes owed have-notes.
+func (c *core) advanced(fs *feedState, blockAt map[feed.ID]uint64) {
+	for _, p := range c.order {
+		if _, ok := p.push[fs.id]; ok {
+			limit := fs.head.Seq
+			if k, ok := blockAt[p.id]; ok {
+				limit = min(limit, k-1)
+			}
+			c.pushMore(p, fs, limit)
+			continue
+		}
+		if n, ok := p.their[fs.id]; ok && n != DontReplicate && p.claim[fs.id] < fs.head.Seq && c.shared(fs.id, p.id) {
+			p.have[fs.id] = true
+		}
+	}
+}
+
+// reload replaces what the core knows of fs with the stored state.
+func (c *core) reload(fs *feedState, s feedSnapshot) {
+	old := fs.contacts
+	c.setHead(fs, s.head)
+	fs.contacts = maps.Clone(s.contacts)
+	if s.frozen && !fs.frozen {
+		c.freeze(fs)
+	}
+	if !maps.Equal(old, fs.contacts) {
+		c.authorChanged(fs.id)
+	}
+}
+
+// freeze stops taking entries of fs: a fork proof exists.
+func (c *core) freeze(fs *feedState) {
+	fs.frozen = true
+	c.dropSource(fs)
+}
+
+func (c *core) onForkChecked(ev evForkChecked) {
+	e := ev.act.entry
+	fs := c.feed(e.Author)
+	switch ev.result {
+	case forkProven:
+		c.log.Warn("ebt: feed forked; frozen", "feed", fs.id, "seq", e.Seq, "peer", ev.act.peer)
+		c.freeze(fs)
+	case forkInvalid:
+		if p := c.peers[ev.act.peer]; p != nil {
+			c.markBad(p, fs, feed.ErrBadSignature)
+		}
+	}
+}
+
+func (c *core) onLocal(ev evLocal) {
+	fs := c.feed(ev.author)
+	old := fs.head
+	c.reload(fs, ev.state)
+	if fs.head.Seq > old.Seq {
+		c.advanced(fs, nil)
+	}
+}
+
+func (c *core) onTick() {
+	// Tell peers that are behind how far we got since.
+	for _, p := range c.order {
+		for _, f := range slices.SortedFunc(maps.Keys(p.have), idLess) {
+			delete(p.have, f)
+			fs := c.feed(f)
+			if _, pushing := p.push[f]; !pushing && c.shared(f, p.id) && p.their[f] != DontReplicate && p.claim[f] < fs.head.Seq {
+				c.note(p, f, c.ourNote(p, fs))
+			}
+		}
+	}
+	// A feed some peer is ahead on must not stay stuck: request it if it
+	// has no source, or rotate away from a source silent for the timeout.
+	for _, f := range c.scopeList {
+		fs := c.feed(f)
+		if !c.wantRx(fs) {
+			continue
+		}
+		if fs.rx == nil {
+			c.reselect(fs, nil, false)
+			continue
+		}
+		if c.now.Sub(fs.rxAt) < c.timeout {
+			continue
+		}
+		if next := c.nextAhead(fs); next != nil {
+			c.log.Debug("ebt: source stalled; rotating", "feed", f, "from", fs.rx.id, "to", next.id)
+			c.setSource(fs, next)
+		}
+	}
+}
+
+// nextAhead returns the first peer after fs's source in the fixed order
+// that claims more of fs than we have, or nil.
+func (c *core) nextAhead(fs *feedState) *peerState {
+	i := slices.Index(c.order, fs.rx)
+	for j := 1; j < len(c.order); j++ {
+		p := c.order[(i+j)%len(c.order)]
+		if c.candidate(p, fs, true) {
+			return p
+		}
+	}
+	return nil
+}
+
+// ---- views ----
+
+// Progress returns replication progress over the scope.
+func (c *core) progress() Progress {
+	return Progress{Start: c.start, Current: c.current, Target: c.target}
+}
+
+// peerStatus returns the status of every session, in the fixed order.
+func (c *core) peerStatus() []PeerStatus {
+	out := make([]PeerStatus, 0, len(c.order))
+	for _, p := range c.order {
+		st := "handshake"
+		if p.open {
+			st = "replicating"
+		}
+		out = append(out, PeerStatus{
+			ID:       p.id,
+			Acceptor: p.acceptor,
+			State:    st,
+			Feeds:    p.shared,
+			Rx:       len(p.rx),
+			Tx:       len(p.push),
+			Received: p.received,
+			Invalid:  p.invalid,
+		})
+	}
+	return out
+}

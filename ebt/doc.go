@@ -1,0 +1,45 @@
+// Package ebt replicates signed append-only feeds between contextd nodes
+// with Epidemic Broadcast Trees: each pair of peers exchanges compact vector
+// clocks (notes), every feed is pushed to a node by exactly one peer at a
+// time, and entries are verified and appended strictly in order. The wire
+// protocol "ebt/1" is specified in docs/protocols/ebt.md.
+//
+// # Structure
+//
+//   - wire.go: messages (HELLO, NOTES, ENTRIES), their bounded decoding, and
+//     Note, the per-feed clock value.
+//   - core.go, events.go, scope.go: the replication state machine. Events
+//     in (a session started or ended, notes or entries arrived, a store
+//     result, a local append, a tick), actions out (notes to send, entry
+//     ranges to push, batches to append, sessions to close). It does no I/O,
+//     reads no clock and starts no goroutines, so a given sequence of events
+//     always yields the same actions; it keeps a mirror of the heads and
+//     contact graph it needs (scope.go computes the scope from it).
+//   - replicator.go: Replicator, the driver. Run owns the core, loads it
+//     from the Store, carries out its actions and ticks its timer.
+//   - session.go: Serve, one session with one peer over a Conn (a flitlink
+//     circuit of class Data), and the per-session outbox.
+//
+// # Threading and ordering
+//
+// Run's goroutine owns all replication state; nothing else touches the
+// core. Each Serve call runs two goroutines, owned and waited for by Serve:
+// a reader that decodes messages into events for Run (blocking when Run is
+// busy, which back-pressures the peer through flitlink credit) and a writer
+// that drains the session's outbox (blocking on credit without ever
+// blocking Run). Appended and ScopeChanged never block; Progress and Peers
+// return snapshots Run publishes after each event. All are safe for
+// concurrent use. Config.OnAppend is called on Run's goroutine.
+//
+// Entries of a feed are appended strictly in seq order, each verified
+// against the head before it (feed.Entry.Validate); one ENTRIES message
+// yields at most one Store.Append per author. Contact entries update the
+// scope and the block checks before anything appended after them is pushed
+// to anyone.
+//
+// # Importers
+//
+// ebt imports only feed and the standard library; it declares the small
+// Store interface it needs and takes any Conn, so flitlink circuits, pipes
+// and simulators all work. node wires it to the store and to flitlink.
+package ebt

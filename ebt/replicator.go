@@ -1,0 +1,419 @@
+package ebt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/contextd/contextd/feed"
+)
+
+// Store is the part of the node's store that replication uses (a subset of
+// store.Store). It must be safe for concurrent use: sessions read entries
+// and write peer clocks while Run appends.
+type Store interface {
+	// Append appends consecutive entries of one author that extend its
+	// head, atomically; contact entries update the graph in the same
+	// transaction.
+	Append(entries []*feed.Entry) error
+	// Head returns the feed's head (zero for an unknown feed).
+	Head(author feed.ID) (feed.Head, error)
+	// Heads returns the head of every feed with at least one entry.
+	Heads() (map[feed.ID]feed.Head, error)
+	// Get returns one entry.
+	Get(author feed.ID, seq uint64) (*feed.Entry, error)
+	// Range returns at most limit entries with seq >= from, ascending.
+	Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error)
+	// Contacts returns author's relations other than RelNone.
+	Contacts(author feed.ID) (map[feed.ID]feed.Relation, error)
+	// SetPeerClock merges the notes peer sent into its stored clock.
+	SetPeerClock(peer feed.ID, notes map[feed.ID]int64) error
+	// AddForkProof records a fork proof, freezing the feed.
+	AddForkProof(p *feed.ForkProof) error
+	// ForkProof returns the author's fork proof; an error if there is none.
+	ForkProof(author feed.ID) (*feed.ForkProof, error)
+	// ForkProofs returns every fork proof.
+	ForkProofs() ([]*feed.ForkProof, error)
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultHops    = 1
+	DefaultTimeout = 3 * time.Second
+)
+
+// Errors callers branch on.
+var (
+	// ErrClosed reports a call on a Replicator whose Run has returned.
+	ErrClosed = errors.New("ebt: replicator closed")
+	// ErrSelf reports a session with this node's own ID.
+	ErrSelf = errors.New("ebt: session with self")
+	// ErrReplaced ends a session superseded by a newer one with the same peer.
+	ErrReplaced = errors.New("ebt: session replaced by a newer one")
+)
+
+// Config configures a Replicator. Zero fields mean the defaults.
+type Config struct {
+	Self    feed.ID       // required: this node's feed
+	Store   Store         // required
+	Hops    int           // follow hops in scope: 1 = self and its follows, 2 adds theirs; 0 = DefaultHops
+	Timeout time.Duration // stall timeout and tick period; 0 = DefaultTimeout
+	Logger  *slog.Logger  // nil = discard
+	// OnAppend, if set, is called on Run's goroutine after entries of
+	// author received from a peer were appended; head is the new head. It
+	// must not block for long.
+	OnAppend func(author feed.ID, head feed.Head)
+}
+
+// Progress counts entries over the feeds in scope, as ssb-ebt does: Start
+// is what was held when Run started, Current what is held now, Target
+// what is held or claimed by any peer. Current == Target means in sync.
+type Progress struct {
+	Start, Current, Target int64
+}
+
+// PeerStatus is the replication state of one session.
+type PeerStatus struct {
+	ID       feed.ID
+	Acceptor bool   // we accepted the circuit
+	State    string // "handshake" (notes not yet exchanged) or "replicating"
+	Feeds    int    // feeds shared with the peer
+	Rx       int    // feeds the peer pushes to us (it is their source)
+	Tx       int    // feeds we push to the peer
+	Received int64  // entries received, valid or not
+	Sent     int64  // entries sent
+	Invalid  int64  // invalid entries received
+}
+
+// Replicator runs EBT replication for one node: Run owns the state, each
+// Serve call runs one peer session and feeds it events.
+type Replicator struct {
+	cfg Config
+	log *slog.Logger
+	st  Store
+
+	events  chan sessionEvent // sessions → Run
+	kick    chan struct{}     // Appended/ScopeChanged → Run (capacity 1)
+	done    chan struct{}     // closed when Run has returned
+	started atomic.Bool
+
+	// localMu guards local: feeds changed in the store without us.
+	localMu sync.Mutex
+	local   map[feed.ID]bool
+
+	// mu guards the snapshots Run publishes for Progress and Peers.
+	mu       sync.Mutex
+	progress Progress
+	status   []PeerStatus
+	sessions map[feed.ID]*session
+
+	// Owned by Run's goroutine.
+	core *core
+	live map[feed.ID]*session
+	now  time.Time
+}
+
+// sessionEvent is an event from a session; Run drops events of sessions
+// that are no longer live.
+type sessionEvent struct {
+	s  *session
+	ev any // evConnect (with reply), evNotes, evEntries, evDisconnect
+}
+
+// New returns a Replicator. Nothing runs until Run.
+func New(cfg Config) (*Replicator, error) {
+	if cfg.Self.IsZero() {
+		return nil, errors.New("ebt: Config.Self is required")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("ebt: Config.Store is required")
+	}
+	if cfg.Hops < 0 || cfg.Timeout < 0 {
+		return nil, fmt.Errorf("ebt: negative Hops (%d) or Timeout (%v)", cfg.Hops, cfg.Timeout)
+	}
+	if cfg.Hops == 0 {
+		cfg.Hops = DefaultHops
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Replicator{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		st:       cfg.Store,
+		events:   make(chan sessionEvent, 16),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		local:    map[feed.ID]bool{},
+		sessions: map[feed.ID]*session{},
+		live:     map[feed.ID]*session{},
+	}
+	r.core = newCore(cfg.Self, cfg.Hops, cfg.Timeout, cfg.Logger)
+	return r, nil
+}
+
+// Run owns replication state until ctx is done, then ends every session.
+// It returns nil when ctx is done, or the error that stopped it.
+func (r *Replicator) Run(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("ebt: Run called twice")
+	}
+	defer close(r.done)
+	defer func() {
+		for _, s := range r.live {
+			s.cancel(ErrClosed)
+		}
+	}()
+	init, err := r.loadAll()
+	if err != nil {
+		return err
+	}
+	r.step(time.Now(), init)
+	r.publish()
+	t := time.NewTicker(r.cfg.Timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-r.events:
+			r.onSession(m)
+		case <-r.kick:
+			r.onLocal()
+		case <-t.C:
+			r.step(time.Now(), evTick{})
+		}
+		r.publish()
+	}
+}
+
+// Appended tells the replicator that entries of author were appended
+// without it (the node's own publishes). It never blocks.
+func (r *Replicator) Appended(author feed.ID) { r.changed(author) }
+
+// ScopeChanged tells the replicator that the node's own follows or blocks
+// changed: the scope is recomputed and sessions with blocked peers end.
+func (r *Replicator) ScopeChanged() { r.changed(r.cfg.Self) }
+
+func (r *Replicator) changed(author feed.ID) {
+	r.localMu.Lock()
+	r.local[author] = true
+	r.localMu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Progress returns replication progress as of the last event Run handled.
+func (r *Replicator) Progress() Progress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.progress
+}
+
+// Peers returns the state of each live session, ordered by peer ID.
+func (r *Replicator) Peers() []PeerStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.status)
+	for i := range out {
+		if s := r.sessions[out[i].ID]; s != nil {
+			out[i].Sent = s.sent.Load()
+		}
+	}
+	return out
+}
+
+// publish copies the core's views for Progress and Peers.
+func (r *Replicator) publish() {
+	p, st := r.core.progress(), r.core.peerStatus()
+	r.mu.Lock()
+	r.progress, r.status = p, st
+	r.mu.Unlock()
+}
+
+// loadAll reads what the core starts from: every stored feed's head and
+// contacts, and the fork proofs.
+func (r *Replicator) loadAll() (evInit, error) {
+	heads, err := r.st.Heads()
+	if err != nil {
+		return evInit{}, fmt.Errorf("ebt: load heads: %w", err)
+	}
+	ev := evInit{feeds: make(map[feed.ID]feedSnapshot, len(heads))}
+	for id, h := range heads {
+		cs, err := r.st.Contacts(id)
+		if err != nil {
+			return evInit{}, fmt.Errorf("ebt: load contacts of %s: %w", id, err)
+		}
+		ev.feeds[id] = feedSnapshot{head: h, contacts: cs}
+	}
+	proofs, err := r.st.ForkProofs()
+	if err != nil {
+		return evInit{}, fmt.Errorf("ebt: load fork proofs: %w", err)
+	}
+	for _, p := range proofs {
+		s := ev.feeds[p.Author()]
+		s.frozen = true
+		ev.feeds[p.Author()] = s
+	}
+	return ev, nil
+}
+
+// snapshot reads one feed's stored state; errors leave parts zero.
+func (r *Replicator) snapshot(author feed.ID) feedSnapshot {
+	var s feedSnapshot
+	var err error
+	if s.head, err = r.st.Head(author); err != nil {
+		r.log.Warn("ebt: read head", "feed", author, "err", err)
+	}
+	if s.contacts, err = r.st.Contacts(author); err != nil {
+		r.log.Warn("ebt: read contacts", "feed", author, "err", err)
+	}
+	p, err := r.st.ForkProof(author)
+	s.frozen = err == nil && p != nil
+	return s
+}
+
+// step hands one event to the core and carries out its actions.
+func (r *Replicator) step(now time.Time, ev any) {
+	r.now = now
+	r.apply(r.core.handle(now, ev))
+}
+
+// apply carries out actions in order. Appends and fork checks are answered
+// at once, so the core sees their results before any other event.
+func (r *Replicator) apply(acts []any) {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case actNotes:
+			if s := r.live[a.peer]; s != nil {
+				s.out.addNotes(a.notes)
+			}
+		case actSend:
+			if s := r.live[a.peer]; s != nil {
+				s.out.queue(a.author, a.from, a.to)
+			}
+		case actCancel:
+			if s := r.live[a.peer]; s != nil {
+				s.out.cancel(a.author)
+			}
+		case actClose:
+			if s := r.live[a.peer]; s != nil {
+				s.cancel(a.err)
+			}
+		case actAppend:
+			author := a.entries[0].Author
+			ev := evAppended{act: a, err: r.st.Append(a.entries)}
+			if ev.err != nil {
+				ev.state = r.snapshot(author)
+			} else if r.cfg.OnAppend != nil {
+				r.cfg.OnAppend(author, a.head)
+			}
+			r.apply(r.core.handle(r.now, ev))
+		case actCheckFork:
+			r.apply(r.core.handle(r.now, evForkChecked{act: a, result: r.checkFork(a)}))
+		default:
+			panic(fmt.Sprintf("ebt: unknown action %T", a))
+		}
+	}
+}
+
+// checkFork compares a received entry with the stored one at its seq and
+// stores a fork proof if they differ and both verify.
+func (r *Replicator) checkFork(a actCheckFork) forkResult {
+	e := a.entry
+	stored, err := r.st.Get(e.Author, e.Seq)
+	if err != nil {
+		r.log.Warn("ebt: read entry for fork check", "feed", e.Author, "seq", e.Seq, "err", err)
+		return forkDuplicate
+	}
+	if stored.ID() == e.ID() {
+		return forkDuplicate
+	}
+	proof, err := feed.NewForkProof(stored, e)
+	if err != nil {
+		return forkInvalid
+	}
+	if err := r.st.AddForkProof(proof); err != nil {
+		r.log.Error("ebt: store fork proof", "feed", e.Author, "seq", e.Seq, "err", err)
+	}
+	return forkProven
+}
+
+// onSession handles an event from a session.
+func (r *Replicator) onSession(m sessionEvent) {
+	s := m.s
+	switch ev := m.ev.(type) {
+	case evConnect:
+		if old := r.live[s.peer]; old != nil {
+			old.cancel(ErrReplaced)
+			r.dropSession(old)
+		}
+		r.now = time.Now()
+		acts := r.core.handle(r.now, ev)
+		for _, a := range acts {
+			if c, ok := a.(actClose); ok && c.peer == s.peer {
+				s.reply <- c.err
+				return
+			}
+		}
+		r.live[s.peer] = s
+		r.mu.Lock()
+		r.sessions[s.peer] = s
+		r.mu.Unlock()
+		s.reply <- nil
+		r.apply(acts)
+	case evDisconnect:
+		if r.live[s.peer] == s {
+			r.dropSession(s)
+		}
+	default:
+		if r.live[s.peer] == s {
+			r.step(time.Now(), ev)
+		}
+	}
+}
+
+// dropSession forgets a live session and tells the core.
+func (r *Replicator) dropSession(s *session) {
+	delete(r.live, s.peer)
+	r.mu.Lock()
+	if r.sessions[s.peer] == s {
+		delete(r.sessions, s.peer)
+	}
+	r.mu.Unlock()
+	r.step(time.Now(), evDisconnect{peer: s.peer})
+}
+
+// onLocal reloads the feeds Appended and ScopeChanged named.
+func (r *Replicator) onLocal() {
+	r.localMu.Lock()
+	ids := slices.SortedFunc(maps.Keys(r.local), idLess)
+	clear(r.local)
+	r.localMu.Unlock()
+	for _, id := range ids {
+		r.step(time.Now(), evLocal{author: id, state: r.snapshot(id)})
+	}
+}
+
+// send delivers a session event to Run.
+func (r *Replicator) send(ctx context.Context, m sessionEvent) error {
+	select {
+	case r.events <- m:
+		return nil
+	case <-r.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

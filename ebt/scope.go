@@ -1,0 +1,121 @@
+package ebt
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/contextd/contextd/feed"
+)
+
+// ---- scope and graph ----
+
+func (c *core) relation(author, target feed.ID) feed.Relation {
+	if fs := c.feeds[author]; fs != nil {
+		return fs.contacts[target]
+	}
+	return feed.RelNone
+}
+
+// computeScope returns self, the feeds within hops follows of self, minus
+// the feeds self blocks.
+func (c *core) computeScope() map[feed.ID]bool {
+	s := map[feed.ID]bool{c.self: true}
+	frontier := []feed.ID{c.self}
+	for range c.hops {
+		var next []feed.ID
+		for _, a := range frontier {
+			fs := c.feeds[a]
+			if fs == nil {
+				continue
+			}
+			for t, r := range fs.contacts {
+				if r == feed.RelFollow && !s[t] && c.relation(c.self, t) != feed.RelBlock {
+					s[t] = true
+					next = append(next, t)
+				}
+			}
+		}
+		frontier = next
+	}
+	return s
+}
+
+// shared reports whether feed f may be replicated with peer: it is in our
+// scope and its author does not block the peer.
+func (c *core) shared(f, peer feed.ID) bool {
+	return c.scope[f] && c.relation(f, peer) != feed.RelBlock
+}
+
+// wantRx reports whether we take entries of f from peers at all.
+func (c *core) wantRx(fs *feedState) bool {
+	return fs.id != c.self && !fs.frozen && c.scope[fs.id]
+}
+
+// updateScope recomputes the scope and reconciles every session with it:
+// feeds that left are declined, feeds that joined are offered, sessions
+// with peers self now blocks are closed.
+func (c *core) updateScope() {
+	next := c.computeScope()
+	var removed, added []feed.ID
+	for f := range c.scope {
+		if !next[f] {
+			removed = append(removed, f)
+		}
+	}
+	for f := range next {
+		if !c.scope[f] {
+			added = append(added, f)
+		}
+	}
+	slices.SortFunc(removed, idLess)
+	slices.SortFunc(added, idLess)
+	c.setScope(next)
+	for _, f := range removed {
+		fs := c.feed(f)
+		if fs.rx != nil {
+			c.unsetSource(fs)
+		}
+		for _, p := range c.order {
+			c.decline(p, f)
+		}
+	}
+	for _, f := range added {
+		for _, p := range c.order {
+			if p.open {
+				c.share(p, f)
+			}
+		}
+	}
+	c.recountProgress()
+	for _, p := range c.order {
+		if c.relation(c.self, p.id) == feed.RelBlock {
+			c.emit(actClose{peer: p.id, err: ErrBlocked})
+		}
+	}
+}
+
+// setScope replaces the scope; every feed in it gets a state.
+func (c *core) setScope(s map[feed.ID]bool) {
+	c.scope = s
+	c.scopeList = slices.SortedFunc(maps.Keys(s), idLess)
+	for _, f := range c.scopeList {
+		c.feed(f)
+	}
+}
+
+// authorChanged reconciles every session with author's new contacts.
+func (c *core) authorChanged(author feed.ID) {
+	for _, p := range c.order {
+		if !p.open {
+			continue
+		}
+		if c.shared(author, p.id) {
+			if n, ok := p.sent[author]; !ok || n == DontReplicate {
+				c.share(p, author)
+			}
+		} else {
+			c.decline(p, author)
+		}
+	}
+	c.updateScope()
+}

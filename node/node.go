@@ -1,0 +1,357 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/contextd/contextd/ebt"
+	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/flitlink/p2plink"
+	"github.com/contextd/contextd/rpc/api"
+	"github.com/contextd/contextd/store"
+)
+
+// Version is the daemon's version, reported by node.info.
+const Version = "0.1.0-dev"
+
+// Errors callers branch on.
+// Each wraps the api sentinel the RPC layer maps to an error code.
+var (
+	ErrReservedType = fmt.Errorf("%w: entry type is reserved; use the graph calls", api.ErrInvalidParams)
+	ErrSelf         = fmt.Errorf("%w: that is this node's own ID", api.ErrInvalidParams)
+	ErrBlocked      = fmt.Errorf("%w: peer is blocked", api.ErrInvalidParams)
+)
+
+// Config configures a Node. Zero fields mean the defaults.
+type Config struct {
+	Home       string        // required: key, config and store live here
+	Listen     []string      // libp2p multiaddrs; default DefaultListen
+	Hops       int           // replication scope; default 1
+	EBTTimeout time.Duration // EBT stall timeout; default 3 s
+	Logger     *slog.Logger  // default: discard
+}
+
+// Node is a running contextd peer: a libp2p host speaking flitlink over
+// QUIC, a Badger store, and EBT replication, with the calls the RPC API
+// exposes.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	key   feed.PrivateKey
+	id    feed.ID
+	store *store.Badger
+	host  host.Host
+	links *p2plink.Transport
+	repl  *ebt.Replicator
+
+	pubMu sync.Mutex // serialises appends to the node's own feed
+
+	ctx       context.Context // the node's lifetime: links and sessions run under it
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+
+	mu       sync.Mutex
+	peers    map[feed.ID]*flitlink.Link             // guarded by mu: the one live link to each peer
+	watchers map[feed.ID]map[chan struct{}]struct{} // guarded by mu: head-moved signals per feed
+	wg       sync.WaitGroup                         // link and session goroutines
+}
+
+// New opens the store and builds the host of the node whose home is
+// cfg.Home. Nothing runs until Run; Close releases what New opened if Run
+// is never called.
+func New(cfg Config) (*Node, error) {
+	if cfg.Home == "" {
+		return nil, errors.New("node: Config.Home is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{DefaultListen}
+	}
+	key, err := LoadKey(cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		key:      key,
+		id:       key.Public(),
+		peers:    map[feed.ID]*flitlink.Link{},
+		watchers: map[feed.ID]map[chan struct{}]struct{}{},
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.store, err = store.OpenBadger(StoreDir(cfg.Home), store.BadgerOptions{Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	n.host, err = newHost(key, cfg.Listen)
+	if err != nil {
+		n.store.Close()
+		return nil, err
+	}
+	n.links = p2plink.New(n.host, flitlink.Config{Logger: cfg.Logger})
+	n.repl, err = ebt.New(ebt.Config{
+		Self:     n.id,
+		Store:    n.store,
+		Hops:     cfg.Hops,
+		Timeout:  cfg.EBTTimeout,
+		Logger:   cfg.Logger,
+		OnAppend: func(author feed.ID, _ feed.Head) { n.notify(author) },
+	})
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// newHost builds a libp2p host that speaks QUIC only, listens on listen,
+// and reaches nobody it is not told to: no relays, no port mapping, no
+// discovery, no global metrics.
+func newHost(key feed.PrivateKey, listen []string) (host.Host, error) {
+	priv, err := crypto.UnmarshalEd25519PrivateKey(key.Ed25519())
+	if err != nil {
+		return nil, fmt.Errorf("node: libp2p key: %w", err)
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(priv),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("contextd/"+Version),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("node: start libp2p on %v: %w", listen, err)
+	}
+	return h, nil
+}
+
+// ID returns the node's identity.
+func (n *Node) ID() feed.ID { return n.id }
+
+// Run runs replication and accepts peers' links until ctx is done or the
+// node is closed. Links dialed with Connect are served from New on.
+func (n *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.ctx, cancel)()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := n.repl.Run(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error("replication stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		for {
+			l, err := n.links.Accept(ctx)
+			if err != nil {
+				return
+			}
+			n.startLink(l)
+		}
+	})
+	n.log.Info("node running", "id", n.id, "addrs", n.addrs())
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// Close shuts the node down in order: listeners, links and sessions, the
+// host, the store last. It waits for every goroutine the node started.
+func (n *Node) Close() error {
+	var errs []error
+	n.closeOnce.Do(func() {
+		n.cancel()
+		if n.links != nil {
+			errs = append(errs, n.links.Close())
+		}
+		n.mu.Lock()
+		for _, l := range n.peers {
+			l.Close()
+		}
+		n.mu.Unlock()
+		if n.host != nil {
+			errs = append(errs, n.host.Close())
+		}
+		n.wg.Wait()
+		errs = append(errs, n.store.Close())
+	})
+	return errors.Join(errs...)
+}
+
+// startLink adopts a new link to a peer, keeping one link per peer: of two
+// links, both ends keep the one dialed by the smaller ID.
+func (n *Node) startLink(l *flitlink.Link) {
+	p := l.Remote()
+	if rel, err := n.store.Relation(n.id, p); err != nil || rel == feed.RelBlock {
+		n.log.Info("refusing link", "peer", p, "blocked", rel == feed.RelBlock, "err", err)
+		l.Close()
+		return
+	}
+	n.mu.Lock()
+	if old := n.peers[p]; old != nil && !isDone(old) {
+		if n.dialer(l).Compare(n.dialer(old)) >= 0 {
+			n.mu.Unlock()
+			l.Close()
+			return
+		}
+		old.Close()
+	}
+	n.peers[p] = l
+	n.mu.Unlock()
+
+	n.wg.Go(func() { n.serveLink(n.ctx, l) })
+}
+
+// dialer returns the ID of the side that dialed l.
+func (n *Node) dialer(l *flitlink.Link) feed.ID {
+	if l.Initiator() {
+		return n.id
+	}
+	return l.Remote()
+}
+
+// serveLink runs the circuits of one link until it dies.
+func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
+	p := l.Remote()
+	defer func() {
+		l.Close()
+		n.mu.Lock()
+		if n.peers[p] == l {
+			delete(n.peers, p)
+		}
+		n.mu.Unlock()
+		n.log.Info("peer gone", "peer", p)
+	}()
+	n.log.Info("peer linked", "peer", p, "dialed", l.Initiator())
+	if l.Initiator() {
+		c, err := l.Open(ctx, ebt.Service, flitlink.Data)
+		if err != nil {
+			n.log.Info("open ebt circuit", "peer", p, "err", err)
+			return
+		}
+		n.wg.Go(func() { n.serveEBT(ctx, c, p, false) })
+	}
+	for {
+		c, err := l.Accept(ctx)
+		if err != nil {
+			return
+		}
+		switch c.Service() {
+		case ebt.Service:
+			n.wg.Go(func() { n.serveEBT(ctx, c, p, true) })
+		default:
+			n.log.Debug("unknown circuit service", "peer", p, "service", c.Service())
+			c.Close()
+		}
+	}
+}
+
+func (n *Node) serveEBT(ctx context.Context, c *flitlink.Circuit, p feed.ID, acceptor bool) {
+	defer c.Close()
+	if err := n.repl.Serve(ctx, c, p, acceptor); err != nil && ctx.Err() == nil {
+		n.log.Info("ebt session ended", "peer", p, "err", err)
+	}
+}
+
+func isDone(l *flitlink.Link) bool {
+	select {
+	case <-l.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// Connect dials the peer at addr, a multiaddr ending in /p2p/<id>, and
+// starts replicating with it.
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	ai, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return fmt.Errorf("node: %q is not a peer address (want a multiaddr ending in /p2p/<id>): %w", addr, err)
+	}
+	id, err := feed.IDFromPeerIDBytes([]byte(ai.ID))
+	if err != nil {
+		return err
+	}
+	if id == n.id {
+		return ErrSelf
+	}
+	if rel, err := n.store.Relation(n.id, id); err != nil {
+		return err
+	} else if rel == feed.RelBlock {
+		return fmt.Errorf("%w: %s", ErrBlocked, id)
+	}
+	if err := n.host.Connect(ctx, *ai); err != nil {
+		return fmt.Errorf("node: connect %s: %w", addr, err)
+	}
+	n.mu.Lock()
+	l := n.peers[id]
+	n.mu.Unlock()
+	if l != nil && !isDone(l) {
+		return nil
+	}
+	l, err = n.links.Dial(ctx, id)
+	if err != nil {
+		return fmt.Errorf("node: open link to %s: %w", id, err)
+	}
+	n.startLink(l)
+	return nil
+}
+
+// addrs returns the node's listen addresses with its /p2p/ID.
+func (n *Node) addrs() []string {
+	suffix, err := multiaddr.NewMultiaddr("/p2p/" + peer.ID(n.id.PeerIDBytes()).String())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.Encapsulate(suffix).String())
+	}
+	return out
+}
+
+// Info describes the node.
+func (n *Node) Info() api.NodeInfo {
+	return api.NodeInfo{ID: n.id, Addrs: n.addrs(), Version: Version}
+}
+
+// Peers lists the peers the node has a live link with.
+func (n *Node) Peers() []api.Peer {
+	n.mu.Lock()
+	ids := make([]feed.ID, 0, len(n.peers))
+	for id, l := range n.peers {
+		if !isDone(l) {
+			ids = append(ids, id)
+		}
+	}
+	n.mu.Unlock()
+	slices.SortFunc(ids, feed.ID.Compare)
+	out := make([]api.Peer, 0, len(ids))
+	for _, id := range ids {
+		p := api.Peer{ID: id}
+		if conns := n.host.Network().ConnsToPeer(peer.ID(id.PeerIDBytes())); len(conns) > 0 {
+			p.Addr = conns[0].RemoteMultiaddr().String()
+		}
+		out = append(out, p)
+	}
+	return out
+}

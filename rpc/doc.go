@@ -1,0 +1,28 @@
+// Package rpc is contextd's JSON-RPC 2.0 server: one method table (see
+// methods.go) served at /rpc over HTTP POST (one request per POST) and over
+// WebSocket on the same path, where feed.subscribe streams entries as
+// feed.entry notifications. The wire protocol is docs/protocols/rpc.md; the
+// types are in rpc/api.
+//
+// Handlers are thin: decode the params, call the Node, encode the result,
+// map the error to a code with errors.Is (see api.CodeOf). rpc declares the
+// Node interface it needs and never imports package node; node builds a
+// Server with New and runs it with Serve, or mounts it as an http.Handler.
+//
+// Every request is authenticated with a bearer token. Everything a client
+// sends is bounded: request size, WebSocket message size, concurrent calls
+// and subscriptions per connection, WebSocket connections per server. A
+// subscription reads the node's store by cursor and writes one message at a
+// time, so a slow client holds at most one message per subscription in
+// server memory; a client that stops reading is dropped after WriteTimeout.
+// A panicking handler answers -32603 and the server keeps serving.
+//
+// Ordering: on one WebSocket, the response to feed.subscribe is written
+// before its first feed.entry notification; a subscription's entries come
+// in strict seq order, without gaps or duplicates; after the response to
+// feed.unsubscribe no notification of that subscription follows. Responses
+// to concurrent calls on one connection may come in any order.
+//
+// A Server is safe for concurrent use. Close cancels every call and
+// connection and waits for all goroutines the Server started.
+package rpc

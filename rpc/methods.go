@@ -1,0 +1,212 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+
+	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/rpc/api"
+)
+
+// handler decodes its params, calls the node and returns the result to
+// encode.
+type handler func(ctx context.Context, s *Server, cl *call, params json.RawMessage) (any, error)
+
+type method struct {
+	handle handler
+	wsOnly bool // needs a WebSocket (subscriptions)
+}
+
+// methods is the one table of every RPC method.
+var methods = map[string]method{
+	api.MethodNodeInfo:    {handle: noParams(nodeInfo)},
+	api.MethodNodePeers:   {handle: noParams(nodePeers)},
+	api.MethodNodeConnect: {handle: withParams(nodeConnect)},
+
+	api.MethodFeedPublish:     {handle: withParams(feedPublish)},
+	api.MethodFeedHead:        {handle: withParams(feedHead)},
+	api.MethodFeedGet:         {handle: withParams(feedGet)},
+	api.MethodFeedSubscribe:   {handle: withParams(feedSubscribe), wsOnly: true},
+	api.MethodFeedUnsubscribe: {handle: withParams(feedUnsubscribe), wsOnly: true},
+	api.MethodFeedList:        {handle: noParams(feedList)},
+
+	api.MethodGraphFollow:   {handle: withParams(contact(feed.RelFollow))},
+	api.MethodGraphUnfollow: {handle: withParams(contact(feed.RelNone))},
+	api.MethodGraphBlock:    {handle: withParams(contact(feed.RelBlock))},
+	api.MethodGraphUnblock:  {handle: withParams(contact(feed.RelNone))},
+	api.MethodGraphList:     {handle: noParams(graphList)},
+
+	api.MethodEBTProgress: {handle: noParams(ebtProgress)},
+	api.MethodEBTPeers:    {handle: noParams(ebtPeers)},
+}
+
+func withParams[P any](f func(ctx context.Context, s *Server, cl *call, p P) (any, error)) handler {
+	return func(ctx context.Context, s *Server, cl *call, raw json.RawMessage) (any, error) {
+		var p P
+		if err := decodeParams(raw, &p); err != nil {
+			return nil, err
+		}
+		return f(ctx, s, cl, p)
+	}
+}
+
+func noParams(f func(ctx context.Context, s *Server) (any, error)) handler {
+	return func(ctx context.Context, s *Server, cl *call, raw json.RawMessage) (any, error) {
+		if err := decodeParams(raw, &struct{}{}); err != nil {
+			return nil, err
+		}
+		return f(ctx, s)
+	}
+}
+
+func nodeInfo(ctx context.Context, s *Server) (any, error) {
+	return s.node.Info(), nil
+}
+
+func nodePeers(ctx context.Context, s *Server) (any, error) {
+	return api.PeersResult{Peers: orEmpty(s.node.Peers())}, nil
+}
+
+func nodeConnect(ctx context.Context, s *Server, _ *call, p api.ConnectParams) (any, error) {
+	if p.Addr == "" {
+		return nil, missing("addr")
+	}
+	if err := s.node.Connect(ctx, p.Addr); err != nil {
+		return nil, err
+	}
+	return api.Empty{}, nil
+}
+
+func feedPublish(ctx context.Context, s *Server, _ *call, p api.PublishParams) (any, error) {
+	if p.Text != "" && p.Body != nil {
+		return nil, api.NewError(api.CodeInvalidParams, `give either "text" or "body", not both`)
+	}
+	typ := p.Type
+	if typ == "" {
+		typ = api.DefaultType
+	}
+	if err := feed.CheckType(typ); err != nil {
+		return nil, api.NewError(api.CodeInvalidParams, "field \"type\": %v", err)
+	}
+	body := p.Body
+	if p.Text != "" {
+		body = []byte(p.Text)
+	}
+	if len(body) > feed.MaxBodySize {
+		return nil, api.NewError(api.CodeTooLarge, "body is %d bytes, the limit is %d", len(body), feed.MaxBodySize)
+	}
+	e, err := s.node.Publish(ctx, typ, body)
+	if err != nil {
+		return nil, err
+	}
+	return api.Head{Seq: e.Seq, ID: e.ID()}, nil
+}
+
+func feedHead(ctx context.Context, s *Server, _ *call, p api.HeadParams) (any, error) {
+	if p.ID.IsZero() {
+		return nil, missing("id")
+	}
+	h, err := s.node.Head(p.ID)
+	if err != nil {
+		return nil, err
+	}
+	return api.Head{Seq: h.Seq, ID: h.ID}, nil
+}
+
+func feedGet(ctx context.Context, s *Server, _ *call, p api.GetParams) (any, error) {
+	if p.ID.IsZero() {
+		return nil, missing("id")
+	}
+	switch {
+	case p.Limit < 0 || p.Limit > api.MaxGetLimit:
+		return nil, api.NewError(api.CodeInvalidParams, "field \"limit\": %d is not in 0..%d", p.Limit, api.MaxGetLimit)
+	case p.Limit == 0:
+		p.Limit = api.DefaultGetLimit
+	}
+	res := api.GetResult{Entries: []api.Entry{}}
+	if p.Since == math.MaxUint64 {
+		return res, nil
+	}
+	entries, err := s.node.Entries(p.ID, p.Since+1, p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	size := 0
+	for _, e := range entries {
+		ae := api.FromFeed(e)
+		size += ae.EncodedSizeBound()
+		if size > api.MaxResultSize && len(res.Entries) > 0 {
+			break
+		}
+		res.Entries = append(res.Entries, ae)
+	}
+	return res, nil
+}
+
+func feedSubscribe(ctx context.Context, s *Server, cl *call, p api.SubscribeParams) (any, error) {
+	if p.ID.IsZero() {
+		return nil, missing("id")
+	}
+	id, err := cl.conn.subscribe(p.ID, p.Since, cl)
+	if err != nil {
+		return nil, err
+	}
+	return api.SubscribeResult{Subscription: id}, nil
+}
+
+func feedUnsubscribe(ctx context.Context, s *Server, cl *call, p api.UnsubscribeParams) (any, error) {
+	if p.Subscription == "" {
+		return nil, missing("subscription")
+	}
+	if err := cl.conn.unsubscribe(p.Subscription); err != nil {
+		return nil, err
+	}
+	return api.Empty{}, nil
+}
+
+func feedList(ctx context.Context, s *Server) (any, error) {
+	fs, err := s.node.Feeds()
+	if err != nil {
+		return nil, err
+	}
+	return api.FeedsResult{Feeds: orEmpty(fs)}, nil
+}
+
+func contact(rel feed.Relation) func(ctx context.Context, s *Server, _ *call, p api.ContactParams) (any, error) {
+	return func(ctx context.Context, s *Server, _ *call, p api.ContactParams) (any, error) {
+		if p.ID.IsZero() {
+			return nil, missing("id")
+		}
+		e, err := s.node.Contact(ctx, p.ID, rel)
+		if err != nil {
+			return nil, err
+		}
+		return api.Head{Seq: e.Seq, ID: e.ID()}, nil
+	}
+}
+
+func graphList(ctx context.Context, s *Server) (any, error) {
+	g, err := s.node.Graph()
+	if err != nil {
+		return nil, err
+	}
+	g.Follows, g.Blocks = orEmpty(g.Follows), orEmpty(g.Blocks)
+	return g, nil
+}
+
+func ebtProgress(ctx context.Context, s *Server) (any, error) {
+	return s.node.Progress(), nil
+}
+
+func ebtPeers(ctx context.Context, s *Server) (any, error) {
+	return api.EBTPeersResult{Peers: orEmpty(s.node.EBTPeers())}, nil
+}
+
+// orEmpty makes a nil slice encode as [] rather than null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

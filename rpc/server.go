@@ -1,0 +1,258 @@
+package rpc
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/rpc/api"
+)
+
+// Defaults of Config's limits.
+const (
+	// DefaultMaxRequestSize fits a feed.publish of a maximal body sent as
+	// text with every byte escaped (\u00XX), plus 64 KiB for the rest.
+	DefaultMaxRequestSize = 64<<10 + 6*feed.MaxBodySize
+	DefaultMaxConnections = 128              // WebSocket connections per server
+	DefaultMaxCalls       = 16               // concurrent calls per WebSocket
+	DefaultMaxSubs        = 64               // subscriptions per WebSocket
+	DefaultSubBatch       = 64               // entries a subscription reads from the node at once
+	DefaultCallTimeout    = time.Minute      // per call
+	DefaultWriteTimeout   = 10 * time.Second // per WebSocket message
+	DefaultPingInterval   = 30 * time.Second // WebSocket keepalive
+)
+
+// Config configures a Server. The zero value of every limit means its
+// default.
+type Config struct {
+	Node Node
+	// Token is the bearer token every request must carry. An empty Token
+	// rejects every request.
+	Token  string
+	Logger *slog.Logger // nil discards
+
+	// OriginPatterns lists the browser origins (host patterns, see
+	// websocket.AcceptOptions) allowed to open a WebSocket besides the
+	// server's own host.
+	OriginPatterns []string
+
+	MaxRequestSize int64         // bytes of one POST body or WebSocket message
+	MaxConnections int           // concurrent WebSocket connections
+	MaxCalls       int           // concurrent calls per WebSocket connection
+	MaxSubs        int           // subscriptions per WebSocket connection
+	SubBatch       int           // entries read from the node per step of a subscription
+	CallTimeout    time.Duration // bound of one call
+	WriteTimeout   time.Duration // a WebSocket message not written in this time drops the connection
+	PingInterval   time.Duration // WebSocket ping period; the pong must come within it
+}
+
+func (c *Config) fill() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.MaxRequestSize <= 0 {
+		c.MaxRequestSize = DefaultMaxRequestSize
+	}
+	def(&c.MaxConnections, DefaultMaxConnections)
+	def(&c.MaxCalls, DefaultMaxCalls)
+	def(&c.MaxSubs, DefaultMaxSubs)
+	def(&c.SubBatch, DefaultSubBatch)
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+}
+
+// Server serves the RPC. It is an http.Handler for api.Path.
+type Server struct {
+	cfg   Config
+	node  Node
+	log   *slog.Logger
+	token [sha256.Size]byte // hash of cfg.Token; compared in constant time
+	ctx   context.Context   // cancelled by Close; parent of every call
+	stop  context.CancelFunc
+
+	mu     sync.Mutex // guards closed and conns
+	closed bool
+	conns  int            // open WebSocket connections
+	wg     sync.WaitGroup // every request being served, and so every goroutine of the server
+}
+
+// New returns a Server for cfg. cfg.Node must not be nil.
+func New(cfg Config) *Server {
+	cfg.fill()
+	ctx, stop := context.WithCancel(context.Background())
+	return &Server{
+		cfg:   cfg,
+		node:  cfg.Node,
+		log:   cfg.Logger,
+		token: sha256.Sum256([]byte(cfg.Token)),
+		ctx:   ctx,
+		stop:  stop,
+	}
+}
+
+// Close cancels every call, subscription and WebSocket connection and
+// waits until every request handler and goroutine of the server returned.
+// Requests after Close are answered with 503.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	s.wg.Wait()
+	return nil
+}
+
+// enter registers a request being served; false after Close.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// Serve runs srv on ln until ctx is done: see Server.Serve.
+func Serve(ctx context.Context, ln net.Listener, srv *Server) error {
+	return srv.Serve(ctx, ln)
+}
+
+// Serve serves HTTP on ln until ctx is done or ln fails, then closes the
+// Server (cancelling every call and connection) and the HTTP server. It
+// returns nil after ctx is done.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second, // net/http clears it when a WebSocket hijacks the connection
+		WriteTimeout:      s.cfg.CallTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	var err error
+	select {
+	case err = <-errc:
+		err = fmt.Errorf("rpc: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := hs.Shutdown(sctx); serr != nil {
+		hs.Close()
+	}
+	if err == nil {
+		<-errc // http.ErrServerClosed
+	}
+	return err
+}
+
+// ServeHTTP serves api.Path: POST with one JSON-RPC request, or a
+// WebSocket upgrade.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != api.Path {
+		http.NotFound(w, r)
+		return
+	}
+	if !s.enter() {
+		writeHTTPError(w, http.StatusServiceUnavailable, api.CodeUnavailable, "server is shutting down")
+		return
+	}
+	defer s.wg.Done()
+	ws := isWebSocket(r)
+	if !s.authorized(r, ws) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="contextd"`)
+		writeHTTPError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong token (Authorization: Bearer <token>)")
+		return
+	}
+	if ws {
+		s.serveWS(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeHTTPError(w, http.StatusMethodNotAllowed, api.CodeInvalidRequest, "use POST or a WebSocket upgrade")
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeHTTPError(w, http.StatusUnsupportedMediaType, api.CodeInvalidRequest, "Content-Type must be application/json")
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestSize))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeHTTPError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge,
+				fmt.Sprintf("request is larger than %d bytes", s.cfg.MaxRequestSize))
+			return
+		}
+		writeHTTPError(w, http.StatusBadRequest, api.CodeInvalidRequest, "reading request: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	resp, _ := s.handle(ctx, nil, data)
+	if resp == nil { // a notification
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(resp)
+}
+
+// authorized checks the bearer token; a WebSocket upgrade may carry it as
+// the query parameter token instead, since browsers cannot set headers on
+// WebSocket requests.
+func (s *Server) authorized(r *http.Request, ws bool) bool {
+	var tok string
+	h := r.Header.Get("Authorization")
+	if scheme, t, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		tok = strings.TrimSpace(t)
+	} else if ws && h == "" {
+		tok = r.URL.Query().Get("token")
+	}
+	if tok == "" || s.cfg.Token == "" {
+		return false
+	}
+	got := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(got[:], s.token[:]) == 1
+}
+
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// writeHTTPError writes a JSON-RPC error response (id null) with an HTTP
+// status, for failures before a request could be read.
+func writeHTTPError(w http.ResponseWriter, status int, code api.Code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(errorResponse(nil, &api.Error{Code: code, Message: msg}))
+}

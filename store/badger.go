@@ -1,0 +1,609 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/contextd/contextd/feed"
+)
+
+// Badger configuration: small enough for a daemon on a laptop (about 50 MiB
+// of memtables, 32 MiB of block cache, 8 MiB of index cache).
+const (
+	badgerMemTableSize    = 16 << 20
+	badgerNumMemtables    = 3
+	badgerBlockCacheSize  = 32 << 20
+	badgerIndexCacheSize  = 8 << 20
+	badgerValueLogFile    = 64 << 20
+	badgerNumCompactors   = 2
+	badgerLevelZeroTables = 3
+	badgerLevelZeroStall  = 8
+
+	// badgerValueThreshold is the value size from which Badger keeps a value
+	// in the value log and only a 12-byte pointer in the LSM tree. Typical
+	// entries (a few hundred bytes) stay inline; big ones move out, which
+	// is what lets MaxBatch entries of any size fit one transaction.
+	badgerValueThreshold = 512
+)
+
+// Transaction budget. Badger refuses a transaction whose estimated size
+// reaches 15% of MemTableSize (ErrTxnTooBig); it counts each write as key +
+// 10 (version) + 2 (meta) + the value, or a 12-byte pointer for a value at
+// or above the threshold. The worst entry is an inline one just below the
+// threshold; a contact entry (191 bytes encoded) plus its contact key costs
+// less. The constant below fails to compile if MaxBatch such entries and the
+// head do not fit.
+const (
+	badgerMaxTxnBytes   = 15 * badgerMemTableSize / 100
+	badgerWriteOverhead = 10 + 2
+	badgerWorstEntry    = entryKeyLen + badgerWriteOverhead + badgerValueThreshold - 1
+	badgerWorstContact  = entryKeyLen + badgerWriteOverhead + contactEntrySize + pairKeyLen + badgerWriteOverhead + 1
+	badgerHeadWrite     = 1 + idLen + badgerWriteOverhead + headValLen
+	badgerWorstTxnBytes = MaxBatch*max(badgerWorstEntry, badgerWorstContact) + badgerHeadWrite
+
+	// contactEntrySize is the encoded size of a contact entry whose body
+	// parses: header 82 + type 7 + body length 4 + body 34 + signature 64.
+	contactEntrySize = 82 + len(feed.TypeContact) + 4 + 34 + 64
+
+	_ = uint(badgerMaxTxnBytes - badgerWorstTxnBytes) // MaxBatch must fit one transaction
+)
+
+// stripes is the number of append locks; authors hash onto them.
+const stripes = 64
+
+// BadgerOptions configures OpenBadger. The zero value is the default.
+type BadgerOptions struct {
+	// Logger receives Badger's own log lines: errors at Error, warnings at
+	// Warn, the rest at Debug. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Badger is a Store on a Badger v4 database in one directory. Writes are
+// synced to disk before Append returns. It is safe for concurrent use.
+type Badger struct {
+	db *badger.DB
+
+	// mu guards closed and keeps Close from running while any call uses db:
+	// every call holds it for reading, Close for writing. It is taken
+	// before a stripe lock, never after.
+	mu     sync.RWMutex
+	closed bool
+
+	// appendMu[i] serialises the read-check-write of Append and AddForkProof
+	// for the authors that hash to stripe i. With it held nothing else writes
+	// those authors' e, h, c and f keys, so Badger's conflict detection is
+	// off: concurrent appends over one head cannot both succeed, and appends
+	// by different authors still share Badger's group commits.
+	appendMu [stripes]sync.Mutex
+}
+
+var _ Store = (*Badger)(nil)
+
+// OpenBadger opens (creating if needed) the store in dir. Only one process
+// may have a directory open at a time.
+func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
+	if dir == "" {
+		return nil, errors.New("store: open badger: empty directory name")
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(nil).
+		WithSyncWrites(true). // an author losing its own latest entries would fork its feed
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithMemTableSize(badgerMemTableSize).
+		WithNumMemtables(badgerNumMemtables).
+		WithBlockCacheSize(badgerBlockCacheSize).
+		WithIndexCacheSize(badgerIndexCacheSize).
+		WithValueLogFileSize(badgerValueLogFile).
+		WithValueThreshold(badgerValueThreshold).
+		WithNumCompactors(badgerNumCompactors).
+		WithNumLevelZeroTables(badgerLevelZeroTables).
+		WithNumLevelZeroTablesStall(badgerLevelZeroStall)
+	if opts.Logger != nil {
+		bo = bo.WithLogger(slogLogger{opts.Logger.With("component", "badger")})
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("store: open badger %s: %w", dir, err)
+	}
+	if err := checkSchema(db); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
+	}
+	return &Badger{db: db}, nil
+}
+
+// checkSchema writes the schema version into a new database and refuses a
+// database of another version.
+func checkSchema(db *badger.DB) error {
+	return db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte{keySchema})
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn.Set([]byte{keySchema}, []byte{schemaVersion})
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 1 || v[0] != schemaVersion {
+				return fmt.Errorf("%w: schema version %x, this build reads %d", ErrCorrupt, v, schemaVersion)
+			}
+			return nil
+		})
+	})
+}
+
+// stripe returns the append lock of author.
+func (s *Badger) stripe(author feed.ID) *sync.Mutex {
+	return &s.appendMu[author[0]%stripes]
+}
+
+// rlock takes s.mu for reading; the caller must call s.mu.RUnlock unless
+// it returns ErrClosed.
+func (s *Badger) rlock() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// view runs fn in a read transaction.
+func (s *Badger) view(fn func(txn *badger.Txn) error) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	return s.db.View(fn)
+}
+
+// Append implements Store.
+func (s *Badger) Append(entries []*feed.Entry) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	b, err := newBatch(entries)
+	if err != nil || b == nil {
+		return err
+	}
+	mu := s.stripe(b.author)
+	mu.Lock()
+	defer mu.Unlock()
+
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if _, err := txn.Get(idKey(prefixFork, b.author)); err == nil {
+		return ErrForked
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return fmt.Errorf("store: append: %w", err)
+	}
+	head, err := readHead(txn, b.author)
+	if err != nil {
+		return fmt.Errorf("store: append: %w", err)
+	}
+	if err := b.extends(head); err != nil {
+		return err
+	}
+	for i := range b.recs {
+		r := &b.recs[i]
+		if err := txn.Set(entryKey(b.author, r.e.Seq), r.enc); err != nil {
+			return badgerWriteErr(err)
+		}
+		if c := r.contact; c != nil {
+			k := pairKey(prefixContact, b.author, c.Target)
+			if c.Rel == feed.RelNone {
+				err = txn.Delete(k)
+			} else {
+				err = txn.Set(k, []byte{byte(c.Rel)})
+			}
+			if err != nil {
+				return badgerWriteErr(err)
+			}
+		}
+	}
+	if err := txn.Set(idKey(prefixHead, b.author), encodeHead(b.head())); err != nil {
+		return badgerWriteErr(err)
+	}
+	if err := txn.Commit(); err != nil {
+		return badgerWriteErr(err)
+	}
+	return nil
+}
+
+// badgerWriteErr wraps an error from a write in Append.
+func badgerWriteErr(err error) error {
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		// Unreachable while the transaction budget above holds.
+		return fmt.Errorf("store: append: %w: %w", ErrBatchTooLarge, err)
+	}
+	return fmt.Errorf("store: append: %w", err)
+}
+
+// readHead returns the head of author: zero if the feed is unknown.
+func readHead(txn *badger.Txn, author feed.ID) (feed.Head, error) {
+	item, err := txn.Get(idKey(prefixHead, author))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return feed.Head{}, nil
+	}
+	if err != nil {
+		return feed.Head{}, err
+	}
+	var h feed.Head
+	err = item.Value(func(v []byte) error {
+		h, err = decodeHead(v)
+		return err
+	})
+	return h, err
+}
+
+// Head implements Store.
+func (s *Badger) Head(author feed.ID) (feed.Head, error) {
+	var h feed.Head
+	err := s.view(func(txn *badger.Txn) error {
+		var err error
+		h, err = readHead(txn, author)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrClosed) {
+		return feed.Head{}, fmt.Errorf("store: head of %s: %w", author.Short(), err)
+	}
+	return h, err
+}
+
+// Heads implements Store.
+func (s *Badger) Heads() (map[feed.ID]feed.Head, error) {
+	heads := make(map[feed.ID]feed.Head)
+	err := s.view(func(txn *badger.Txn) error {
+		prefix := []byte{prefixHead}
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			author, ok := keyID(k, 1)
+			if !ok || len(k) != 1+idLen {
+				return fmt.Errorf("%w: head key %x", ErrCorrupt, k)
+			}
+			err := item.Value(func(v []byte) error {
+				h, err := decodeHead(v)
+				heads[author] = h
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: heads: %w", err)
+	}
+	return heads, nil
+}
+
+// Get implements Store.
+func (s *Badger) Get(author feed.ID, seq uint64) (*feed.Entry, error) {
+	var e *feed.Entry
+	err := s.view(func(txn *badger.Txn) error {
+		if seq == 0 {
+			return ErrNotFound
+		}
+		item, err := txn.Get(entryKey(author, seq))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			e, err = decodeEntry(author, seq, v)
+			return err
+		})
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: get %s seq %d: %w", author.Short(), seq, err)
+	}
+	return e, nil
+}
+
+// Range implements Store. It seeks straight to from and reads at most limit
+// entries.
+func (s *Badger) Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error) {
+	var out []*feed.Entry
+	err := s.view(func(txn *badger.Txn) error {
+		if limit <= 0 {
+			return nil
+		}
+		if from == 0 {
+			from = 1
+		}
+		prefix := idKey(prefixEntry, author)
+		it := txn.NewIterator(badger.IteratorOptions{
+			PrefetchValues: true,
+			PrefetchSize:   min(limit, 64),
+			Prefix:         prefix,
+		})
+		defer it.Close()
+		want := from
+		for it.Seek(entryKey(author, from)); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
+			item := it.Item()
+			_, seq, err := decodeEntryKey(item.Key())
+			if err != nil {
+				return err
+			}
+			if seq != want {
+				return fmt.Errorf("%w: seq %d where %d belongs", ErrCorrupt, seq, want)
+			}
+			err = item.Value(func(v []byte) error {
+				e, err := decodeEntry(author, seq, v)
+				out = append(out, e)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			want++
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: range %s from %d: %w", author.Short(), from, err)
+	}
+	return out, nil
+}
+
+// Relation implements Store.
+func (s *Badger) Relation(author, target feed.ID) (feed.Relation, error) {
+	rel := feed.RelNone
+	err := s.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(pairKey(prefixContact, author, target))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			rel, err = decodeRelation(v)
+			return err
+		})
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return feed.RelNone, err
+		}
+		return feed.RelNone, fmt.Errorf("store: relation %s → %s: %w", author.Short(), target.Short(), err)
+	}
+	return rel, nil
+}
+
+// Contacts implements Store.
+func (s *Badger) Contacts(author feed.ID) (map[feed.ID]feed.Relation, error) {
+	rels := make(map[feed.ID]feed.Relation)
+	err := s.view(func(txn *badger.Txn) error {
+		return scanPairs(txn, prefixContact, author, func(target feed.ID, v []byte) error {
+			rel, err := decodeRelation(v)
+			if err == nil && rel != feed.RelNone {
+				rels[target] = rel
+			}
+			return err
+		})
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: contacts of %s: %w", author.Short(), err)
+	}
+	return rels, nil
+}
+
+// scanPairs calls fn with the second ID and the value of every pair key
+// under prefix and first.
+func scanPairs(txn *badger.Txn, prefix byte, first feed.ID, fn func(second feed.ID, v []byte) error) error {
+	p := idKey(prefix, first)
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: p})
+	defer it.Close()
+	for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+		item := it.Item()
+		k := item.Key()
+		second, ok := keyID(k, 1+idLen)
+		if !ok || len(k) != pairKeyLen {
+			return fmt.Errorf("%w: key %x", ErrCorrupt, k)
+		}
+		if err := item.Value(func(v []byte) error { return fn(second, v) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PeerClock implements Store.
+func (s *Badger) PeerClock(peer feed.ID) (map[feed.ID]int64, error) {
+	clock := make(map[feed.ID]int64)
+	err := s.view(func(txn *badger.Txn) error {
+		return scanPairs(txn, prefixClock, peer, func(f feed.ID, v []byte) error {
+			n, err := decodeNote(v)
+			clock[f] = n
+			return err
+		})
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: clock of %s: %w", peer.Short(), err)
+	}
+	return clock, nil
+}
+
+// SetPeerClock implements Store. Badger's WriteBatch splits a clock too big
+// for one transaction into several.
+func (s *Badger) SetPeerClock(peer feed.ID, notes map[feed.ID]int64) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if len(notes) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for f, n := range notes {
+		if err := wb.Set(pairKey(prefixClock, peer, f), encodeNote(n)); err != nil {
+			return fmt.Errorf("store: set clock of %s: %w", peer.Short(), err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("store: set clock of %s: %w", peer.Short(), err)
+	}
+	return nil
+}
+
+// AddForkProof implements Store.
+func (s *Badger) AddForkProof(p *feed.ForkProof) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := verifyProof(p); err != nil {
+		return err
+	}
+	author := p.Author()
+	mu := s.stripe(author)
+	mu.Lock()
+	defer mu.Unlock()
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	key := idKey(prefixFork, author)
+	if _, err := txn.Get(key); err == nil {
+		return nil // the first proof wins
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return fmt.Errorf("store: add fork proof: %w", err)
+	}
+	if err := txn.Set(key, p.Encode()); err != nil {
+		return fmt.Errorf("store: add fork proof: %w", err)
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("store: add fork proof: %w", err)
+	}
+	return nil
+}
+
+// decodeProof decodes the stored fork proof of author.
+func decodeProof(author feed.ID, v []byte) (*feed.ForkProof, error) {
+	p, err := feed.DecodeForkProof(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: fork proof of %s: %w", ErrCorrupt, author.Short(), err)
+	}
+	if p.Author() != author {
+		return nil, fmt.Errorf("%w: fork proof of %s under %s", ErrCorrupt, p.Author().Short(), author.Short())
+	}
+	return p, nil
+}
+
+// ForkProof implements Store.
+func (s *Badger) ForkProof(author feed.ID) (*feed.ForkProof, error) {
+	var p *feed.ForkProof
+	err := s.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(idKey(prefixFork, author))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			p, err = decodeProof(author, v)
+			return err
+		})
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: fork proof of %s: %w", author.Short(), err)
+	}
+	return p, nil
+}
+
+// ForkProofs implements Store.
+func (s *Badger) ForkProofs() ([]*feed.ForkProof, error) {
+	var out []*feed.ForkProof
+	err := s.view(func(txn *badger.Txn) error {
+		prefix := []byte{prefixFork}
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 16, Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			author, ok := keyID(k, 1)
+			if !ok || len(k) != 1+idLen {
+				return fmt.Errorf("%w: fork key %x", ErrCorrupt, k)
+			}
+			err := item.Value(func(v []byte) error {
+				p, err := decodeProof(author, v)
+				out = append(out, p)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("store: fork proofs: %w", err)
+	}
+	return out, nil
+}
+
+// Close implements Store. It waits for calls in progress, then closes the
+// database.
+func (s *Badger) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close badger: %w", err)
+	}
+	return nil
+}
+
+// slogLogger routes Badger's log lines to slog.
+type slogLogger struct{ l *slog.Logger }
+
+func (g slogLogger) log(level slog.Level, format string, args []any) {
+	ctx := context.Background()
+	if !g.l.Enabled(ctx, level) {
+		return
+	}
+	g.l.Log(ctx, level, strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (g slogLogger) Errorf(format string, args ...any)   { g.log(slog.LevelError, format, args) }
+func (g slogLogger) Warningf(format string, args ...any) { g.log(slog.LevelWarn, format, args) }
+func (g slogLogger) Infof(format string, args ...any)    { g.log(slog.LevelDebug, format, args) }
+func (g slogLogger) Debugf(format string, args ...any)   { g.log(slog.LevelDebug, format, args) }

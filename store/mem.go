@@ -1,0 +1,295 @@
+package store
+
+import (
+	"bytes"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/contextd/contextd/feed"
+)
+
+// Mem is an in-memory Store for tests and simulations. It keeps copies of
+// everything it is given and hands out copies, so callers cannot corrupt it.
+// It is safe for concurrent use.
+type Mem struct {
+	// mu guards every field below. Append and AddForkProof hold it for
+	// writing across their check and their write, which is what makes them
+	// atomic and makes concurrent appends over one head exclusive.
+	mu       sync.RWMutex
+	closed   bool
+	feeds    map[feed.ID]*memFeed
+	contacts map[feed.ID]map[feed.ID]feed.Relation // author → target → non-none relation
+	clocks   map[feed.ID]map[feed.ID]int64         // peer → feed → note
+	forks    map[feed.ID]*feed.ForkProof
+}
+
+// memFeed is one author's entries; entries[i] has seq i+1.
+type memFeed struct {
+	entries []*feed.Entry
+	head    feed.Head
+}
+
+var _ Store = (*Mem)(nil)
+
+// NewMem returns an empty in-memory store.
+func NewMem() *Mem {
+	return &Mem{
+		feeds:    make(map[feed.ID]*memFeed),
+		contacts: make(map[feed.ID]map[feed.ID]feed.Relation),
+		clocks:   make(map[feed.ID]map[feed.ID]int64),
+		forks:    make(map[feed.ID]*feed.ForkProof),
+	}
+}
+
+// Append implements Store.
+func (m *Mem) Append(entries []*feed.Entry) error {
+	if err := m.usable(); err != nil {
+		return err
+	}
+	b, err := newBatch(entries)
+	if err != nil || b == nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if _, ok := m.forks[b.author]; ok {
+		return ErrForked
+	}
+	f := m.feeds[b.author]
+	var head feed.Head
+	if f != nil {
+		head = f.head
+	}
+	if err := b.extends(head); err != nil {
+		return err
+	}
+	if f == nil {
+		f = &memFeed{}
+		m.feeds[b.author] = f
+	}
+	for i := range b.recs {
+		r := &b.recs[i]
+		f.entries = append(f.entries, cloneEntry(r.e))
+		if r.contact != nil {
+			m.setRelationLocked(b.author, *r.contact)
+		}
+	}
+	f.head = b.head()
+	return nil
+}
+
+// setRelationLocked records one contact; m.mu must be held for writing.
+func (m *Mem) setRelationLocked(author feed.ID, c feed.Contact) {
+	rels := m.contacts[author]
+	if c.Rel == feed.RelNone {
+		delete(rels, c.Target)
+		return
+	}
+	if rels == nil {
+		rels = make(map[feed.ID]feed.Relation)
+		m.contacts[author] = rels
+	}
+	rels[c.Target] = c.Rel
+}
+
+// usable returns ErrClosed once the store is closed.
+func (m *Mem) usable() error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Head implements Store.
+func (m *Mem) Head(author feed.ID) (feed.Head, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return feed.Head{}, ErrClosed
+	}
+	if f := m.feeds[author]; f != nil {
+		return f.head, nil
+	}
+	return feed.Head{}, nil
+}
+
+// Heads implements Store.
+func (m *Mem) Heads() (map[feed.ID]feed.Head, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	heads := make(map[feed.ID]feed.Head, len(m.feeds))
+	for id, f := range m.feeds {
+		heads[id] = f.head
+	}
+	return heads, nil
+}
+
+// Get implements Store.
+func (m *Mem) Get(author feed.ID, seq uint64) (*feed.Entry, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	f := m.feeds[author]
+	if f == nil || seq == 0 || seq > uint64(len(f.entries)) {
+		return nil, ErrNotFound
+	}
+	return cloneEntry(f.entries[seq-1]), nil
+}
+
+// Range implements Store.
+func (m *Mem) Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	f := m.feeds[author]
+	if f == nil || limit <= 0 {
+		return nil, nil
+	}
+	if from == 0 {
+		from = 1
+	}
+	if from > uint64(len(f.entries)) {
+		return nil, nil
+	}
+	src := f.entries[from-1:]
+	if len(src) > limit {
+		src = src[:limit]
+	}
+	out := make([]*feed.Entry, len(src))
+	for i, e := range src {
+		out[i] = cloneEntry(e)
+	}
+	return out, nil
+}
+
+// Relation implements Store.
+func (m *Mem) Relation(author, target feed.ID) (feed.Relation, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return feed.RelNone, ErrClosed
+	}
+	return m.contacts[author][target], nil
+}
+
+// Contacts implements Store.
+func (m *Mem) Contacts(author feed.ID) (map[feed.ID]feed.Relation, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := maps.Clone(m.contacts[author])
+	if out == nil {
+		out = make(map[feed.ID]feed.Relation)
+	}
+	return out, nil
+}
+
+// PeerClock implements Store.
+func (m *Mem) PeerClock(peer feed.ID) (map[feed.ID]int64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := maps.Clone(m.clocks[peer])
+	if out == nil {
+		out = make(map[feed.ID]int64)
+	}
+	return out, nil
+}
+
+// SetPeerClock implements Store.
+func (m *Mem) SetPeerClock(peer feed.ID, notes map[feed.ID]int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if len(notes) == 0 {
+		return nil
+	}
+	clock := m.clocks[peer]
+	if clock == nil {
+		clock = make(map[feed.ID]int64, len(notes))
+		m.clocks[peer] = clock
+	}
+	maps.Copy(clock, notes)
+	return nil
+}
+
+// AddForkProof implements Store.
+func (m *Mem) AddForkProof(p *feed.ForkProof) error {
+	if err := m.usable(); err != nil {
+		return err
+	}
+	if err := verifyProof(p); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if _, ok := m.forks[p.Author()]; !ok {
+		m.forks[p.Author()] = cloneProof(p)
+	}
+	return nil
+}
+
+// ForkProof implements Store.
+func (m *Mem) ForkProof(author feed.ID) (*feed.ForkProof, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	p, ok := m.forks[author]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return cloneProof(p), nil
+}
+
+// ForkProofs implements Store.
+func (m *Mem) ForkProofs() ([]*feed.ForkProof, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	authors := slices.SortedFunc(maps.Keys(m.forks), func(a, b feed.ID) int {
+		return bytes.Compare(a[:], b[:])
+	})
+	var out []*feed.ForkProof
+	for _, a := range authors {
+		out = append(out, cloneProof(m.forks[a]))
+	}
+	return out, nil
+}
+
+// Close implements Store. It drops everything the store holds.
+func (m *Mem) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	m.feeds, m.contacts, m.clocks, m.forks = nil, nil, nil, nil
+	return nil
+}
