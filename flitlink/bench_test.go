@@ -47,7 +47,8 @@ func benchmarkMessages(b *testing.B, size int, cfg Config) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	done := drain(b, y, b.N)
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		if err := x.Send(context.Background(), msg); err != nil {
 			b.Fatal(err)
 		}

@@ -196,16 +196,8 @@ func (c *Circuit) Recv(ctx context.Context) ([]byte, error) {
 			l.mu.Unlock()
 			return nil, err
 		}
-		if c.sig == nil {
-			c.sig = make(chan struct{})
-		}
-		sig := c.sig
-		l.mu.Unlock()
-		select {
-		case <-sig:
-		case <-l.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := l.waitLocked(ctx, &c.sig); err != nil {
+			return nil, err
 		}
 	}
 }

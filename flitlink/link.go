@@ -184,18 +184,28 @@ func (l *Link) Accept(ctx context.Context) (*Circuit, error) {
 			l.mu.Unlock()
 			return c, nil
 		}
-		if l.acceptSig == nil {
-			l.acceptSig = make(chan struct{})
-		}
-		sig := l.acceptSig
-		l.mu.Unlock()
-		select {
-		case <-sig:
-		case <-l.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := l.waitLocked(ctx, &l.acceptSig); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// waitLocked releases l.mu, which the caller holds, and waits until *sig
+// is closed (it is made here if nil), the link dies or ctx ends. The
+// caller re-locks and re-checks its condition after a nil return.
+func (l *Link) waitLocked(ctx context.Context, sig *chan struct{}) error {
+	if *sig == nil {
+		*sig = make(chan struct{})
+	}
+	ch := *sig
+	l.mu.Unlock()
+	select {
+	case <-ch:
+	case <-l.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // fail kills the link with cause; only the first call has an effect.

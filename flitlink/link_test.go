@@ -660,3 +660,41 @@ func TestTolerated(t *testing.T) {
 		}
 	})
 }
+
+// Concurrent Sends on one circuit never interleave their fragments.
+func TestConcurrentSends(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := testCtx(t)
+		cfg := Config{FlitSize: 1 << 10, Window: 8 << 10}
+		a, b := newPair(t, cfg, cfg, nil)
+		ca, cb := openPair(t, a, b, "s", Data)
+		const senders, each = 4, 5
+		var wg sync.WaitGroup
+		for s := range senders {
+			wg.Go(func() {
+				for i := range each {
+					msg := pattern(s*100+i, 5000+s*1000)
+					msg[0], msg[1] = byte(s), byte(i)
+					if err := ca.Send(ctx, msg); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		next := make([]int, senders)
+		for range senders * each {
+			got, err := cb.Recv(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, i := int(got[0]), int(got[1])
+			want := pattern(s*100+i, 5000+s*1000)
+			want[0], want[1] = byte(s), byte(i)
+			if s >= senders || i != next[s] || !bytes.Equal(got, want) {
+				t.Fatalf("message from sender %d #%d (want #%d) is corrupt or out of order", s, i, next[s])
+			}
+			next[s]++
+		}
+		wg.Wait()
+	})
+}

@@ -261,32 +261,14 @@ func (s *Badger) Head(author feed.ID) (feed.Head, error) {
 func (s *Badger) Heads() (map[feed.ID]feed.Head, error) {
 	heads := make(map[feed.ID]feed.Head)
 	err := s.view(func(txn *badger.Txn) error {
-		prefix := []byte{prefixHead}
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			item := it.Item()
-			k := item.Key()
-			author, ok := keyID(k, 1)
-			if !ok || len(k) != 1+idLen {
-				return fmt.Errorf("%w: head key %x", ErrCorrupt, k)
-			}
-			err := item.Value(func(v []byte) error {
-				h, err := decodeHead(v)
-				heads[author] = h
-				return err
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return scanIDs(txn, []byte{prefixHead}, func(author feed.ID, v []byte) error {
+			h, err := decodeHead(v)
+			heads[author] = h
+			return err
+		})
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("store: heads: %w", err)
+		return nil, wrapErr(err, "store: heads")
 	}
 	return heads, nil
 }
@@ -360,10 +342,7 @@ func (s *Badger) Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, e
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("store: range %s from %d: %w", author.Short(), from, err)
+		return nil, wrapErr(err, "store: range %s from %d", author.Short(), from)
 	}
 	return out, nil
 }
@@ -385,10 +364,7 @@ func (s *Badger) Relation(author, target feed.ID) (feed.Relation, error) {
 		})
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return feed.RelNone, err
-		}
-		return feed.RelNone, fmt.Errorf("store: relation %s → %s: %w", author.Short(), target.Short(), err)
+		return feed.RelNone, wrapErr(err, "store: relation %s → %s", author.Short(), target.Short())
 	}
 	return rel, nil
 }
@@ -397,7 +373,7 @@ func (s *Badger) Relation(author, target feed.ID) (feed.Relation, error) {
 func (s *Badger) Contacts(author feed.ID) (map[feed.ID]feed.Relation, error) {
 	rels := make(map[feed.ID]feed.Relation)
 	err := s.view(func(txn *badger.Txn) error {
-		return scanPairs(txn, prefixContact, author, func(target feed.ID, v []byte) error {
+		return scanIDs(txn, idKey(prefixContact, author), func(target feed.ID, v []byte) error {
 			rel, err := decodeRelation(v)
 			if err == nil && rel != feed.RelNone {
 				rels[target] = rel
@@ -406,28 +382,34 @@ func (s *Badger) Contacts(author feed.ID) (map[feed.ID]feed.Relation, error) {
 		})
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("store: contacts of %s: %w", author.Short(), err)
+		return nil, wrapErr(err, "store: contacts of %s", author.Short())
 	}
 	return rels, nil
 }
 
-// scanPairs calls fn with the second ID and the value of every pair key
-// under prefix and first.
-func scanPairs(txn *badger.Txn, prefix byte, first feed.ID, fn func(second feed.ID, v []byte) error) error {
-	p := idKey(prefix, first)
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: p})
+// wrapErr names the failed operation, leaving ErrClosed bare so callers
+// see the same error from every method of a closed store.
+func wrapErr(err error, format string, args ...any) error {
+	if errors.Is(err, ErrClosed) {
+		return err
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
+// scanIDs calls fn with the ID and the value of every key that is prefix
+// followed by one ID: heads and fork proofs under their one-byte prefix,
+// contacts and clocks under their prefix and first ID.
+func scanIDs(txn *badger.Txn, prefix []byte, fn func(id feed.ID, v []byte) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
 	defer it.Close()
-	for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
 		k := item.Key()
-		second, ok := keyID(k, 1+idLen)
-		if !ok || len(k) != pairKeyLen {
+		id, ok := keyID(k, len(prefix))
+		if !ok || len(k) != len(prefix)+idLen {
 			return fmt.Errorf("%w: key %x", ErrCorrupt, k)
 		}
-		if err := item.Value(func(v []byte) error { return fn(second, v) }); err != nil {
+		if err := item.Value(func(v []byte) error { return fn(id, v) }); err != nil {
 			return err
 		}
 	}
@@ -438,17 +420,14 @@ func scanPairs(txn *badger.Txn, prefix byte, first feed.ID, fn func(second feed.
 func (s *Badger) PeerClock(peer feed.ID) (map[feed.ID]int64, error) {
 	clock := make(map[feed.ID]int64)
 	err := s.view(func(txn *badger.Txn) error {
-		return scanPairs(txn, prefixClock, peer, func(f feed.ID, v []byte) error {
+		return scanIDs(txn, idKey(prefixClock, peer), func(f feed.ID, v []byte) error {
 			n, err := decodeNote(v)
 			clock[f] = n
 			return err
 		})
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("store: clock of %s: %w", peer.Short(), err)
+		return nil, wrapErr(err, "store: clock of %s", peer.Short())
 	}
 	return clock, nil
 }
@@ -547,32 +526,14 @@ func (s *Badger) ForkProof(author feed.ID) (*feed.ForkProof, error) {
 func (s *Badger) ForkProofs() ([]*feed.ForkProof, error) {
 	var out []*feed.ForkProof
 	err := s.view(func(txn *badger.Txn) error {
-		prefix := []byte{prefixFork}
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 16, Prefix: prefix})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			item := it.Item()
-			k := item.Key()
-			author, ok := keyID(k, 1)
-			if !ok || len(k) != 1+idLen {
-				return fmt.Errorf("%w: fork key %x", ErrCorrupt, k)
-			}
-			err := item.Value(func(v []byte) error {
-				p, err := decodeProof(author, v)
-				out = append(out, p)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return scanIDs(txn, []byte{prefixFork}, func(author feed.ID, v []byte) error {
+			p, err := decodeProof(author, v)
+			out = append(out, p)
+			return err
+		})
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("store: fork proofs: %w", err)
+		return nil, wrapErr(err, "store: fork proofs")
 	}
 	return out, nil
 }

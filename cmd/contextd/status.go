@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/sdk"
 )
@@ -106,35 +107,43 @@ func getStatus(ctx context.Context, cl *sdk.Client) (st status, err error) {
 }
 
 func printStatus(cmd *cobra.Command, st status) {
-	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	defer w.Flush()
-	fmt.Fprintf(w, "id\t%s\n", st.Node.ID)
-	fmt.Fprintf(w, "version\t%s\n", st.Node.Version)
-	fmt.Fprintf(w, "peers\t%d\n", len(st.Peers))
-	ebt := map[string]api.EBTPeer{}
-	for _, p := range st.EBTPeers {
-		ebt[p.ID.String()] = p
-	}
-	for _, p := range st.Peers {
-		e := ebt[p.ID.String()]
-		fmt.Fprintf(w, "  %s\t%s\tstate=%s rx=%d tx=%d received=%d sent=%d invalid=%d\n", p.ID, p.Addr, e.State, e.Rx, e.Tx, e.Received, e.Sent, e.Invalid)
-	}
-	fmt.Fprintf(w, "follows\t%d\nblocks\t%d\n", len(st.Graph.Follows), len(st.Graph.Blocks))
-	fmt.Fprintf(w, "feeds\tlocal / best known\n")
-	for _, f := range st.Feeds {
-		note := ""
-		if f.ID == st.Node.ID {
-			note = " (self)"
-		}
-		if f.Forked {
-			note += " FORKED: frozen at seq " + fmt.Sprint(f.ForkSeq)
-		}
-		fmt.Fprintf(w, "  %s\t%d / %d%s\n", f.ID, f.Local, f.Best, note)
-	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "id:       %s\nversion:  %s\n", st.Node.ID, st.Node.Version)
+	fmt.Fprintf(out, "graph:    %d follows, %d blocks\n", len(st.Graph.Follows), len(st.Graph.Blocks))
 	p := st.Progress
 	pct := 100.0
 	if p.Target > p.Start {
 		pct = 100 * float64(p.Current-p.Start) / float64(p.Target-p.Start)
 	}
-	fmt.Fprintf(w, "progress\t%d / %d entries (%.0f%% of this session's sync)\n", p.Current, p.Target, pct)
+	fmt.Fprintf(out, "progress: %d / %d entries (%.0f%% of this session's sync)\n", p.Current, p.Target, pct)
+
+	fmt.Fprintf(out, "\npeers (%d):\n", len(st.Peers))
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if len(st.Peers) > 0 {
+		fmt.Fprintln(w, "  ID\tADDRESS\tSTATE\tRX\tTX\tRECEIVED\tSENT\tINVALID")
+	}
+	ebt := map[feed.ID]api.EBTPeer{}
+	for _, e := range st.EBTPeers {
+		ebt[e.ID] = e
+	}
+	for _, p := range st.Peers {
+		e := ebt[p.ID]
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", p.ID, p.Addr, e.State, e.Rx, e.Tx, e.Received, e.Sent, e.Invalid)
+	}
+	w.Flush()
+
+	fmt.Fprintf(out, "\nfeeds (%d):\n", len(st.Feeds))
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "  ID\tLOCAL\tBEST KNOWN\t")
+	for _, f := range st.Feeds {
+		note := ""
+		if f.ID == st.Node.ID {
+			note = "self"
+		}
+		if f.Forked {
+			note += fmt.Sprintf(" FORKED: frozen at seq %d", f.ForkSeq)
+		}
+		fmt.Fprintf(w, "  %s\t%d\t%d\t%s\n", f.ID, f.Local, f.Best, note)
+	}
+	w.Flush()
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // newHost starts a libp2p host on loopback QUIC only.
-func newHost(t *testing.T, priv crypto.PrivKey) host.Host {
+func newHost(t testing.TB, priv crypto.PrivKey) host.Host {
 	t.Helper()
 	h, err := libp2p.New(
 		libp2p.Identity(priv),
@@ -36,7 +36,7 @@ func newHost(t *testing.T, priv crypto.PrivKey) host.Host {
 	return h
 }
 
-func newNode(t *testing.T) (host.Host, feed.ID) {
+func newNode(t testing.TB) (host.Host, feed.ID) {
 	t.Helper()
 	k, err := feed.GenerateKey(nil)
 	if err != nil {
@@ -139,7 +139,11 @@ func TestLinkOverQUIC(t *testing.T) {
 	}
 	if l, err := ta.Dial(ctx, idb); err == nil {
 		// With lazy protocol negotiation the refusal shows on the link.
-		<-l.Done()
+		select {
+		case <-l.Done():
+		case <-ctx.Done():
+			t.Error("link to a closed transport survived")
+		}
 		l.Close()
 	}
 }
