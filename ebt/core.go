@@ -1,7 +1,6 @@
 package ebt
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"maps"
@@ -88,8 +87,6 @@ func newCore(self feed.ID, hops int, timeout time.Duration, log *slog.Logger) *c
 	}
 }
 
-func idLess(a, b feed.ID) int { return bytes.Compare(a[:], b[:]) }
-
 // handle applies one event at time now and returns the actions it causes,
 // in the order the driver must carry them out.
 func (c *core) handle(now time.Time, ev any) []any {
@@ -170,7 +167,7 @@ func (c *core) flushNotes() {
 		if !p.open || (len(p.pending) == 0 && !p.flush) {
 			continue
 		}
-		ids := slices.SortedFunc(maps.Keys(p.pending), idLess)
+		ids := slices.SortedFunc(maps.Keys(p.pending), feed.ID.Compare)
 		notes := make([]feedNote, len(ids))
 		for i, f := range ids {
 			notes[i] = feedNote{Feed: f, Note: p.pending[f]}
@@ -422,7 +419,7 @@ func (c *core) onConnect(ev evConnect) {
 		have:     map[feed.ID]bool{},
 	}
 	c.peers[p.id] = p
-	i, _ := slices.BinarySearchFunc(c.order, p.id, func(q *peerState, id feed.ID) int { return idLess(q.id, id) })
+	i, _ := slices.BinarySearchFunc(c.order, p.id, func(q *peerState, id feed.ID) int { return feed.ID.Compare(q.id, id) })
 	c.order = slices.Insert(c.order, i, p)
 	if ev.acceptor {
 		c.open(p)
@@ -447,7 +444,7 @@ func (c *core) onDisconnect(id feed.ID) {
 	}
 	delete(c.peers, id)
 	c.order = slices.DeleteFunc(c.order, func(q *peerState) bool { return q == p })
-	for _, f := range slices.SortedFunc(maps.Keys(p.rx), idLess) {
+	for _, f := range slices.SortedFunc(maps.Keys(p.rx), feed.ID.Compare) {
 		fs := c.feed(f)
 		c.unsetSource(fs)
 		c.reselect(fs, nil, true)
@@ -594,7 +591,7 @@ func (c *core) onEntries(ev evEntries) {
 			c.emit(actAppend{peer: p.id, entries: b.entries, head: b.head})
 		}
 	}
-	for _, a := range slices.SortedFunc(maps.Keys(dup), idLess) {
+	for _, a := range slices.SortedFunc(maps.Keys(dup), feed.ID.Compare) {
 		c.onDuplicate(p, c.feeds[a])
 	}
 }
@@ -725,7 +722,7 @@ func (c *core) onLocal(ev evLocal) {
 func (c *core) onTick() {
 	// Tell peers that are behind how far we got since.
 	for _, p := range c.order {
-		for _, f := range slices.SortedFunc(maps.Keys(p.have), idLess) {
+		for _, f := range slices.SortedFunc(maps.Keys(p.have), feed.ID.Compare) {
 			delete(p.have, f)
 			fs := c.feed(f)
 			if _, pushing := p.push[f]; !pushing && c.shared(f, p.id) && p.their[f] != DontReplicate && p.claim[f] < fs.head.Seq {

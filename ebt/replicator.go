@@ -398,7 +398,7 @@ func (r *Replicator) dropSession(s *session) {
 // onLocal reloads the feeds Appended and ScopeChanged named.
 func (r *Replicator) onLocal() {
 	r.localMu.Lock()
-	ids := slices.SortedFunc(maps.Keys(r.local), idLess)
+	ids := slices.SortedFunc(maps.Keys(r.local), feed.ID.Compare)
 	clear(r.local)
 	r.localMu.Unlock()
 	for _, id := range ids {

@@ -67,8 +67,8 @@ func (c *core) updateScope() {
 			added = append(added, f)
 		}
 	}
-	slices.SortFunc(removed, idLess)
-	slices.SortFunc(added, idLess)
+	slices.SortFunc(removed, feed.ID.Compare)
+	slices.SortFunc(added, feed.ID.Compare)
 	c.setScope(next)
 	for _, f := range removed {
 		fs := c.feed(f)
@@ -97,7 +97,7 @@ func (c *core) updateScope() {
 // setScope replaces the scope; every feed in it gets a state.
 func (c *core) setScope(s map[feed.ID]bool) {
 	c.scope = s
-	c.scopeList = slices.SortedFunc(maps.Keys(s), idLess)
+	c.scopeList = slices.SortedFunc(maps.Keys(s), feed.ID.Compare)
 	for _, f := range c.scopeList {
 		c.feed(f)
 	}

@@ -271,7 +271,7 @@ func (o *outbox) try() (msg []byte, n int, more bool, err error) {
 		return appendHello(nil, Capability), 0, true, nil
 	}
 	if len(o.notes) > 0 || o.flush {
-		ids := slices.SortedFunc(maps.Keys(o.notes), idLess)
+		ids := slices.SortedFunc(maps.Keys(o.notes), feed.ID.Compare)
 		ids = ids[:min(len(ids), MaxNotes)]
 		ns := make([]feedNote, len(ids))
 		for i, f := range ids {
