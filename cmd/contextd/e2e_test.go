@@ -277,3 +277,52 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Fatalf("feed changed by rejected input: head %+v (%v), want %+v", head, err, first)
 	}
 }
+
+// TestSyncWait runs `contextd sync --wait` on B, which follows A, before B
+// has any peer: it must wait for B to connect to A and fetch all of A's
+// entries, and exit 0 only then. Plain `sync` without peers returns at once.
+func TestSyncWait(t *testing.T) {
+	c := newCluster(t)
+	a, clA := c.start("a")
+	b, clB := c.start("b")
+	for i := range 300 {
+		if _, err := clA.Publish(c.ctx, "post", fmt.Appendf(nil, "post %d from A", i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	headA, err := clA.Head(c.ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cli(b, "follow", a.ID.String())
+	if out := c.cli(b, "sync"); !strings.Contains(out, "caught up (no peer connected)") {
+		t.Fatalf("sync without peers printed %q", out)
+	}
+
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := b.CLI(c.ctx, "sync", "--wait")
+		done <- result{out, err}
+	}()
+	c.cli(b, "connect", a.Addrs[0])
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("sync --wait: %v\n%s", r.err, r.out)
+	}
+	t.Logf("sync --wait printed:\n%s", r.out)
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "synced ") || !strings.Contains(last, "caught up with 1 peer") {
+		t.Errorf("last line of sync --wait is %q", last)
+	}
+	if strings.Contains(r.out, "\r") {
+		t.Errorf("sync --wait drew a bar into a pipe: %q", r.out)
+	}
+	head, err := clB.Head(c.ctx, a.ID)
+	if err != nil || head != headA {
+		t.Fatalf("after sync --wait, B holds A's feed to %+v (%v), A's head is %+v", head, err, headA)
+	}
+}

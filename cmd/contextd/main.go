@@ -42,7 +42,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&c.home, "home", defaultHome(), "home directory (key, config, store); $CONTEXTD_HOME")
 	root.AddCommand(
 		c.initCmd(), c.idCmd(), c.runCmd(),
-		c.addrsCmd(), c.connectCmd(), c.statusCmd(),
+		c.addrsCmd(), c.connectCmd(), c.statusCmd(), c.syncCmd(),
 		c.publishCmd(), c.feedCmd(),
 	)
 	root.AddCommand(c.contactCmds()...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -65,7 +66,23 @@ func (c *cli) statusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [--json]",
 		Short: "Show peers, followed feeds (local and best-known seq) and replication progress",
-		Args:  cobra.NoArgs,
+		Long: `Show this node's replication state.
+
+progress: entries held / entries held or claimed by any peer, over the feeds replicated.
+
+peers: one row per connected peer. STATE is the replication session's: "handshake" until
+the peer's first notes arrive, then "replicating". FEEDS is how many feeds the session
+shares; FROM IT how many the peer is this node's source for (it sends us their entries);
+TO IT how many this node sends it. RECEIVED, SENT and INVALID count entries in this session.
+
+feeds: one row per feed held or followed, this node's own first. LOCAL is the seq held,
+BEST KNOWN the highest seq a connected peer has said it holds; STATE says why the feed is
+here (self, followed, blocked, or not followed: within hops or followed before) and whether
+it is in sync, behind, or frozen by a fork proof.
+
+With --json, one object with node, peers, ebt_peers, graph, feeds and progress as the RPC
+methods return them.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.withClient(cmd, func(ctx context.Context, cl *sdk.Client) error {
 				st, err := getStatus(ctx, cl)
@@ -115,35 +132,67 @@ func printStatus(cmd *cobra.Command, st status) {
 	if p.Target > p.Start {
 		pct = 100 * float64(p.Current-p.Start) / float64(p.Target-p.Start)
 	}
-	fmt.Fprintf(out, "progress: %d / %d entries (%.0f%% of this session's sync)\n", p.Current, p.Target, pct)
+	inSync := "in sync"
+	if p.Current < p.Target {
+		inSync = fmt.Sprintf("%d behind", p.Target-p.Current)
+	}
+	fmt.Fprintf(out, "progress: %d / %d entries, %s (%.0f%% of this session's sync)\n", p.Current, p.Target, inSync, pct)
 
 	fmt.Fprintf(out, "\npeers (%d):\n", len(st.Peers))
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if len(st.Peers) > 0 {
-		fmt.Fprintln(w, "  ID\tADDRESS\tSTATE\tRX\tTX\tRECEIVED\tSENT\tINVALID")
+		fmt.Fprintln(w, "  ID\tADDRESS\tSTATE\tFEEDS\tFROM IT\tTO IT\tRECEIVED\tSENT\tINVALID")
 	}
 	ebt := map[feed.ID]api.EBTPeer{}
 	for _, e := range st.EBTPeers {
 		ebt[e.ID] = e
 	}
 	for _, p := range st.Peers {
-		e := ebt[p.ID]
-		fmt.Fprintf(w, "  %s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", p.ID, p.Addr, e.State, e.Rx, e.Tx, e.Received, e.Sent, e.Invalid)
+		e, ok := ebt[p.ID]
+		if !ok {
+			// Linked, but no replication session (yet).
+			fmt.Fprintf(w, "  %s\t%s\t%s\t-\t-\t-\t-\t-\t-\n", p.ID, p.Addr, orDash(p.State))
+			continue
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n",
+			p.ID, p.Addr, e.State, e.Feeds, e.Rx, e.Tx, e.Received, e.Sent, e.Invalid)
 	}
 	w.Flush()
 
 	fmt.Fprintf(out, "\nfeeds (%d):\n", len(st.Feeds))
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "  ID\tLOCAL\tBEST KNOWN\t")
+	fmt.Fprintln(w, "  ID\tLOCAL\tBEST KNOWN\tSTATE")
 	for _, f := range st.Feeds {
-		note := ""
-		if f.ID == st.Node.ID {
-			note = "self"
-		}
-		if f.Forked {
-			note += fmt.Sprintf(" FORKED: frozen at seq %d", f.ForkSeq)
-		}
-		fmt.Fprintf(w, "  %s\t%d\t%d\t%s\n", f.ID, f.Local, f.Best, note)
+		fmt.Fprintf(w, "  %s\t%d\t%d\t%s\n", f.ID, f.Local, f.Best, feedState(f, st.Node.ID, st.Graph))
 	}
 	w.Flush()
+}
+
+// feedState says in a few words why the node has a feed and how far.
+func feedState(f api.FeedStatus, self feed.ID, g api.Graph) string {
+	var why string
+	switch {
+	case f.ID == self:
+		return "self"
+	case slices.Contains(g.Blocks, f.ID):
+		why = "blocked"
+	case slices.Contains(g.Follows, f.ID):
+		why = "followed"
+	default:
+		why = "not followed" // within hops, or followed before
+	}
+	switch {
+	case f.Forked:
+		return fmt.Sprintf("%s, FORKED: frozen at seq %d", why, f.ForkSeq)
+	case f.Local < f.Best:
+		return fmt.Sprintf("%s, %d behind", why, f.Best-f.Local)
+	}
+	return why + ", in sync"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -8,6 +8,25 @@ import (
 	"time"
 )
 
+// parseLine splits a workload's final line into its key=value pairs.
+func parseLine(t *testing.T, line string) map[string]string {
+	t.Helper()
+	kv := map[string]string{}
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			t.Fatalf("field %q of %q is not key=value", f, line)
+		}
+		kv[k] = v
+	}
+	for _, k := range []string{"secs", "entries_per_s", "MB_per_s", "verify_1core_per_s"} {
+		if v, err := strconv.ParseFloat(kv[k], 64); err != nil || v <= 0 {
+			t.Errorf("%s=%q in %q", k, kv[k], line)
+		}
+	}
+	return kv
+}
+
 // TestReplSmall runs the repl workload at a small size: the harness must
 // build the daemon, fill, sync and report a well-formed line. The figures
 // themselves are not checked (speed is measured by running cxbench).
@@ -18,20 +37,27 @@ func TestReplSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv := map[string]string{}
-	for _, f := range strings.Fields(line) {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			t.Fatalf("field %q of %q is not key=value", f, line)
-		}
-		kv[k] = v
-	}
+	kv := parseLine(t, line)
 	if kv["bench"] != "repl" || kv["entries"] != "300" || kv["size"] != "50" {
 		t.Fatalf("line %q", line)
 	}
-	for _, k := range []string{"secs", "entries_per_s", "MB_per_s", "verify_1core_per_s"} {
-		if v, err := strconv.ParseFloat(kv[k], 64); err != nil || v <= 0 {
-			t.Errorf("%s=%q in %q", k, kv[k], line)
-		}
+	if _, ok := kv["feeds"]; ok {
+		t.Errorf("one feed, yet the line names feeds: %q", line)
+	}
+}
+
+// TestReplFeeds runs the repl workload with several feeds: B must get all
+// of them (runRepl checks every head) and the line must count them.
+func TestReplFeeds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	line, err := runRepl(ctx, []string{"--feeds", "3", "--entries", "20", "--size", "10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := parseLine(t, line)
+	// 3 feeds of 20 posts, and A's 2 follows of the others.
+	if kv["bench"] != "repl" || kv["feeds"] != "3" || kv["entries"] != "20" || kv["total"] != "62" || kv["size"] != "10" {
+		t.Fatalf("line %q", line)
 	}
 }
