@@ -17,7 +17,7 @@ type workload struct {
 }
 
 var workloads = map[string]workload{
-	"repl": {"repl --entries N --size B: two daemon processes; the second follows and syncs the first's feed", runRepl},
+	"repl": {"repl --entries N --size B [--feeds F]: two daemon processes; the second follows and syncs F feeds of N entries held by the first", runRepl},
 }
 
 func main() {
