@@ -2,6 +2,7 @@ package ebt
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -35,6 +36,19 @@ type feedState struct {
 	best     uint64     // the most any peer has claimed to hold
 }
 
+// stall records that a peer, as a feed's source, sent nothing of it for
+// the timeout while claiming claim. Until it claims more, it is not chosen
+// again for stallBackoff timeouts: rotation visits each peer ahead once,
+// and a peer that only claims but never sends costs one request per
+// stallBackoff timeouts, not one per tick.
+type stall struct {
+	claim uint64
+	at    time.Time
+}
+
+// stallBackoff is how many timeouts a stalled source is passed over.
+const stallBackoff = 10
+
 // peerState is what the core knows of one session.
 type peerState struct {
 	id       feed.ID
@@ -42,15 +56,17 @@ type peerState struct {
 	open     bool // notes may be sent: always for the acceptor, after the peer's first notes otherwise
 	flush    bool // send a NOTES message even if no note is pending
 
-	their   map[feed.ID]Note   // the last note the peer sent per feed
-	claim   map[feed.ID]uint64 // how far the peer has each feed (notes and entries)
-	sent    map[feed.ID]Note   // the last note we sent per feed
+	their   map[feed.ID]Note   // the last note the peer sent per feed (for quiet feeds: as stored)
+	claim   map[feed.ID]uint64 // how far the peer is known to have each feed (its notes and entries)
+	sent    map[feed.ID]Note   // the last note we sent per feed in this session
 	pending map[feed.ID]Note   // notes not yet handed to the driver
+	quiet   map[feed.ID]bool   // feeds neither side announced: both held the stored seq at the start
 	push    map[feed.ID]uint64 // feeds we push to the peer → highest seq queued
 	rx      map[feed.ID]bool   // feeds this peer pushes to us (it is their source)
 	bad     map[feed.ID]bool   // feeds it sent an invalid entry of: never our source again
-	have    map[feed.ID]bool   // feeds we moved ahead on: tell the peer at the next tick
-	shared  int                // feeds whose last note we sent is not DontReplicate
+	stalled map[feed.ID]stall  // feeds it stalled on as source: not chosen again for a while unless it claims more
+	have    map[feed.ID]bool   // feeds we moved ahead on: maybe tell the peer at the next tick
+	shared  int                // feeds whose last note we sent (or, quiet, would send) is not DontReplicate
 	refused int                // out-of-scope feeds answered with -1
 
 	received, invalid int64
@@ -140,6 +156,7 @@ func (c *core) note(p *peerState, f feed.ID, n Note) {
 	if ok && old == n {
 		return
 	}
+	c.unquiet(p, f)
 	if ok && old != DontReplicate {
 		p.shared--
 	}
@@ -152,12 +169,22 @@ func (c *core) note(p *peerState, f feed.ID, n Note) {
 
 // forget drops what we told p about f (p declined f and stopped listening).
 func (c *core) forget(p *peerState, f feed.ID) {
+	c.unquiet(p, f)
 	if old, ok := p.sent[f]; ok {
 		if old != DontReplicate {
 			p.shared--
 		}
 		delete(p.sent, f)
 		delete(p.pending, f)
+	}
+}
+
+// unquiet ends the quiet state of f with p: a note is about to tell p our
+// state of f, or f is no longer shared with p.
+func (c *core) unquiet(p *peerState, f feed.ID) {
+	if p.quiet[f] {
+		delete(p.quiet, f)
+		p.shared--
 	}
 }
 
@@ -183,17 +210,13 @@ func (c *core) ourNote(p *peerState, fs *feedState) Note {
 	return MakeNote(fs.head.Seq, fs.rx == p)
 }
 
-// share tells p our state of f (which must be shared with p), first making
-// p the source of f if f has none.
+// share tells p our state of f (which must be shared with p).
 func (c *core) share(p *peerState, f feed.ID) {
 	if !c.shared(f, p.id) {
 		c.decline(p, f)
 		return
 	}
 	fs := c.feed(f)
-	if fs.rx == nil && c.wantRx(fs) && c.candidate(p, fs, false) {
-		c.setSource(fs, p)
-	}
 	c.note(p, f, c.ourNote(p, fs))
 }
 
@@ -201,6 +224,7 @@ func (c *core) share(p *peerState, f feed.ID) {
 // p was told anything else.
 func (c *core) decline(p *peerState, f feed.ID) {
 	c.stopPush(p, f)
+	c.unquiet(p, f)
 	fs := c.feed(f)
 	if fs.rx == p {
 		c.unsetSource(fs)
@@ -214,7 +238,8 @@ func (c *core) decline(p *peerState, f feed.ID) {
 // ---- sources ----
 
 // candidate reports whether p may be the source of fs; with ahead, only if
-// it claims more than we have.
+// it claims more than we have and did not stall as fs's source at that
+// claim already.
 func (c *core) candidate(p *peerState, fs *feedState, ahead bool) bool {
 	if !p.open || p.bad[fs.id] || !c.shared(fs.id, p.id) {
 		return false
@@ -222,8 +247,31 @@ func (c *core) candidate(p *peerState, fs *feedState, ahead bool) bool {
 	if n, ok := p.their[fs.id]; ok && n == DontReplicate {
 		return false
 	}
-	return !ahead || p.claim[fs.id] > fs.head.Seq
+	if !ahead {
+		return true
+	}
+	claim := p.claim[fs.id]
+	if st, ok := p.stalled[fs.id]; ok && claim <= st.claim && c.now.Sub(st.at) < stallBackoff*c.timeout {
+		return false
+	}
+	return claim > fs.head.Seq
 }
+
+// ahead reports whether p claims more of fs than we hold.
+func (c *core) ahead(fs *feedState, p *peerState) bool {
+	return p.claim[fs.id] > fs.head.Seq
+}
+
+// idle reports whether fs's source has not been chosen and has delivered
+// nothing for the timeout.
+func (c *core) idle(fs *feedState) bool {
+	return c.now.Sub(fs.rxAt) >= c.timeout
+}
+
+// tentative reports whether fs may take a source that is not ahead, so that
+// live entries are pushed to us as they come: any feed but our own, which
+// only a peer holding more of it than we do (we lost data) can send us.
+func (c *core) tentative(fs *feedState) bool { return fs.id != c.self }
 
 // setSource makes p the one peer that pushes fs to us.
 func (c *core) setSource(fs *feedState, p *peerState) {
@@ -273,7 +321,10 @@ func (c *core) bestAhead(fs *feedState, except *peerState) *peerState {
 }
 
 // reselect chooses a new source for fs, which has none, avoiding except:
-// the peer furthest ahead, or with tentative any peer that replicates fs.
+// the peer furthest ahead, or with tentative the first peer in the fixed
+// order that announced fs in this session, so that it pushes what it gets
+// later; not one that asked us to push fs (it could only pass on what we
+// send it).
 func (c *core) reselect(fs *feedState, except *peerState, tentative bool) {
 	if fs.rx != nil || !c.wantRx(fs) {
 		return
@@ -282,11 +333,12 @@ func (c *core) reselect(fs *feedState, except *peerState, tentative bool) {
 		c.setSource(fs, p)
 		return
 	}
-	if !tentative {
+	if !tentative || !c.tentative(fs) {
 		return
 	}
 	for _, p := range c.order {
-		if p != except && c.candidate(p, fs, false) {
+		n, told := p.their[fs.id]
+		if p != except && told && !n.Rx() && !p.quiet[fs.id] && c.candidate(p, fs, false) {
 			c.setSource(fs, p)
 			return
 		}
@@ -413,10 +465,27 @@ func (c *core) onConnect(ev evConnect) {
 		claim:    map[feed.ID]uint64{},
 		sent:     map[feed.ID]Note{},
 		pending:  map[feed.ID]Note{},
+		quiet:    map[feed.ID]bool{},
 		push:     map[feed.ID]uint64{},
 		rx:       map[feed.ID]bool{},
 		bad:      map[feed.ID]bool{},
+		stalled:  map[feed.ID]stall{},
 		have:     map[feed.ID]bool{},
+	}
+	// Request skipping: a feed the peer was known to hold at the very seq
+	// we hold now is not announced. The stored clock only says what the
+	// peer held (its notes and entries), and seqs only grow: if the peer
+	// skips the feed too, both hold that seq. If it does not, its note
+	// for the feed gets our answer (onNote) as any first note does.
+	for f, n := range ev.clock {
+		fs := c.feeds[f]
+		if fs == nil || !n.Replicate() || n.Seq() != fs.head.Seq || !c.shared(f, p.id) {
+			continue
+		}
+		p.their[f] = MakeNote(n.Seq(), false)
+		p.claim[f] = n.Seq()
+		p.quiet[f] = true
+		p.shared++
 	}
 	c.peers[p.id] = p
 	i, _ := slices.BinarySearchFunc(c.order, p.id, func(q *peerState, id feed.ID) int { return feed.ID.Compare(q.id, id) })
@@ -426,12 +495,13 @@ func (c *core) onConnect(ev evConnect) {
 	}
 }
 
-// open starts the note exchange with p: every shared feed in scope.
+// open starts the note exchange with p: every shared feed in scope but
+// the quiet ones.
 func (c *core) open(p *peerState) {
 	p.open = true
 	p.flush = true
 	for _, f := range c.scopeList {
-		if _, done := p.sent[f]; !done && c.shared(f, p.id) && p.their[f] != DontReplicate {
+		if _, done := p.sent[f]; !done && !p.quiet[f] && c.shared(f, p.id) && p.their[f] != DontReplicate {
 			c.share(p, f)
 		}
 	}
@@ -444,11 +514,27 @@ func (c *core) onDisconnect(id feed.ID) {
 	}
 	delete(c.peers, id)
 	c.order = slices.DeleteFunc(c.order, func(q *peerState) bool { return q == p })
+	if clock := c.clockOf(p); len(clock) > 0 {
+		c.emit(actSaveClock{peer: id, clock: clock})
+	}
 	for _, f := range slices.SortedFunc(maps.Keys(p.rx), feed.ID.Compare) {
 		fs := c.feed(f)
 		c.unsetSource(fs)
 		c.reselect(fs, nil, true)
 	}
+}
+
+// clockOf is p's clock as far as we know it, to store for request
+// skipping: per feed it replicates with us, how far it is known to be.
+func (c *core) clockOf(p *peerState) map[feed.ID]int64 {
+	clock := make(map[feed.ID]int64, len(p.their))
+	for f, n := range p.their {
+		if n != DontReplicate {
+			n = MakeNote(p.claim[f], n.Rx())
+		}
+		clock[f] = int64(n)
+	}
+	return clock
 }
 
 func (c *core) onNotes(ev evNotes) {
@@ -505,6 +591,7 @@ func (c *core) onNote(p *peerState, f feed.ID, n Note) {
 		return
 	}
 	seq := n.Seq()
+	p.claim[f] = seq // where the peer is now, even if a stored clock said more
 	c.raiseClaim(p, fs, seq)
 	if _, told := p.sent[f]; !told || (had && prev == DontReplicate) {
 		c.share(p, f)
@@ -518,27 +605,35 @@ func (c *core) onNote(p *peerState, f feed.ID, n Note) {
 			c.note(p, f, c.ourNote(p, fs))
 		}
 	}
-	if c.wantRx(fs) && c.candidate(p, fs, true) && fs.rx != p {
-		// Choose a source, or switch to one further ahead.
-		if fs.rx == nil || fs.rx.claim[f] < p.claim[f] {
-			c.setSource(fs, p)
-		}
+	if c.wantRx(fs) && fs.rx != p && c.candidate(p, fs, true) && (fs.rx == nil || c.idle(fs)) {
+		// No source, or one that has had nothing for us for a while:
+		// take the peer furthest ahead. A source that is sending, or
+		// was chosen or sent last only recently, keeps the feed: it may
+		// have entries on the way, and switching now would have both
+		// peers send them. If it stalls, a tick rotates away from it.
+		c.setSource(fs, c.bestAhead(fs, nil))
 	}
 }
 
-// batch is the run of entries of one author accepted from one message.
+// batch is the entries of one author accepted from one message.
 type batch struct {
 	fs      *feedState
 	entries []*feed.Entry
+	ids     []feed.Hash // ids[i] is entries[i].ID()
 	head    feed.Head
 }
 
+// onEntries takes the runs of an ENTRIES message. The session verified
+// each run on its own (links and the last signature); what is left here
+// is where a run meets the feed's head: the part after the head is
+// appended if it links to it, the part at or below it is a duplicate or
+// a fork.
 func (c *core) onEntries(ev evEntries) {
 	p := c.peers[ev.peer]
 	if p == nil {
 		return
 	}
-	p.received += int64(len(ev.entries) + ev.malformed)
+	p.received += int64(ev.malformed)
 	p.invalid += int64(ev.malformed)
 	var (
 		batches  []*batch
@@ -546,11 +641,16 @@ func (c *core) onEntries(ev evEntries) {
 		dup      = map[feed.ID]bool{}
 		checked  = map[feed.ID]bool{}
 	)
-	for _, e := range ev.entries {
-		a := e.Author
+	for _, r := range ev.runs {
+		p.received += int64(r.n)
+		a := r.author
 		fs := c.feeds[a]
-		if a == c.self || fs == nil || !c.scope[a] || fs.frozen {
-			continue // not asked for: our own feed, out of scope or frozen
+		if fs == nil || !c.wantRx(fs) {
+			// Not asked for: out of scope or frozen.
+			if r.err != nil {
+				p.invalid++
+			}
+			continue
 		}
 		b := byAuthor[a]
 		if b == nil {
@@ -558,42 +658,68 @@ func (c *core) onEntries(ev evEntries) {
 			byAuthor[a] = b
 			batches = append(batches, b)
 		}
-		switch {
-		case e.Seq > b.head.Seq+1:
-			// A gap: the peer pushes from further than we are. Skip it.
-			continue
-		case e.Seq <= fs.head.Seq:
-			dup[a] = true
-			c.raiseClaim(p, fs, e.Seq)
-			if e.Seq == fs.head.Seq && e.ID() == fs.head.ID {
-				continue
-			}
-			if !checked[a] {
-				// Maybe a fork: the driver compares it with the stored entry.
-				checked[a] = true
-				c.emit(actCheckFork{peer: p.id, entry: e})
-			}
-			continue
-		case e.Seq <= b.head.Seq:
-			dup[a] = true // repeated inside this message
-			continue
+		c.takeRun(p, b, r, dup, checked)
+		if r.err != nil {
+			c.markBad(p, fs, r.err)
 		}
-		if err := e.Validate(a, b.head); err != nil {
-			c.markBad(p, fs, err)
-			continue
-		}
-		b.entries = append(b.entries, e)
-		b.head = e.Next()
-		c.raiseClaim(p, fs, e.Seq)
 	}
 	for _, b := range batches {
 		if len(b.entries) > 0 {
-			c.emit(actAppend{peer: p.id, entries: b.entries, head: b.head})
+			c.emit(actAppend{peer: p.id, entries: b.entries, ids: b.ids, head: b.head})
 		}
 	}
 	for _, a := range slices.SortedFunc(maps.Keys(dup), feed.ID.Compare) {
 		c.onDuplicate(p, c.feeds[a])
 	}
+}
+
+// takeRun adds to b the entries of the verified run r that extend b's
+// head, and notes duplicates (dup) and possible forks (one fork check per
+// author and message: checked). A run is a hash chain, so one comparison
+// covers all of its entries at or below a head.
+func (c *core) takeRun(p *peerState, b *batch, r run, dup, checked map[feed.ID]bool) {
+	fs, es, ids := b.fs, r.entries, r.ids
+	if k := atOrBelow(es, fs.head.Seq); k > 0 {
+		dup[fs.id] = true
+		e := es[k-1]
+		c.raiseClaim(p, fs, e.Seq)
+		if e.Seq != fs.head.Seq || ids[k-1] != fs.head.ID {
+			// Below the head, or another entry at it: maybe a fork. The
+			// driver compares it with the stored entry.
+			if !checked[fs.id] {
+				checked[fs.id] = true
+				c.emit(actCheckFork{peer: p.id, entry: e})
+			}
+			return
+		}
+		es, ids = es[k:], ids[k:]
+	}
+	if k := atOrBelow(es, b.head.Seq); k > 0 {
+		dup[fs.id] = true // taken from another run of this message
+		es, ids = es[k:], ids[k:]
+	}
+	if len(es) == 0 || es[0].Seq > b.head.Seq+1 {
+		return // nothing new, or a gap: the peer pushes from further than we are
+	}
+	if es[0].Prev != b.head.ID {
+		c.markBad(p, fs, fmt.Errorf("%w: seq %d", feed.ErrWrongPrev, es[0].Seq))
+		return
+	}
+	// The rest of the run links to the head: take it whole. Its last entry
+	// is the one whose signature authenticated the run.
+	b.entries = append(b.entries, es...)
+	b.ids = append(b.ids, ids...)
+	b.head = feed.Head{Seq: es[len(es)-1].Seq, ID: ids[len(ids)-1]}
+	c.raiseClaim(p, fs, b.head.Seq)
+}
+
+// atOrBelow returns how many of es, entries with consecutive seqs, have a
+// seq of at most seq.
+func atOrBelow(es []*feed.Entry, seq uint64) int {
+	if len(es) == 0 || es[0].Seq > seq {
+		return 0
+	}
+	return int(min(seq-es[0].Seq+1, uint64(len(es))))
 }
 
 // onDuplicate handles p sending entries of fs we already hold: rx goes off
@@ -671,7 +797,7 @@ func (c *core) advanced(fs *feedState, blockAt map[feed.ID]uint64) {
 			c.pushMore(p, fs, limit)
 			continue
 		}
-		if n, ok := p.their[fs.id]; ok && n != DontReplicate && p.claim[fs.id] < fs.head.Seq && c.shared(fs.id, p.id) {
+		if n, ok := p.their[fs.id]; ok && n != DontReplicate && c.shared(fs.id, p.id) {
 			p.have[fs.id] = true
 		}
 	}
@@ -720,33 +846,48 @@ func (c *core) onLocal(ev evLocal) {
 }
 
 func (c *core) onTick() {
-	// Tell peers that are behind how far we got since.
+	// Tell peers how far we got since, once per tick and feed, where they
+	// do not know it: peers that are behind (they may need another
+	// source) and our source (so that each side knows the other's clock
+	// when the session ends, for request skipping). A peer we push the
+	// feed to learns it from the entries.
 	for _, p := range c.order {
 		for _, f := range slices.SortedFunc(maps.Keys(p.have), feed.ID.Compare) {
 			delete(p.have, f)
 			fs := c.feed(f)
-			if _, pushing := p.push[f]; !pushing && c.shared(f, p.id) && p.their[f] != DontReplicate && p.claim[f] < fs.head.Seq {
+			n, ok := p.their[f]
+			if _, pushing := p.push[f]; pushing || !ok || n == DontReplicate || !c.shared(f, p.id) || p.sent[f].Seq() >= fs.head.Seq {
+				continue
+			}
+			if p.claim[f] < fs.head.Seq || fs.rx == p {
 				c.note(p, f, c.ourNote(p, fs))
 			}
 		}
 	}
 	// A feed some peer is ahead on must not stay stuck: request it if it
-	// has no source, or rotate away from a source silent for the timeout.
+	// has no source, move it from a source with nothing more for us, or
+	// rotate away from a source that is ahead but silent for the timeout.
 	for _, f := range c.scopeList {
 		fs := c.feed(f)
 		if !c.wantRx(fs) {
 			continue
 		}
-		if fs.rx == nil {
-			c.reselect(fs, nil, false)
-			continue
-		}
-		if c.now.Sub(fs.rxAt) < c.timeout {
-			continue
-		}
-		if next := c.nextAhead(fs); next != nil {
-			c.log.Debug("ebt: source stalled; rotating", "feed", f, "from", fs.rx.id, "to", next.id)
-			c.setSource(fs, next)
+		switch rx := fs.rx; {
+		case rx == nil:
+			c.reselect(fs, nil, true)
+		case !c.idle(fs):
+		case !c.ahead(fs, rx):
+			// Nothing more to get from it: move to the peer furthest ahead.
+			if p := c.bestAhead(fs, nil); p != nil {
+				c.setSource(fs, p)
+			}
+		default:
+			// Not chosen again for f until it claims more.
+			rx.stalled[f] = stall{claim: rx.claim[f], at: c.now}
+			if next := c.nextAhead(fs); next != nil {
+				c.log.Debug("ebt: source stalled; rotating", "feed", f, "from", rx.id, "to", next.id)
+				c.setSource(fs, next)
+			}
 		}
 	}
 }

@@ -78,7 +78,7 @@ func (h *harness) notes(p feed.ID, ns map[feed.ID]Note) []any {
 }
 
 func (h *harness) entries(p feed.ID, es ...*feed.Entry) []any {
-	return h.do(evEntries{peer: p, entries: es})
+	return h.do(evEntries{peer: p, runs: newVerifier().verify(es)})
 }
 
 // notesTo merges the notes sent to p; ok reports whether any NOTES action
@@ -159,23 +159,34 @@ func TestCoreChooseSource(t *testing.T) {
 	h := w.harness(t, 0)
 	me, a := w.me.id, w.a.id
 
-	// The acceptor sends its notes at once; with no source yet, the first
-	// peer is asked for a (tentatively).
+	// The acceptor sends its notes at once, asking no one before it knows
+	// who is ahead.
 	acts := h.connect(w.p1, true)
-	wantNotes(t, acts, w.p1, map[feed.ID]Note{me: MakeNote(1, false), a: MakeNote(0, true)})
-	if h.source(a) != w.p1 {
-		t.Fatalf("source = %v, want p1", h.source(a))
+	wantNotes(t, acts, w.p1, map[feed.ID]Note{me: MakeNote(1, false), a: MakeNote(0, false)})
+	if h.source(a) != (feed.ID{}) {
+		t.Fatalf("source = %v before any peer claimed a", h.source(a))
 	}
+	// The first peer ahead becomes the source.
 	acts = h.notes(w.p1, map[feed.ID]Note{a: MakeNote(5, false)})
-	wantNotes(t, acts, w.p1, map[feed.ID]Note{})
+	wantNotes(t, acts, w.p1, map[feed.ID]Note{a: MakeNote(0, true)})
 
-	// A second peer is not asked while p1 is the source...
-	acts = h.connect(w.p2, true)
-	wantNotes(t, acts, w.p2, map[feed.ID]Note{me: MakeNote(1, false), a: MakeNote(0, false)})
-	// ...until it claims more than p1 has.
+	// A peer further ahead does not take over while p1 is sending...
+	h.connect(w.p2, true)
 	acts = h.notes(w.p2, map[feed.ID]Note{a: MakeNote(10, false)})
-	wantNotes(t, acts, w.p1, map[feed.ID]Note{a: MakeNote(0, false)})
-	wantNotes(t, acts, w.p2, map[feed.ID]Note{a: MakeNote(0, true)})
+	if got, _ := notesTo(acts, w.p2); h.source(a) != w.p1 || len(got) != 0 {
+		t.Fatalf("switched to p2 (notes %v) while p1 has entries for us", got)
+	}
+	h.entries(w.p1, w.a.entries[:5]...)
+	// ...nor right after p1 sent all it has (more may be on the way)...
+	if acts := h.do(evTick{}); h.source(a) != w.p1 {
+		t.Fatalf("source = %v right after p1 delivered (%v)", h.source(a), acts)
+	}
+	// ...but once p1 has had nothing for us for the timeout, the peer
+	// furthest ahead does.
+	h.now = h.now.Add(3 * time.Second)
+	acts = h.do(evTick{})
+	wantNotes(t, acts, w.p1, map[feed.ID]Note{a: MakeNote(5, false)})
+	wantNotes(t, acts, w.p2, map[feed.ID]Note{a: MakeNote(5, true)})
 	if h.source(a) != w.p2 {
 		t.Fatalf("source = %v, want p2", h.source(a))
 	}
@@ -188,8 +199,8 @@ func TestCoreChooseSource(t *testing.T) {
 	if got, _ := notesTo(acts, w.p3); got[a].Rx() {
 		t.Errorf("p3 asked to push: %v", got)
 	}
-	if p := h.c.progress(); p.Current != 1 || p.Target != 11 || p.Start != 1 {
-		t.Errorf("progress = %+v, want start 1 current 1 target 11", p)
+	if p := h.c.progress(); p.Current != 6 || p.Target != 11 || p.Start != 1 {
+		t.Errorf("progress = %+v, want start 1 current 6 target 11", p)
 	}
 }
 
@@ -200,7 +211,7 @@ func TestCoreInitiatorWaitsForNotes(t *testing.T) {
 		t.Fatal("initiator sent notes before receiving the acceptor's")
 	}
 	acts := h.notes(w.p1, nil)
-	wantNotes(t, acts, w.p1, map[feed.ID]Note{w.me.id: MakeNote(1, false), w.a.id: MakeNote(0, true)})
+	wantNotes(t, acts, w.p1, map[feed.ID]Note{w.me.id: MakeNote(1, false), w.a.id: MakeNote(0, false)})
 	// Later notes from the peer that change nothing cause no NOTES message.
 	if _, ok := notesTo(h.notes(w.p1, nil), w.p1); ok {
 		t.Error("notes sent for nothing")
@@ -454,6 +465,11 @@ func TestCoreHops(t *testing.T) {
 	if !h.c.scope[b.id] {
 		t.Fatal("b not in scope after a's follow arrived")
 	}
+	if got, _ := notesTo(acts, p); got[b.id] != MakeNote(0, false) {
+		t.Errorf("b not announced: %v", got)
+	}
+	// The peer has it: it is asked for it.
+	acts = h.notes(p, map[feed.ID]Note{b.id: MakeNote(1, false)})
 	if got, _ := notesTo(acts, p); got[b.id] != MakeNote(0, true) {
 		t.Errorf("b not requested: %v", got)
 	}

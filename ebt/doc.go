@@ -19,6 +19,15 @@
 //     from the Store, carries out its actions and ticks its timer.
 //   - session.go: Serve, one session with one peer over a Conn (a flitlink
 //     circuit of class Data), and the per-session outbox.
+//   - verify.go: verification off Run's goroutine: received entries by run
+//     (hash links and the last signature) on the sessions' readers and a
+//     shared pool of helpers; the signature of the entry each sent message
+//     ends with on the writers.
+//   - sim.go: Simulate, a deterministic discrete-event simulation of many
+//     nodes (real Replicators driven under a virtual clock, messages over
+//     links with latency and FIFO order), for cmd/cxbench sim-ebt. Real
+//     time with 3 s timers is too slow for it and testing/synctest exists
+//     only in tests; see docs/protocols/ebt.md, "Simulation".
 //
 // # Threading and ordering
 //
@@ -31,11 +40,21 @@
 // return snapshots Run publishes after each event. All are safe for
 // concurrent use. Config.OnAppend is called on Run's goroutine.
 //
-// Entries of a feed are appended strictly in seq order, each verified
-// against the head before it (feed.Entry.Validate); one ENTRIES message
-// yields at most one Store.Append per author. Contact entries update the
-// scope and the block checks before anything appended after them is pushed
-// to anyone.
+// Entries of a feed are appended strictly in seq order; one ENTRIES message
+// yields at most one Store.Append per author. They are verified before Run
+// sees them, a run at a time (consecutive entries of one author in one
+// message): each session's reader checks a run's hash links and the
+// signature of its last entry, which authenticates the run
+// (feed.VerifyRun), hashing big runs in chunks and verifying a message's
+// runs on up to GOMAXPROCS-1 helper goroutines shared by all sessions (it
+// never waits for one). Run only checks that a run links to the feed's
+// head. So a stored entry's own signature may never have been checked, and
+// may even be invalid if its author signed a later entry that commits to
+// it; the writer therefore checks the signature of the entry each ENTRIES
+// message ends with before sending it (verify.go, sigCache), since that is
+// the one signature the peer checks. Contact entries update the scope and
+// the block checks before anything appended after them is pushed to
+// anyone.
 //
 // # Importers
 //

@@ -19,10 +19,14 @@ type (
 	evInit struct {
 		feeds map[feed.ID]feedSnapshot // every feed with entries, contacts or a fork proof
 	}
-	// evConnect: a session with peer started.
+	// evConnect: a session with peer started. clock is the peer's clock
+	// as stored when the last session with it ended (Store.PeerClock):
+	// feeds whose stored seq equals ours are not announced (request
+	// skipping). nil means none.
 	evConnect struct {
 		peer     feed.ID
 		acceptor bool // we accepted the circuit: we send notes first
+		clock    map[feed.ID]Note
 	}
 	// evDisconnect: the session with peer ended.
 	evDisconnect struct{ peer feed.ID }
@@ -31,11 +35,12 @@ type (
 		peer  feed.ID
 		notes []feedNote
 	}
-	// evEntries: peer sent an ENTRIES message; malformed counts entries
+	// evEntries: peer sent an ENTRIES message. Its entries come in runs
+	// the session already verified (verify.go); malformed counts entries
 	// that did not decode.
 	evEntries struct {
 		peer      feed.ID
-		entries   []*feed.Entry
+		runs      []run
 		malformed int
 	}
 	// evAppended answers actAppend. On error, state is the feed as stored.
@@ -87,10 +92,12 @@ type (
 	// actCancel: drop entries of author still queued for peer.
 	actCancel struct{ peer, author feed.ID }
 	// actAppend: append entries (one author, contiguous, verified) in one
-	// store batch; head is the feed's head after it.
+	// store batch; head is the feed's head after it. The last entry's own
+	// signature has been checked (it ends a verified run).
 	actAppend struct {
 		peer    feed.ID
 		entries []*feed.Entry
+		ids     []feed.Hash // ids[i] is entries[i].ID()
 		head    feed.Head
 	}
 	// actCheckFork: entry is at a seq the store holds: compare it with the
@@ -103,5 +110,11 @@ type (
 	actClose struct {
 		peer feed.ID
 		err  error
+	}
+	// actSaveClock: store what the core knows of peer's clock
+	// (Store.SetPeerClock), for request skipping in its next session.
+	actSaveClock struct {
+		peer  feed.ID
+		clock map[feed.ID]int64
 	}
 )

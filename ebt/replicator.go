@@ -22,6 +22,9 @@ type Store interface {
 	// head, atomically; contact entries update the graph in the same
 	// transaction.
 	Append(entries []*feed.Entry) error
+	// AppendIDs is Append of entries whose IDs the caller has computed
+	// (ids[i] = entries[i].ID()); it does not hash them again.
+	AppendIDs(entries []*feed.Entry, ids []feed.Hash) error
 	// Head returns the feed's head (zero for an unknown feed).
 	Head(author feed.ID) (feed.Head, error)
 	// Heads returns the head of every feed with at least one entry.
@@ -30,9 +33,14 @@ type Store interface {
 	Get(author feed.ID, seq uint64) (*feed.Entry, error)
 	// Range returns at most limit entries with seq >= from, ascending.
 	Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error)
+	// RangeEncoded is Range returning canonical encodings, at most
+	// maxBytes of them together (but at least one entry if there is one).
+	RangeEncoded(author feed.ID, from uint64, limit, maxBytes int) ([][]byte, error)
 	// Contacts returns author's relations other than RelNone.
 	Contacts(author feed.ID) (map[feed.ID]feed.Relation, error)
-	// SetPeerClock merges the notes peer sent into its stored clock.
+	// PeerClock returns peer's stored clock (an empty map if none).
+	PeerClock(peer feed.ID) (map[feed.ID]int64, error)
+	// SetPeerClock merges notes into peer's stored clock.
 	SetPeerClock(peer feed.ID, notes map[feed.ID]int64) error
 	// AddForkProof records a fork proof, freezing the feed.
 	AddForkProof(p *feed.ForkProof) error
@@ -107,6 +115,9 @@ type Replicator struct {
 	localMu sync.Mutex
 	local   map[feed.ID]bool
 
+	verify *verifier // checks received entries for the sessions
+	sigs   *sigCache // entries known to be validly signed, for the writers
+
 	// mu guards the snapshots Run publishes for Progress and Peers.
 	mu       sync.Mutex
 	progress Progress
@@ -156,6 +167,8 @@ func New(cfg Config) (*Replicator, error) {
 		local:    map[feed.ID]bool{},
 		sessions: map[feed.ID]*session{},
 		live:     map[feed.ID]*session{},
+		verify:   newVerifier(),
+		sigs:     newSigCache(),
 	}
 	r.core = newCore(cfg.Self, cfg.Hops, cfg.Timeout, cfg.Logger)
 	return r, nil
@@ -188,7 +201,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 		case m := <-r.events:
 			r.onSession(m)
 		case <-r.kick:
-			r.onLocal()
+			r.onLocal(time.Now())
 		case <-t.C:
 			r.step(time.Now(), evTick{})
 		}
@@ -249,7 +262,10 @@ func (r *Replicator) loadAll() (evInit, error) {
 	if err != nil {
 		return evInit{}, fmt.Errorf("ebt: load heads: %w", err)
 	}
-	ev := evInit{feeds: make(map[feed.ID]feedSnapshot, len(heads))}
+	ev := evInit{feeds: make(map[feed.ID]feedSnapshot, len(heads)+1)}
+	if _, ok := heads[r.cfg.Self]; !ok {
+		heads[r.cfg.Self] = feed.Head{} // our follows make the scope, entries or not
+	}
 	for id, h := range heads {
 		cs, err := r.st.Contacts(id)
 		if err != nil {
@@ -311,13 +327,22 @@ func (r *Replicator) apply(acts []any) {
 			if s := r.live[a.peer]; s != nil {
 				s.cancel(a.err)
 			}
+		case actSaveClock:
+			if err := r.st.SetPeerClock(a.peer, a.clock); err != nil {
+				r.log.Warn("ebt: save peer clock", "peer", a.peer, "err", err)
+			}
 		case actAppend:
 			author := a.entries[0].Author
-			ev := evAppended{act: a, err: r.st.Append(a.entries)}
+			// The IDs come from verification (verify.go): Append needs
+			// not hash the entries again on Run's goroutine.
+			ev := evAppended{act: a, err: r.st.AppendIDs(a.entries, a.ids)}
 			if ev.err != nil {
 				ev.state = r.snapshot(author)
-			} else if r.cfg.OnAppend != nil {
-				r.cfg.OnAppend(author, a.head)
+			} else {
+				r.sigs.add(author, a.head)
+				if r.cfg.OnAppend != nil {
+					r.cfg.OnAppend(author, a.head)
+				}
 			}
 			r.apply(r.core.handle(r.now, ev))
 		case actCheckFork:
@@ -355,27 +380,10 @@ func (r *Replicator) onSession(m sessionEvent) {
 	s := m.s
 	switch ev := m.ev.(type) {
 	case evConnect:
-		if old := r.live[s.peer]; old != nil {
-			old.cancel(ErrReplaced)
-			r.dropSession(old)
-		}
-		r.now = time.Now()
-		acts := r.core.handle(r.now, ev)
-		for _, a := range acts {
-			if c, ok := a.(actClose); ok && c.peer == s.peer {
-				s.reply <- c.err
-				return
-			}
-		}
-		r.live[s.peer] = s
-		r.mu.Lock()
-		r.sessions[s.peer] = s
-		r.mu.Unlock()
-		s.reply <- nil
-		r.apply(acts)
+		s.reply <- r.connect(time.Now(), s)
 	case evDisconnect:
 		if r.live[s.peer] == s {
-			r.dropSession(s)
+			r.dropSession(time.Now(), s)
 		}
 	default:
 		if r.live[s.peer] == s {
@@ -384,25 +392,69 @@ func (r *Replicator) onSession(m sessionEvent) {
 	}
 }
 
+// connect starts session s in the core, replacing a live session with the
+// same peer, and returns the core's refusal (ErrBlocked) if any. The
+// peer's stored clock goes with the event, for request skipping.
+func (r *Replicator) connect(now time.Time, s *session) error {
+	if old := r.live[s.peer]; old != nil {
+		old.cancel(ErrReplaced)
+		r.dropSession(now, old)
+	}
+	ev := evConnect{peer: s.peer, acceptor: s.acceptor, clock: r.peerClock(s.peer)}
+	r.now = now
+	acts := r.core.handle(now, ev)
+	for _, a := range acts {
+		if c, ok := a.(actClose); ok && c.peer == s.peer {
+			return c.err
+		}
+	}
+	r.live[s.peer] = s
+	r.mu.Lock()
+	r.sessions[s.peer] = s
+	r.mu.Unlock()
+	r.apply(acts)
+	return nil
+}
+
+// peerClock reads peer's stored clock; nil if there is none or it cannot
+// be read (then every feed is announced).
+func (r *Replicator) peerClock(peer feed.ID) map[feed.ID]Note {
+	stored, err := r.st.PeerClock(peer)
+	if err != nil {
+		r.log.Warn("ebt: read peer clock", "peer", peer, "err", err)
+		return nil
+	}
+	if len(stored) == 0 {
+		return nil
+	}
+	clock := make(map[feed.ID]Note, len(stored))
+	for f, v := range stored {
+		if v >= int64(DontReplicate) {
+			clock[f] = Note(v)
+		}
+	}
+	return clock
+}
+
 // dropSession forgets a live session and tells the core.
-func (r *Replicator) dropSession(s *session) {
+func (r *Replicator) dropSession(now time.Time, s *session) {
 	delete(r.live, s.peer)
 	r.mu.Lock()
 	if r.sessions[s.peer] == s {
 		delete(r.sessions, s.peer)
 	}
 	r.mu.Unlock()
-	r.step(time.Now(), evDisconnect{peer: s.peer})
+	r.step(now, evDisconnect{peer: s.peer})
 }
 
 // onLocal reloads the feeds Appended and ScopeChanged named.
-func (r *Replicator) onLocal() {
+func (r *Replicator) onLocal(now time.Time) {
 	r.localMu.Lock()
 	ids := slices.SortedFunc(maps.Keys(r.local), feed.ID.Compare)
 	clear(r.local)
 	r.localMu.Unlock()
 	for _, id := range ids {
-		r.step(time.Now(), evLocal{author: id, state: r.snapshot(id)})
+		r.step(now, evLocal{author: id, state: r.snapshot(id)})
 	}
 }
 

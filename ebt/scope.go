@@ -46,9 +46,11 @@ func (c *core) shared(f, peer feed.ID) bool {
 	return c.scope[f] && c.relation(f, peer) != feed.RelBlock
 }
 
-// wantRx reports whether we take entries of f from peers at all.
+// wantRx reports whether we take entries of f from peers at all: any feed
+// in scope that is not frozen, our own included (a node that lost its
+// store takes its own entries back from peers that hold more of them).
 func (c *core) wantRx(fs *feedState) bool {
-	return fs.id != c.self && !fs.frozen && c.scope[fs.id]
+	return !fs.frozen && c.scope[fs.id]
 }
 
 // updateScope recomputes the scope and reconciles every session with it:

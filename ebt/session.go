@@ -51,16 +51,7 @@ func (r *Replicator) Serve(ctx context.Context, c Conn, peer feed.ID, acceptor b
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	s := &session{
-		r:        r,
-		peer:     peer,
-		acceptor: acceptor,
-		conn:     c,
-		cancel:   cancel,
-		reply:    make(chan error, 1),
-	}
-	s.out.init(r.st)
-	s.out.hello = true
+	s := r.newSession(peer, acceptor, c, cancel)
 	if err := r.send(ctx, sessionEvent{s: s, ev: evConnect{peer: peer, acceptor: acceptor}}); err != nil {
 		return s.result(ctx, err)
 	}
@@ -83,6 +74,23 @@ func (r *Replicator) Serve(ctx context.Context, c Conn, peer feed.ID, acceptor b
 	case <-r.done:
 	}
 	return s.result(ctx, context.Cause(ctx))
+}
+
+// newSession returns a session with peer over c whose outbox holds the
+// HELLO; cancel ends it.
+func (r *Replicator) newSession(peer feed.ID, acceptor bool, c Conn, cancel context.CancelCauseFunc) *session {
+	s := &session{
+		r:        r,
+		peer:     peer,
+		acceptor: acceptor,
+		conn:     c,
+		cancel:   cancel,
+		reply:    make(chan error, 1),
+	}
+	s.out.init(r.st)
+	s.out.sigs = r.sigs
+	s.out.hello = true
+	return s
 }
 
 // result maps why a session ended to what Serve returns.
@@ -112,41 +120,40 @@ func (s *session) read(ctx context.Context) error {
 			return fmt.Errorf("%w: HELLO must come first and once (got type %d)", ErrProtocol, m.typ)
 		}
 		first = false
-		var ev any
-		switch m.typ {
-		case msgHello:
-			s.r.log.Debug("ebt: hello", "peer", s.peer, "capability", m.capability)
-			continue
-		case msgNotes:
-			clock := make(map[feed.ID]int64, len(m.notes))
-			for _, n := range m.notes {
-				clock[n.Feed] = int64(n.Note)
+		if ev := s.event(m); ev != nil {
+			if err := s.r.send(ctx, sessionEvent{s: s, ev: ev}); err != nil {
+				return err
 			}
-			if err := s.r.st.SetPeerClock(s.peer, clock); err != nil {
-				s.r.log.Warn("ebt: save peer clock", "peer", s.peer, "err", err)
-			}
-			ev = evNotes{peer: s.peer, notes: m.notes}
-		case msgEntries:
-			es := make([]*feed.Entry, 0, len(m.entries))
-			malformed := 0
-			for _, raw := range m.entries {
-				e, err := feed.Decode(raw)
-				if err != nil {
-					s.r.log.Debug("ebt: malformed entry", "peer", s.peer, "err", err)
-					malformed++
-					continue
-				}
-				es = append(es, e)
-			}
-			ev = evEntries{peer: s.peer, entries: es, malformed: malformed}
-		default:
-			s.r.log.Debug("ebt: ignoring unknown message type", "peer", s.peer, "type", m.typ)
-			continue
-		}
-		if err := s.r.send(ctx, sessionEvent{s: s, ev: ev}); err != nil {
-			return err
 		}
 	}
+}
+
+// event turns a received message into the event for Run, or nil (HELLO,
+// unknown types).
+func (s *session) event(m message) any {
+	switch m.typ {
+	case msgHello:
+		s.r.log.Debug("ebt: hello", "peer", s.peer, "capability", m.capability)
+		return nil
+	case msgNotes:
+		clock := make(map[feed.ID]int64, len(m.notes))
+		for _, n := range m.notes {
+			clock[n.Feed] = int64(n.Note)
+		}
+		if err := s.r.st.SetPeerClock(s.peer, clock); err != nil {
+			s.r.log.Warn("ebt: save peer clock", "peer", s.peer, "err", err)
+		}
+		return evNotes{peer: s.peer, notes: m.notes}
+	case msgEntries:
+		es, errs := feed.DecodeAll(m.entries)
+		if len(errs) > 0 {
+			s.r.log.Debug("ebt: malformed entries", "peer", s.peer, "count", len(errs), "first", errs[0])
+		}
+		// Verify here, on the session's goroutine, not on Run's.
+		return evEntries{peer: s.peer, runs: s.r.verify.verify(es), malformed: len(errs)}
+	}
+	s.r.log.Debug("ebt: ignoring unknown message type", "peer", s.peer, "type", m.typ)
+	return nil
 }
 
 // write sends what the outbox holds until the session ends.
@@ -178,6 +185,7 @@ func (s *session) write(ctx context.Context) error {
 // range per feed.
 type outbox struct {
 	st   Store
+	sigs *sigCache     // entries known to be validly signed
 	wake chan struct{} // capacity 1: something was queued
 
 	mu     sync.Mutex // guards the fields below
@@ -193,6 +201,7 @@ type span struct{ from, to uint64 }
 
 func (o *outbox) init(st Store) {
 	o.st = st
+	o.sigs = newSigCache()
 	o.wake = make(chan struct{}, 1)
 	o.notes = map[feed.ID]Note{}
 	o.ranges = map[feed.ID]*span{}
@@ -292,31 +301,24 @@ func (o *outbox) try() (msg []byte, n int, more bool, err error) {
 	from, to := sp.from, sp.to
 	o.mu.Unlock()
 
-	es, err := o.st.Range(f, from, int(min(to-from+1, MaxEntriesPerMsg)))
+	// A frame adds at most 3 bytes of length prefix to an encoding.
+	limit := int(min(to-from+1, MaxEntriesPerMsg))
+	enc, err := o.st.RangeEncoded(f, from, limit, MaxMessageSize-entriesHeaderSize-3*limit)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("ebt: read entries of %s: %w", f.Short(), err)
 	}
-	var enc [][]byte
-	size := entriesHeaderSize
-	last := from - 1
-	for _, e := range es {
-		if e.Seq != last+1 || e.Seq > to {
-			break
-		}
-		b := e.Encode()
-		if size+entryFrameSize(len(b)) > MaxMessageSize {
-			break
-		}
-		size += entryFrameSize(len(b))
-		enc = append(enc, b)
-		last = e.Seq
-	}
+	// The peer checks the signature of the message's last entry only
+	// (feed.VerifyRun): end the message with an entry whose own signature
+	// is valid.
+	enc = enc[:signedEnd(f, o.sigs, enc)]
+	last := from - 1 + uint64(len(enc))
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.ranges[f] == sp && sp.from == from {
 		if len(enc) == 0 {
-			// The store lacks what was queued; do not spin on it.
+			// The store lacks what was queued, or what it holds ends
+			// with unsigned entries (verify.go); do not spin on it.
 			o.dropLocked(f)
 		} else if sp.from = last + 1; sp.from > sp.to {
 			o.dropLocked(f)
@@ -325,5 +327,9 @@ func (o *outbox) try() (msg []byte, n int, more bool, err error) {
 	if len(enc) == 0 {
 		return nil, 0, true, nil
 	}
-	return appendEntries(nil, enc), len(enc), true, nil
+	size := entriesHeaderSize
+	for _, b := range enc {
+		size += entryFrameSize(len(b))
+	}
+	return appendEntries(make([]byte, 0, size), enc), len(enc), true, nil
 }

@@ -109,19 +109,56 @@ func (e *Entry) ID() Hash {
 // the returned entry does not alias b. Decode checks the structure (see
 // Check) but not the signature or the entry's place in its feed.
 func Decode(b []byte) (*Entry, error) {
+	e := &Entry{}
+	if err := e.decode(b, nil, ""); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// DecodeAll decodes each of encs as Decode does. It returns the entries
+// that decode, in order, and the errors of those that do not. It
+// allocates in bulk rather than per entry: the entries share one array and
+// their bodies one buffer (so one entry kept alive keeps them all), and
+// entries of the type before them share its string. None aliases encs.
+func DecodeAll(encs [][]byte) ([]*Entry, []error) {
+	size := 0
+	for _, b := range encs {
+		size += len(b)
+	}
+	bodies := make([]byte, 0, size)
+	slab := make([]Entry, len(encs))
+	out := make([]*Entry, 0, len(encs))
+	var errs []error
+	typ := ""
+	for i, b := range encs {
+		e := &slab[i]
+		if err := e.decode(b, &bodies, typ); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		typ = e.Type
+		out = append(out, e)
+	}
+	return out, errs
+}
+
+// decode parses b into e. With bodies, the body is appended to *bodies,
+// which must have room for it; otherwise it is copied to a new slice. If
+// the type equals typ, e.Type is typ, without allocating.
+func (e *Entry) decode(b []byte, bodies *[]byte, typ string) error {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrMalformed)
+		return fmt.Errorf("%w: empty", ErrMalformed)
 	}
 	if b[0] != Version {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
+		return fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
 	}
 	if len(b) > MaxEncodedSize {
-		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrTooLarge, len(b), MaxEncodedSize)
+		return fmt.Errorf("%w: %d bytes encoded, limit %d", ErrTooLarge, len(b), MaxEncodedSize)
 	}
 	if len(b) < headerSize {
-		return nil, fmt.Errorf("%w: %d bytes, shorter than a header", ErrMalformed, len(b))
+		return fmt.Errorf("%w: %d bytes, shorter than a header", ErrMalformed, len(b))
 	}
-	e := &Entry{}
 	p := b[1:]
 	p = p[copy(e.Author[:], p):]
 	e.Seq = binary.BigEndian.Uint64(p)
@@ -132,27 +169,37 @@ func Decode(b []byte) (*Entry, error) {
 	typeLen := int(p[0])
 	p = p[1:]
 	if typeLen > MaxTypeLen {
-		return nil, fmt.Errorf("%w: type is %d bytes, limit %d", ErrBadType, typeLen, MaxTypeLen)
+		return fmt.Errorf("%w: type is %d bytes, limit %d", ErrBadType, typeLen, MaxTypeLen)
 	}
 	if len(p) < typeLen+4 {
-		return nil, fmt.Errorf("%w: truncated in type", ErrMalformed)
+		return fmt.Errorf("%w: truncated in type", ErrMalformed)
 	}
-	e.Type = string(p[:typeLen])
+	if string(p[:typeLen]) == typ {
+		e.Type = typ
+	} else {
+		e.Type = string(p[:typeLen])
+	}
 	p = p[typeLen:]
 	bodyLen := binary.BigEndian.Uint32(p)
 	p = p[4:]
 	if bodyLen > MaxBodySize {
-		return nil, fmt.Errorf("%w: body is %d bytes, limit %d", ErrTooLarge, bodyLen, MaxBodySize)
+		return fmt.Errorf("%w: body is %d bytes, limit %d", ErrTooLarge, bodyLen, MaxBodySize)
 	}
 	if uint64(len(p)) != uint64(bodyLen)+ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: %d bytes after the body length, want %d", ErrMalformed, len(p), uint64(bodyLen)+ed25519.SignatureSize)
+		return fmt.Errorf("%w: %d bytes after the body length, want %d", ErrMalformed, len(p), uint64(bodyLen)+ed25519.SignatureSize)
 	}
-	e.Body = append([]byte(nil), p[:bodyLen]...)
+	switch {
+	case bodyLen == 0:
+		e.Body = nil
+	case bodies != nil:
+		start := len(*bodies)
+		*bodies = append(*bodies, p[:bodyLen]...)
+		e.Body = (*bodies)[start:len(*bodies):len(*bodies)]
+	default:
+		e.Body = append([]byte(nil), p[:bodyLen]...)
+	}
 	copy(e.Sig[:], p[bodyLen:])
-	if err := e.Check(); err != nil {
-		return nil, err
-	}
-	return e, nil
+	return e.Check()
 }
 
 // Check validates the entry's structure: seq, prev, type and body limits. It
@@ -204,14 +251,8 @@ func (e *Entry) Validate(author ID, head Head) error {
 	if err := e.Check(); err != nil {
 		return err
 	}
-	if e.Author != author {
-		return fmt.Errorf("%w: %s, want %s", ErrWrongAuthor, e.Author.Short(), author.Short())
-	}
-	if e.Seq != head.Seq+1 {
-		return fmt.Errorf("%w: seq %d after head %d", ErrWrongSeq, e.Seq, head.Seq)
-	}
-	if e.Prev != head.ID {
-		return fmt.Errorf("%w: seq %d", ErrWrongPrev, e.Seq)
+	if err := e.follows(author, head); err != nil {
+		return err
 	}
 	return e.VerifySignature()
 }

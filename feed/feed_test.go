@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -245,6 +246,35 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+func TestDecodeAll(t *testing.T) {
+	a := chain(t, testKey(t, "alice"), 3)
+	empty, err := Sign(testKey(t, "bob"), Head{}, "contact", nil, time.UnixMilli(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encs := [][]byte{a[0].Encode(), {2, 1, 3}, a[1].Encode(), empty.Encode(), a[2].Encode(), nil}
+	es, errs := DecodeAll(encs)
+	if len(es) != 4 || len(errs) != 2 || !errors.Is(errs[0], ErrUnknownVersion) || !errors.Is(errs[1], ErrMalformed) {
+		t.Fatalf("DecodeAll = %d entries, errors %v", len(es), errs)
+	}
+	for i, want := range []*Entry{a[0], a[1], empty, a[2]} {
+		if es[i].ID() != want.ID() {
+			t.Errorf("entry %d is not seq %d of %s", i, want.Seq, want.Author.Short())
+		}
+	}
+	if es[2].Body != nil {
+		t.Errorf("empty body decoded as %v, want nil as Decode does", es[2].Body)
+	}
+	// No entry aliases the input or another entry's body.
+	for _, b := range encs {
+		clear(b)
+	}
+	es[0].Body = append(es[0].Body, 'x')
+	if es[1].ID() != a[1].ID() || es[3].ID() != a[2].ID() {
+		t.Error("entries changed with the input or a neighbour's body")
+	}
+}
+
 func TestForkProof(t *testing.T) {
 	k := testKey(t, "alice")
 	a, err := Sign(k, Head{}, "post", []byte("one"), time.UnixMilli(1))
@@ -311,8 +341,18 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{2, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := Decode(b)
+		// DecodeAll agrees with Decode, also on the same bytes twice.
+		all, errs := DecodeAll([][]byte{b, b})
+		if (err != nil) != (len(errs) == 2) || len(all)+len(errs) != 2 {
+			t.Fatalf("Decode: %v; DecodeAll: %d entries, %v", err, len(all), errs)
+		}
 		if err != nil {
 			return
+		}
+		for _, d := range all {
+			if !reflect.DeepEqual(d, e) {
+				t.Fatalf("DecodeAll gave %+v, Decode %+v", d, e)
+			}
 		}
 		if !bytes.Equal(e.Encode(), b) {
 			t.Fatalf("decoded entry re-encodes differently")

@@ -26,31 +26,37 @@ const (
 	badgerLevelZeroStall  = 8
 
 	// badgerValueThreshold is the value size from which Badger keeps a value
-	// in the value log and only a 12-byte pointer in the LSM tree. Typical
-	// entries (a few hundred bytes) stay inline; big ones move out, which
-	// is what lets MaxBatch entries of any size fit one transaction.
-	badgerValueThreshold = 512
+	// in the value log and only a pointer in the LSM tree. Every entry
+	// (minEntrySize bytes or more) goes to the value log, written once per
+	// append; the LSM tree (its write-ahead log, memtables, flushes and
+	// compactions) moves only keys and pointers, which cuts the CPU an
+	// append costs by about a third (BenchmarkBadgerAppend). The small
+	// values that are overwritten (heads, contacts, peer clocks) stay
+	// inline, so the value log never holds garbage.
+	badgerValueThreshold = 64
 )
 
 // Transaction budget. Badger refuses a transaction whose estimated size
 // reaches 15% of MemTableSize (ErrTxnTooBig); it counts each write as key +
 // 10 (version) + 2 (meta) + the value, or a 12-byte pointer for a value at
-// or above the threshold. The worst entry is an inline one just below the
-// threshold; a contact entry (191 bytes encoded) plus its contact key costs
-// less. The constant below fails to compile if MaxBatch such entries and the
-// head do not fit.
+// or above the threshold. Every entry is at or above it; a contact entry
+// adds its contact key with a 1-byte value. The constants below fail to
+// compile if an entry could stay inline or if MaxBatch contact entries and
+// the head do not fit.
 const (
 	badgerMaxTxnBytes   = 15 * badgerMemTableSize / 100
 	badgerWriteOverhead = 10 + 2
-	badgerWorstEntry    = entryKeyLen + badgerWriteOverhead + badgerValueThreshold - 1
-	badgerWorstContact  = entryKeyLen + badgerWriteOverhead + contactEntrySize + pairKeyLen + badgerWriteOverhead + 1
+	badgerValuePointer  = 12
+	badgerWorstEntry    = entryKeyLen + badgerWriteOverhead + badgerValuePointer
+	badgerWorstContact  = badgerWorstEntry + pairKeyLen + badgerWriteOverhead + 1
 	badgerHeadWrite     = 1 + idLen + badgerWriteOverhead + headValLen
 	badgerWorstTxnBytes = MaxBatch*max(badgerWorstEntry, badgerWorstContact) + badgerHeadWrite
 
-	// contactEntrySize is the encoded size of a contact entry whose body
-	// parses: header 82 + type 7 + body length 4 + body 34 + signature 64.
-	contactEntrySize = 82 + len(feed.TypeContact) + 4 + 34 + 64
+	// minEntrySize is the encoded size of the smallest entry: header 82 +
+	// a 1-byte type + body length 4 + signature 64.
+	minEntrySize = 82 + 1 + 4 + 64
 
+	_ = uint(minEntrySize - badgerValueThreshold)     // every entry goes to the value log
 	_ = uint(badgerMaxTxnBytes - badgerWorstTxnBytes) // MaxBatch must fit one transaction
 )
 
@@ -164,12 +170,15 @@ func (s *Badger) view(fn func(txn *badger.Txn) error) error {
 }
 
 // Append implements Store.
-func (s *Badger) Append(entries []*feed.Entry) error {
+func (s *Badger) Append(entries []*feed.Entry) error { return s.AppendIDs(entries, nil) }
+
+// AppendIDs implements Store; nil ids are computed.
+func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 	if err := s.rlock(); err != nil {
 		return err
 	}
 	defer s.mu.RUnlock()
-	b, err := newBatch(entries)
+	b, err := newBatch(entries, ids)
 	if err != nil || b == nil {
 		return err
 	}
@@ -306,45 +315,91 @@ func (s *Badger) Get(author feed.ID, seq uint64) (*feed.Entry, error) {
 func (s *Badger) Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error) {
 	var out []*feed.Entry
 	err := s.view(func(txn *badger.Txn) error {
-		if limit <= 0 {
-			return nil
-		}
-		if from == 0 {
-			from = 1
-		}
-		prefix := idKey(prefixEntry, author)
-		it := txn.NewIterator(badger.IteratorOptions{
-			PrefetchValues: true,
-			PrefetchSize:   min(limit, 64),
-			Prefix:         prefix,
+		return scanEntries(txn, author, from, limit, func(seq uint64, v []byte) (bool, error) {
+			e, err := decodeEntry(author, seq, v)
+			out = append(out, e)
+			return true, err
 		})
-		defer it.Close()
-		want := from
-		for it.Seek(entryKey(author, from)); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
-			item := it.Item()
-			_, seq, err := decodeEntryKey(item.Key())
-			if err != nil {
-				return err
-			}
-			if seq != want {
-				return fmt.Errorf("%w: seq %d where %d belongs", ErrCorrupt, seq, want)
-			}
-			err = item.Value(func(v []byte) error {
-				e, err := decodeEntry(author, seq, v)
-				out = append(out, e)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			want++
-		}
-		return nil
 	})
 	if err != nil {
 		return nil, wrapErr(err, "store: range %s from %d", author.Short(), from)
 	}
 	return out, nil
+}
+
+// RangeEncoded implements Store. It copies the stored encodings without
+// decoding them.
+func (s *Badger) RangeEncoded(author feed.ID, from uint64, limit, maxBytes int) ([][]byte, error) {
+	// The encodings are copied into one buffer, cut up at the end.
+	var buf []byte
+	var ends []int
+	err := s.view(func(txn *badger.Txn) error {
+		return scanEntries(txn, author, from, limit, func(seq uint64, v []byte) (bool, error) {
+			if len(ends) > 0 && len(buf)+len(v) > maxBytes {
+				return false, nil
+			}
+			if err := checkEncoding(author, seq, v); err != nil {
+				return false, err
+			}
+			if buf == nil {
+				// Sized for limit entries like the first, within maxBytes.
+				buf = make([]byte, 0, max(min(maxBytes, limit*len(v)), len(v)))
+			}
+			buf = append(buf, v...)
+			ends = append(ends, len(buf))
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, wrapErr(err, "store: range %s from %d", author.Short(), from)
+	}
+	out := make([][]byte, len(ends))
+	start := 0
+	for i, end := range ends {
+		out[i] = buf[start:end:end]
+		start = end
+	}
+	return out, nil
+}
+
+// scanEntries calls fn with the stored encoding of each of author's entries
+// from seq from (1 if 0) on, at most limit of them, until fn reports false
+// or fails. v is valid only during the call.
+func scanEntries(txn *badger.Txn, author feed.ID, from uint64, limit int, fn func(seq uint64, v []byte) (bool, error)) error {
+	if limit <= 0 {
+		return nil
+	}
+	if from == 0 {
+		from = 1
+	}
+	prefix := idKey(prefixEntry, author)
+	it := txn.NewIterator(badger.IteratorOptions{
+		PrefetchValues: true,
+		PrefetchSize:   min(limit, 64),
+		Prefix:         prefix,
+	})
+	defer it.Close()
+	want := from
+	for it.Seek(entryKey(author, from)); it.ValidForPrefix(prefix) && want-from < uint64(limit); it.Next() {
+		item := it.Item()
+		_, seq, err := decodeEntryKey(item.Key())
+		if err != nil {
+			return err
+		}
+		if seq != want {
+			return fmt.Errorf("%w: seq %d where %d belongs", ErrCorrupt, seq, want)
+		}
+		more := true
+		err = item.Value(func(v []byte) error {
+			more, err = fn(seq, v)
+			return err
+		})
+		if err != nil || !more {
+			return err
+		}
+		want++
+	}
+	return nil
 }
 
 // Relation implements Store.

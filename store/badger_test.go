@@ -104,24 +104,19 @@ func TestBadgerMaxBatch(t *testing.T) {
 		t.Fatalf("worst batch has %d writes, Badger's limit %d", got, limit)
 	}
 	a, b := newAuthor(t, 1), newAuthor(t, 2)
-	probe := a.sign(a.head, "post", nil)
-	inline := make([]byte, badgerValueThreshold-1-probe.EncodedSize())
-	big := make([]byte, 2*badgerValueThreshold)
+	big := make([]byte, feed.MaxBodySize)
 	var all []*feed.Entry
 	for _, mk := range []func() *feed.Entry{
-		func() *feed.Entry { return a.next("post", inline) },          // largest inline value
+		func() *feed.Entry { return a.next("p", nil) },                // smallest entry
 		func() *feed.Entry { return a.contact(b.id, feed.RelFollow) }, // entry plus contact key
-		func() *feed.Entry { return a.next("post", big) },             // value log
+		func() *feed.Entry { return a.next("post", big) },             // largest entry
 	} {
 		es := make([]*feed.Entry, MaxBatch)
 		for i := range es {
 			es[i] = mk()
 		}
-		switch e := es[0]; {
-		case e.Type == feed.TypeContact && e.EncodedSize() != contactEntrySize:
-			t.Fatalf("contact entry is %d bytes, the budget assumes %d", e.EncodedSize(), contactEntrySize)
-		case len(e.Body) == len(inline) && e.EncodedSize() != badgerValueThreshold-1:
-			t.Fatalf("inline entry is %d bytes", e.EncodedSize())
+		if e := es[0]; e.Type == "p" && e.EncodedSize() != minEntrySize {
+			t.Fatalf("smallest entry is %d bytes, the budget assumes %d", e.EncodedSize(), minEntrySize)
 		}
 		mustAppend(t, s, es...)
 		all = append(all, es...)
@@ -161,6 +156,10 @@ func TestBadgerCorrupt(t *testing.T) {
 	check("Get of a misplaced entry", err)
 	_, err = s.Range(a.id, 1, 10)
 	check("Range over a garbage entry", err)
+	_, err = s.RangeEncoded(a.id, 2, 10, 1<<20)
+	check("RangeEncoded over a garbage entry", err)
+	_, err = s.RangeEncoded(a.id, 3, 10, 1<<20)
+	check("RangeEncoded over a misplaced entry", err)
 	if got, err := s.Get(a.id, 4); err != nil || !sameEntry(got, es[3]) {
 		t.Errorf("Get of an intact entry: %v", err)
 	}

@@ -33,10 +33,14 @@
 //	'p' peer(32) feed(32)    → the peer's last EBT note for the feed (int64, 8 bytes)
 //	'f' author(32)           → fork proof (feed.ForkProof.Encode)
 //
-// Entries under the threshold of 512 bytes are kept inline in the LSM tree;
-// larger ones go to the value log. Nothing but peer clocks and contacts is
-// ever overwritten or deleted, and both are inline, so the value log needs no
-// garbage collection.
+// Every entry (151 bytes or more) goes to the value log; the LSM tree keeps
+// its key and a pointer, so an append writes each entry once, and flushes
+// and compactions move only keys and pointers. Values under 64 bytes (heads,
+// contacts, clocks, the schema version) are kept inline. Nothing but heads,
+// peer clocks and contacts is ever overwritten or deleted, and all are
+// inline, so the value log needs no garbage collection. Each Append is one
+// transaction and one sync (of the value log and the LSM's write-ahead
+// log), however many entries it carries.
 //
 // # Importers
 //

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -114,4 +115,16 @@ func decodeEntryKey(k []byte) (author feed.ID, seq uint64, err error) {
 	}
 	author, _ = keyID(k, 1)
 	return author, binary.BigEndian.Uint64(k[1+idLen:]), nil
+}
+
+// checkEncoding checks, without decoding it, that v looks like the stored
+// encoding of the entry key for (author, seq): version, author and seq in
+// place. Readers that hand encodings on (ebt) leave the rest to the peer
+// that decodes them.
+func checkEncoding(author feed.ID, seq uint64, v []byte) error {
+	const seqAt = 1 + idLen
+	if len(v) < seqAt+8 || v[0] != feed.Version || !bytes.Equal(v[1:seqAt], author[:]) || binary.BigEndian.Uint64(v[seqAt:]) != seq {
+		return fmt.Errorf("%w: key %s seq %d holds another entry", ErrCorrupt, author.Short(), seq)
+	}
+	return nil
 }

@@ -43,11 +43,14 @@ func NewMem() *Mem {
 }
 
 // Append implements Store.
-func (m *Mem) Append(entries []*feed.Entry) error {
+func (m *Mem) Append(entries []*feed.Entry) error { return m.AppendIDs(entries, nil) }
+
+// AppendIDs implements Store; nil ids are computed.
+func (m *Mem) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 	if err := m.usable(); err != nil {
 		return err
 	}
-	b, err := newBatch(entries)
+	b, err := newBatch(entries, ids)
 	if err != nil || b == nil {
 		return err
 	}
@@ -171,6 +174,31 @@ func (m *Mem) Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, erro
 	out := make([]*feed.Entry, len(src))
 	for i, e := range src {
 		out[i] = cloneEntry(e)
+	}
+	return out, nil
+}
+
+// RangeEncoded implements Store.
+func (m *Mem) RangeEncoded(author feed.ID, from uint64, limit, maxBytes int) ([][]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	f := m.feeds[author]
+	if f == nil || limit <= 0 {
+		return nil, nil
+	}
+	from = max(from, 1)
+	var out [][]byte
+	size := 0
+	for seq := from; seq <= uint64(len(f.entries)) && len(out) < limit; seq++ {
+		b := f.entries[seq-1].Encode()
+		if len(out) > 0 && size+len(b) > maxBytes {
+			break
+		}
+		out = append(out, b)
+		size += len(b)
 	}
 	return out, nil
 }

@@ -48,6 +48,14 @@ type Store interface {
 	// graph). Empty batch: no-op. The store keeps copies: the caller may
 	// reuse the entries afterwards.
 	Append(entries []*feed.Entry) error
+	// AppendIDs is Append for a caller that already has the entries' IDs
+	// (ids[i] is entries[i].ID(), as feed.VerifyRun returns them): it
+	// checks the links with them instead of hashing every entry again.
+	// IDs that are not the entries' own would let a broken chain be
+	// stored, so pass only IDs computed from these very entries. Nil ids
+	// make it Append; another length than len(entries) is an error and
+	// nothing is written.
+	AppendIDs(entries []*feed.Entry, ids []feed.Hash) error
 	// Head returns the feed's head: the zero Head and a nil error for an
 	// unknown feed.
 	Head(author feed.ID) (feed.Head, error)
@@ -59,6 +67,11 @@ type Store interface {
 	// ascending order, at most limit of them (none when limit <= 0). A from
 	// of 0 reads from seq 1; a from past the head returns no entries.
 	Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error)
+	// RangeEncoded is Range returning the entries' canonical encodings
+	// without decoding them (for sending them on), and it stops before
+	// the encodings would total more than maxBytes, though it returns at
+	// least one entry if there is one.
+	RangeEncoded(author feed.ID, from uint64, limit, maxBytes int) ([][]byte, error)
 	// Relation returns what author's latest contact entry about target says:
 	// RelNone when there is none.
 	Relation(author, target feed.ID) (feed.Relation, error)
@@ -104,9 +117,13 @@ type batch struct {
 }
 
 // newBatch checks entries for everything that does not depend on the feed's
-// current head, and encodes each entry once. It returns (nil, nil) for an
-// empty batch.
-func newBatch(entries []*feed.Entry) (*batch, error) {
+// current head, and encodes each entry once. ids, if not nil, are the
+// entries' IDs (AppendIDs); otherwise they are hashed here. It returns
+// (nil, nil) for an empty batch.
+func newBatch(entries []*feed.Entry, ids []feed.Hash) (*batch, error) {
+	if ids != nil && len(ids) != len(entries) {
+		return nil, fmt.Errorf("store: append: %d IDs for %d entries", len(ids), len(entries))
+	}
 	if len(entries) == 0 {
 		return nil, nil
 	}
@@ -114,6 +131,14 @@ func newBatch(entries []*feed.Entry) (*batch, error) {
 		return nil, fmt.Errorf("%w: %d entries, limit %d", ErrBatchTooLarge, len(entries), MaxBatch)
 	}
 	b := &batch{recs: make([]record, len(entries))}
+	// One buffer holds every encoding: one allocation per batch.
+	size := 0
+	for _, e := range entries {
+		if e != nil {
+			size += e.EncodedSize()
+		}
+	}
+	buf := make([]byte, 0, size)
 	for i, e := range entries {
 		if e == nil {
 			return nil, fmt.Errorf("store: append: entry %d is nil", i)
@@ -134,8 +159,14 @@ func newBatch(entries []*feed.Entry) (*batch, error) {
 				return nil, fmt.Errorf("%w: seq %d does not link to seq %d in the batch", ErrNotContiguous, e.Seq, prev.e.Seq)
 			}
 		}
-		enc := e.Encode()
-		r := record{e: e, enc: enc, id: sha256.Sum256(enc)}
+		start := len(buf)
+		buf = e.AppendEncode(buf)
+		r := record{e: e, enc: buf[start:len(buf):len(buf)]}
+		if ids != nil {
+			r.id = ids[i]
+		} else {
+			r.id = sha256.Sum256(r.enc)
+		}
 		if e.Type == feed.TypeContact {
 			if c, err := feed.DecodeContact(e.Body); err == nil {
 				r.contact = &c

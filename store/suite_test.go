@@ -249,7 +249,38 @@ func testRange(t *testing.T, s Store) {
 				t.Fatalf("Range(%d, %d)[%d] is not seq %d", tc.from, tc.limit, i, seq)
 			}
 		}
+		// RangeEncoded returns the same entries, encoded.
+		enc, err := s.RangeEncoded(a.id, tc.from, tc.limit, 1<<20)
+		if err != nil || len(enc) != len(tc.want) {
+			t.Fatalf("RangeEncoded(%d, %d) = %d encodings, %v; want %d", tc.from, tc.limit, len(enc), err, len(tc.want))
+		}
+		for i, seq := range tc.want {
+			if !bytes.Equal(enc[i], es[seq-1].Encode()) {
+				t.Fatalf("RangeEncoded(%d, %d)[%d] is not seq %d", tc.from, tc.limit, i, seq)
+			}
+		}
 	}
+	// maxBytes stops it before the byte budget is exceeded, but never
+	// before the first entry.
+	size := len(es[0].Encode())
+	for _, tc := range []struct{ maxBytes, want int }{{0, 1}, {size - 1, 1}, {size, 1}, {2 * size, 2}, {3*size - 1, 2}, {1 << 20, 5}} {
+		enc, err := s.RangeEncoded(a.id, 1, 10, tc.maxBytes)
+		if err != nil || len(enc) != tc.want {
+			t.Errorf("RangeEncoded with %d bytes = %d encodings, %v; want %d", tc.maxBytes, len(enc), err, tc.want)
+		}
+	}
+	if enc, err := s.RangeEncoded(other.id, 4, 10, 1<<20); err != nil || len(enc) != 0 {
+		t.Errorf("RangeEncoded past the head = %d, %v", len(enc), err)
+	}
+}
+
+// ids returns the entries' IDs.
+func ids(es []*feed.Entry) []feed.Hash {
+	out := make([]feed.Hash, len(es))
+	for i, e := range es {
+		out[i] = e.ID()
+	}
+	return out
 }
 
 func testNotContiguous(t *testing.T, s Store) {
@@ -290,6 +321,9 @@ func testNotContiguous(t *testing.T, s Store) {
 		if !errors.Is(err, ErrNotContiguous) {
 			t.Errorf("%s: Append = %v, want ErrNotContiguous", tc.name, err)
 		}
+		if err := s.AppendIDs(tc.batch, ids(tc.batch)); !errors.Is(err, ErrNotContiguous) {
+			t.Errorf("%s: AppendIDs = %v, want ErrNotContiguous", tc.name, err)
+		}
 		// Nothing was written: a's feed, b's feed and a's contacts are as before.
 		checkFeed(t, s, a.id, base)
 		checkFeed(t, s, b.id, nil)
@@ -300,9 +334,18 @@ func testNotContiguous(t *testing.T, s Store) {
 			t.Fatalf("%s: Heads = %v, %v", tc.name, hs, err)
 		}
 	}
-	// The valid batch still goes in, once.
-	mustAppend(t, s, e3, e4, e5)
+	// The valid batch still goes in, once; IDs of the wrong number are
+	// refused first.
+	if err := s.AppendIDs([]*feed.Entry{e3, e4, e5}, ids([]*feed.Entry{e3, e4})); err == nil {
+		t.Error("AppendIDs with too few IDs succeeded")
+	}
+	if err := s.AppendIDs([]*feed.Entry{e3, e4, e5}, ids([]*feed.Entry{e3, e4, e5})); err != nil {
+		t.Fatal(err)
+	}
 	checkFeed(t, s, a.id, append(base, e3, e4, e5))
+	if h, err := s.Head(a.id); err != nil || h != e5.Next() {
+		t.Errorf("head after AppendIDs = %v, %v", h, err)
+	}
 	if err := s.Append([]*feed.Entry{e3, e4, e5}); !errors.Is(err, ErrNotContiguous) {
 		t.Errorf("second Append of the same batch = %v, want ErrNotContiguous", err)
 	}

@@ -17,7 +17,8 @@ type workload struct {
 }
 
 var workloads = map[string]workload{
-	"repl": {"repl --entries N --size B [--feeds F]: two daemon processes; the second follows and syncs F feeds of N entries held by the first", runRepl},
+	"repl":    {"repl --entries N --size B [--feeds F]: two daemon processes; the second follows and syncs F feeds of N entries held by the first", runRepl},
+	"sim-ebt": {"sim-ebt --nodes N --extra-edges E --authors A --msgs M --live L --seeds S [--kill-fraction F]: the EBT core on a simulated network under a virtual clock", runSimEBT},
 }
 
 func main() {
