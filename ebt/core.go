@@ -49,6 +49,31 @@ type stall struct {
 // stallBackoff is how many timeouts a stalled source is passed over.
 const stallBackoff = 10
 
+// ticksPerTimeout is how many ticks the driver delivers per timeout. The
+// time-driven rules run at every tick and count a source as idle once it
+// has been silent for timeout - tick, so a stalled source is replaced
+// between ¾ and one timeout after its last entry, never later; tick notes
+// still go out once per timeout.
+const ticksPerTimeout = 4
+
+// ownClaim returns the most of our own feed a connected peer claims to hold
+// and has not stalled on (a claim it did not back with entries within a
+// timeout of being asked no longer counts, until it claims more).
+func (c *core) ownClaim() uint64 {
+	var best uint64
+	for _, p := range c.order {
+		claim := p.claim[c.self]
+		if st, ok := p.stalled[c.self]; ok && claim <= st.claim {
+			continue
+		}
+		best = max(best, claim)
+	}
+	return best
+}
+
+// tickPeriod is how often the driver delivers evTick for a timeout.
+func tickPeriod(timeout time.Duration) time.Duration { return timeout / ticksPerTimeout }
+
 // peerState is what the core knows of one session.
 type peerState struct {
 	id       feed.ID
@@ -77,6 +102,7 @@ type core struct {
 	self    feed.ID
 	hops    int
 	timeout time.Duration
+	notedAt time.Time // when tickNotes last ran
 	log     *slog.Logger
 
 	now       time.Time
@@ -265,7 +291,7 @@ func (c *core) ahead(fs *feedState, p *peerState) bool {
 // idle reports whether fs's source has not been chosen and has delivered
 // nothing for the timeout.
 func (c *core) idle(fs *feedState) bool {
-	return c.now.Sub(fs.rxAt) >= c.timeout
+	return c.now.Sub(fs.rxAt) >= c.timeout-tickPeriod(c.timeout)
 }
 
 // tentative reports whether fs may take a source that is not ahead, so that
@@ -846,11 +872,23 @@ func (c *core) onLocal(ev evLocal) {
 }
 
 func (c *core) onTick() {
-	// Tell peers how far we got since, once per tick and feed, where they
-	// do not know it: peers that are behind (they may need another
-	// source) and our source (so that each side knows the other's clock
-	// when the session ends, for request skipping). A peer we push the
-	// feed to learns it from the entries.
+	c.tickNotes()
+	// A feed some peer is ahead on must not stay stuck: request it if it
+	// has no source, move it from a source with nothing more for us, or
+	// rotate away from a source that is ahead but silent for the timeout.
+	c.checkSources()
+}
+
+// tickNotes tells peers how far we got since, once per timeout and feed,
+// where they do not know it: peers that are behind (they may need another
+// source) and our source (so that each side knows the other's clock when
+// the session ends, for request skipping). A peer we push the feed to
+// learns it from the entries.
+func (c *core) tickNotes() {
+	if c.now.Sub(c.notedAt) < c.timeout-tickPeriod(c.timeout) {
+		return
+	}
+	c.notedAt = c.now
 	for _, p := range c.order {
 		for _, f := range slices.SortedFunc(maps.Keys(p.have), feed.ID.Compare) {
 			delete(p.have, f)
@@ -864,9 +902,10 @@ func (c *core) onTick() {
 			}
 		}
 	}
-	// A feed some peer is ahead on must not stay stuck: request it if it
-	// has no source, move it from a source with nothing more for us, or
-	// rotate away from a source that is ahead but silent for the timeout.
+}
+
+// checkSources applies the time-driven source rules to every feed in scope.
+func (c *core) checkSources() {
 	for _, f := range c.scopeList {
 		fs := c.feed(f)
 		if !c.wantRx(fs) {

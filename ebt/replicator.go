@@ -118,10 +118,12 @@ type Replicator struct {
 	verify *verifier // checks received entries for the sessions
 	sigs   *sigCache // entries known to be validly signed, for the writers
 
-	// mu guards the snapshots Run publishes for Progress and Peers.
+	// mu guards the snapshots Run publishes for Progress, Peers and
+	// OwnFeedBehind.
 	mu       sync.Mutex
 	progress Progress
 	status   []PeerStatus
+	ownBest  uint64 // core.ownClaim
 	sessions map[feed.ID]*session
 
 	// Owned by Run's goroutine.
@@ -192,7 +194,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 	}
 	r.step(time.Now(), init)
 	r.publish()
-	t := time.NewTicker(r.cfg.Timeout)
+	t := time.NewTicker(tickPeriod(r.cfg.Timeout))
 	defer t.Stop()
 	for {
 		select {
@@ -247,11 +249,24 @@ func (r *Replicator) Peers() []PeerStatus {
 	return out
 }
 
-// publish copies the core's views for Progress and Peers.
+// OwnFeedBehind returns the most of the node's own feed a connected peer
+// claims to hold (and has not stalled on), and whether that is more than
+// local, the seq the node holds. A node that lost its store gets its own
+// feed back from peers; appending to it before then would fork it, so the
+// node must not publish meanwhile. A peer that claims more than it sends
+// delays publishing by at most a timeout per claim.
+func (r *Replicator) OwnFeedBehind(local uint64) (best uint64, behind bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ownBest, r.ownBest > local
+}
+
+// publish copies the core's views for Progress, Peers and OwnFeedBehind.
 func (r *Replicator) publish() {
 	p, st := r.core.progress(), r.core.peerStatus()
+	own := r.core.ownClaim()
 	r.mu.Lock()
-	r.progress, r.status = p, st
+	r.progress, r.status, r.ownBest = p, st, own
 	r.mu.Unlock()
 }
 

@@ -119,15 +119,16 @@ func TestStalledSourceRotatesThroughAll(t *testing.T) {
 		if len(asked) != 3 {
 			t.Fatalf("requests at %v, want one per peer", asked)
 		}
-		// A stalled source is replaced at the first tick after it has been
-		// silent for the timeout; once every peer ahead stalled, nothing
-		// more is asked for stallBackoff timeouts (no loop).
+		// A stalled source is replaced within one timeout of being asked
+		// (and not before ¾ of one: the tick period is a quarter timeout);
+		// once every peer ahead stalled, nothing more is asked for
+		// stallBackoff timeouts (no loop).
 		if d := asked[0].Sub(start); d > 100*time.Millisecond {
 			t.Errorf("first request after %v", d)
 		}
 		for i := 1; i < len(asked); i++ {
-			if d := asked[i].Sub(asked[i-1]); d < T || d > 2*T {
-				t.Errorf("request %d came %v after the one before, want within [%v, %v]", i, d, T, 2*T)
+			if d := asked[i].Sub(asked[i-1]); d < T-T/ticksPerTimeout || d > T {
+				t.Errorf("request %d came %v after the one before, want within [%v, %v]", i, d, T-T/ticksPerTimeout, T)
 			}
 		}
 		// A peer that has the feed gets it asked of at once.
@@ -339,6 +340,35 @@ func TestReconnectSkipsRequests(t *testing.T) {
 		}
 		if got := a.counter(b.id).entries.Load(); got != 1 {
 			t.Errorf("a sent %d entries, want the new one", got)
+		}
+	})
+}
+
+// TestOwnFeedBehind: while a peer claims more of a node's own feed than the
+// node holds (it lost its store), the node knows not to publish; a claim
+// the peer does not back with entries stops counting after a timeout.
+func TestOwnFeedBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNet(t)
+		b := n.node("b", 0)
+		b.publish(3)
+		if _, behind := b.r.OwnFeedBehind(3); behind {
+			t.Fatal("behind with no peer")
+		}
+		// m claims 10 entries of b's own feed and never sends any.
+		_, _, log := n.rawAhead("m", b, b.chain, 10)
+		advance(100 * time.Millisecond)
+		synctest.Wait()
+		if best, behind := b.r.OwnFeedBehind(3); !behind || best != 10 {
+			t.Fatalf("OwnFeedBehind = %d, %v; want 10, true", best, behind)
+		}
+		if len(log.requests()) != 1 {
+			t.Fatal("b did not ask m for its own feed")
+		}
+		advance(DefaultTimeout)
+		synctest.Wait()
+		if best, behind := b.r.OwnFeedBehind(3); behind {
+			t.Fatalf("m's unbacked claim of %d still counts after a timeout", best)
 		}
 	})
 }

@@ -97,10 +97,10 @@ const (
 	simPhaseLimit = time.Hour              // a phase not quiet by then is a failed run
 	// simQuietTicks ticks in a row with nothing to do make a node quiet:
 	// by then every time-driven rule has had its chance (a stall is
-	// detected within two ticks of the last delivery, a stall mark
+	// detected within one timeout of the last delivery, a stall mark
 	// expires after stallBackoff timeouts), so nothing can change without
 	// a new event.
-	simQuietTicks = stallBackoff + 2
+	simQuietTicks = (stallBackoff + 2) * ticksPerTimeout
 )
 
 // Simulate runs one simulated network to the end: the history phase (the
@@ -571,7 +571,7 @@ func (s *sim) tick(n *simNode) {
 	} else if n.idle++; n.idle == simQuietTicks {
 		s.busy--
 	}
-	s.tickAt(n, s.now.Add(s.cfg.Timeout))
+	s.tickAt(n, s.now.Add(tickPeriod(s.cfg.Timeout)))
 }
 
 // publish appends author a's next entry, as node.Publish does.

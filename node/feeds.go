@@ -29,6 +29,11 @@ func (n *Node) appendOwn(typ string, body []byte) (*feed.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if best, behind := n.repl.OwnFeedBehind(head.Seq); behind {
+		return nil, fmt.Errorf("%w: a peer holds this node's own feed up to seq %d but this node only to %d "+
+			"(was its store lost?); publishing now would fork the feed, so wait until `contextd sync` says caught up",
+			ErrOwnFeedBehind, best, head.Seq)
+	}
 	e, err := feed.Sign(n.key, head, typ, body, time.Now())
 	if err != nil {
 		return nil, err

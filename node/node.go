@@ -33,6 +33,9 @@ var (
 	ErrReservedType = fmt.Errorf("%w: entry type is reserved; use the graph calls", api.ErrInvalidParams)
 	ErrSelf         = fmt.Errorf("%w: that is this node's own ID", api.ErrInvalidParams)
 	ErrBlocked      = fmt.Errorf("%w: peer is blocked", api.ErrInvalidParams)
+	// ErrOwnFeedBehind refuses a publish while peers hold more of the
+	// node's own feed than it does.
+	ErrOwnFeedBehind = fmt.Errorf("%w: own feed is behind", api.ErrUnavailable)
 )
 
 // Config configures a Node. Zero fields mean the defaults.

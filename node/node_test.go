@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,10 +17,17 @@ import (
 // testTimeout bounds each test against hangs; nothing depends on speed.
 const testTimeout = 2 * time.Minute
 
-// startNode runs a node on 127.0.0.1 in a temp home until the test ends.
+// startNode runs a node on 127.0.0.1 in a new temp home until the test ends.
 func startNode(t *testing.T, ctx context.Context) *Node {
 	t.Helper()
-	home := t.TempDir()
+	n, _ := startNodeIn(t, ctx, t.TempDir())
+	return n
+}
+
+// startNodeIn runs a node in home (initialised if needed) until stop is
+// called or the test ends.
+func startNodeIn(t *testing.T, ctx context.Context, home string) (n *Node, stop func()) {
+	t.Helper()
 	if _, err := Init(home); err != nil {
 		t.Fatal(err)
 	}
@@ -28,16 +38,20 @@ func startNode(t *testing.T, ctx context.Context) *Node {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- n.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if err := n.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return n
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if err := n.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return n, stop
 }
 
 // waitHead waits until n holds id's feed up to seq, woken by Watch.
@@ -163,4 +177,60 @@ func addrOf(t *testing.T, n *Node) string {
 		t.Fatalf("%s has no addresses", n.id.Short())
 	}
 	return addrs[0]
+}
+
+// TestLostStoreResyncsOwnFeed: a node that lost its store and restarts with
+// its key gets its own feed back from a peer and publishes on from its old
+// head instead of forking its feed.
+func TestLostStoreResyncsOwnFeed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	homeA := t.TempDir()
+	a, stopA := startNodeIn(t, ctx, homeA)
+	b := startNode(t, ctx)
+	if _, err := a.Contact(ctx, b.ID(), feed.RelFollow); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := a.Publish(ctx, "post", fmt.Appendf(nil, "entry %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Contact(ctx, a.ID(), feed.RelFollow); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Connect(ctx, addrOf(t, a)); err != nil {
+		t.Fatal(err)
+	}
+	waitHead(t, ctx, b, a.ID(), 6)
+	stopA()
+
+	// Same key, empty store.
+	homeA2 := t.TempDir()
+	key, err := os.ReadFile(filepath.Join(homeA, keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(homeA2, keyFile), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := startNodeIn(t, ctx, homeA2)
+	if a2.ID() != a.ID() {
+		t.Fatal("restarted node has another identity")
+	}
+	if err := a2.Connect(ctx, addrOf(t, b)); err != nil {
+		t.Fatal(err)
+	}
+	waitHead(t, ctx, a2, a2.ID(), 6)
+	e, err := a2.Publish(ctx, "post", []byte("after the restore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Seq != 7 {
+		t.Fatalf("published seq %d after restoring 6 entries", e.Seq)
+	}
+	waitHead(t, ctx, b, a.ID(), 7)
+	if p, err := b.store.ForkProof(a.ID()); err == nil {
+		t.Fatalf("B holds a fork proof of A: %v", p)
+	}
 }
