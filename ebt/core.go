@@ -424,7 +424,25 @@ func (c *core) stopPush(p *peerState, f feed.ID) {
 
 // ---- progress ----
 
-func (c *core) targetOf(fs *feedState) int64 { return int64(max(fs.head.Seq, fs.best)) }
+// targetOf is how far fs counts toward the progress target: as far as any
+// peer has claimed, except a feed frozen by a fork, which never moves on.
+func (c *core) targetOf(fs *feedState) int64 {
+	if fs.frozen {
+		return int64(fs.head.Seq)
+	}
+	return int64(max(fs.head.Seq, fs.best))
+}
+
+// retarget applies change to fs, keeping the progress target in step.
+func (c *core) retarget(fs *feedState, change func()) {
+	if !c.scope[fs.id] {
+		change()
+		return
+	}
+	c.target -= c.targetOf(fs)
+	change()
+	c.target += c.targetOf(fs)
+}
 
 func (c *core) recountProgress() {
 	c.current, c.target = 0, 0
@@ -439,12 +457,8 @@ func (c *core) recountProgress() {
 func (c *core) setHead(fs *feedState, h feed.Head) {
 	if c.scope[fs.id] {
 		c.current += int64(h.Seq) - int64(fs.head.Seq)
-		c.target -= c.targetOf(fs)
-		fs.head = h
-		c.target += c.targetOf(fs)
-		return
 	}
-	fs.head = h
+	c.retarget(fs, func() { fs.head = h })
 }
 
 // raiseClaim records that p holds f at least up to seq.
@@ -453,13 +467,7 @@ func (c *core) raiseClaim(p *peerState, fs *feedState, seq uint64) {
 		p.claim[fs.id] = seq
 	}
 	if seq > fs.best {
-		if c.scope[fs.id] {
-			c.target -= c.targetOf(fs)
-			fs.best = seq
-			c.target += c.targetOf(fs)
-			return
-		}
-		fs.best = seq
+		c.retarget(fs, func() { fs.best = seq })
 	}
 }
 
@@ -844,7 +852,7 @@ func (c *core) reload(fs *feedState, s feedSnapshot) {
 
 // freeze stops taking entries of fs: a fork proof exists.
 func (c *core) freeze(fs *feedState) {
-	fs.frozen = true
+	c.retarget(fs, func() { fs.frozen = true })
 	c.dropSource(fs)
 }
 

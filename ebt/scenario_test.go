@@ -229,6 +229,10 @@ func TestForkNoRequestLoop(t *testing.T) {
 		if fs := b.r.core.feeds[a.id]; fs.rx != nil {
 			t.Errorf("frozen feed has a source")
 		}
+		// c holds more of a, but a frozen feed is not waited for.
+		if p := b.r.Progress(); p.Current != p.Target {
+			t.Errorf("progress %+v: a frozen feed counts what peers claim", p)
+		}
 		if _, pushing := c.r.core.peers[b.id].push[a.id]; pushing {
 			t.Errorf("c pushes the frozen feed to b")
 		}
