@@ -43,7 +43,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		c.initCmd(), c.idCmd(), c.runCmd(),
 		c.addrsCmd(), c.connectCmd(), c.statusCmd(), c.syncCmd(),
-		c.publishCmd(), c.feedCmd(),
+		c.publishCmd(), c.feedCmd(), c.hashCmd(),
 	)
 	root.AddCommand(c.contactCmds()...)
 	return root
