@@ -3,7 +3,6 @@ package flitlink
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"net"
 	"sync"
 	"testing"
@@ -139,8 +138,6 @@ func rawControl(m control) []byte {
 func rawHello(flit, maxMsg, window uint32) []byte {
 	return rawControl(control{typ: ctlHello, version: Version, capability: Capability, flitSize: flit, maxMessage: maxMsg, window: window})
 }
-
-func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
 // pattern returns n deterministic bytes that differ per seed.
 func pattern(seed, n int) []byte {
