@@ -87,6 +87,8 @@ type Badger struct {
 	// off: concurrent appends over one head cannot both succeed, and appends
 	// by different authors still share Badger's group commits.
 	appendMu [stripes]sync.Mutex
+
+	objs badgerObjects // object storage (badger_objects.go)
 }
 
 var _ Store = (*Badger)(nil)
@@ -121,7 +123,11 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if err := checkSchema(db); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
 	}
-	return &Badger{db: db}, nil
+	s := &Badger{db: db}
+	if err := s.loadObjects(); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
+	}
+	return s, nil
 }
 
 // checkSchema writes the schema version into a new database and refuses a

@@ -1,8 +1,11 @@
 // Package store persists what a contextd node knows: feeds (entries and
 // heads), the social graph read from contact entries, the EBT clocks peers
-// sent us, and fork proofs. It offers one interface, Store, with two
-// implementations: Badger (on disk, Badger v4) and Mem (in memory, for tests
-// and simulations). One conformance suite (suite_test.go) runs against both.
+// sent us, fork proofs, and swarm objects (DESIGN §7: object info, verified
+// chunks and tree hashes, pins, leases, least-recently-used eviction). It
+// offers two interfaces, Store for feeds and Objects for objects, each with
+// two implementations: Badger (on disk, Badger v4) and Mem (in memory, for
+// tests and simulations). One conformance suite per interface
+// (suite_test.go, objects_suite_test.go) runs against both.
 //
 // # Guarantees
 //
@@ -33,17 +36,35 @@
 //	'p' peer(32) feed(32)    → the peer's last EBT note for the feed (int64, 8 bytes)
 //	'f' author(32)           → fork proof (feed.ForkProof.Encode)
 //
+// Object keys carry the object ID (CID bytes, at most MaxObjectIDLen) after
+// a length byte L; integers are big-endian:
+//
+//	'o' L id                 → info: hash code(8) chunk size(4) size(8) root
+//	's' L id                 → state: chunks held(8) bytes held(8) access counter(8) pinned(1)
+//	'k' L id index(8)        → chunk bytes (value log from 64 bytes on)
+//	't' L id bin(8)          → verified tree hash
+//	'l' L id holder(32)      → lease end, Unix nanoseconds (int64, 8 bytes)
+//	'd' L id                 → tombstone: the object's keys are being deleted
+//
+// The access counter orders objects for eviction; the in-memory index of
+// objects (info, state, leases) is rebuilt from 'o', 's' and 'l' on open,
+// which first finishes any deletion a tombstone records. Evicting an object
+// drops 'o' and 's' and writes 'd' in one transaction, deletes its 'k', 't'
+// and 'l' keys in bounded transactions, then drops 'd'.
+//
 // Every entry (151 bytes or more) goes to the value log; the LSM tree keeps
 // its key and a pointer, so an append writes each entry once, and flushes
 // and compactions move only keys and pointers. Values under 64 bytes (heads,
-// contacts, clocks, the schema version) are kept inline. Nothing but heads,
-// peer clocks and contacts is ever overwritten or deleted, and all are
-// inline, so the value log needs no garbage collection. Each Append is one
+// contacts, clocks, the schema version) are kept inline. Of the feed data
+// nothing but heads, peer clocks and contacts is ever overwritten or
+// deleted, and all are inline; evicted chunks are the only garbage in the
+// value log, and Evict runs Badger's value log GC after deleting. Each Append is one
 // transaction and one sync (of the value log and the LSM's write-ahead
 // log), however many entries it carries.
 //
 // # Importers
 //
-// store imports only feed and Badger. node builds a Store; ebt and the other
+// store imports only feed, swarm (pure: the object Info, bins, CIDs) and
+// Badger; no network code. node builds a Store; ebt and the other
 // consumers declare the small interfaces they need and receive it from node.
 package store

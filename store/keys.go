@@ -16,6 +16,16 @@ const (
 	prefixClock   = 'p' // p peer feed → note, int64 BE8
 	prefixFork    = 'f' // f author → fork proof encoding
 	keySchema     = 'v' // v → schema version byte
+
+	// Object keys (badger_objects.go): the object ID is the CID's bytes
+	// after a length byte, so one ID's keys never share a prefix with
+	// another's.
+	prefixObject    = 'o' // o idlen id → object info
+	prefixObjState  = 's' // s idlen id → held(8) bytes(8) access(8) pinned(1)
+	prefixChunk     = 'k' // k idlen id indexBE8 → chunk bytes
+	prefixTreeHash  = 't' // t idlen id binBE8 → tree hash
+	prefixLease     = 'l' // l idlen id holder → until, Unix ns int64 BE8
+	prefixTombstone = 'd' // d idlen id → empty: the object's keys are being deleted
 )
 
 // schemaVersion is the layout this build reads and writes.

@@ -22,6 +22,8 @@ type Mem struct {
 	contacts map[feed.ID]map[feed.ID]feed.Relation // author → target → non-none relation
 	clocks   map[feed.ID]map[feed.ID]int64         // peer → feed → note
 	forks    map[feed.ID]*feed.ForkProof
+
+	objs memObjects // object storage (mem_objects.go), with its own lock
 }
 
 // memFeed is one author's entries; entries[i] has seq i+1.

@@ -1,12 +1,13 @@
 // Package swarm holds contextd's objects (DESIGN §7): blobs cut into
 // fixed-size chunks and authenticated by the RFC 7574 (PPSPP) Merkle tree.
-// For now it is the tree only: bin numbering (Bin), building a tree from a
+// For now it is the tree and the wire messages: bin numbering (Bin), building a tree from a
 // stream (Build, bounded memory: one chunk buffer and about two hashes per
 // chunk), the root of the smallest covering tree, peak hashes that prove the
 // size (Peaks, RootFromPeaks), the object ID as a CIDv1 (Info.ID) and the
 // check a downloader runs on each chunk before writing it
-// (Info.VerifyChunk). The swarm protocol, the object store and DHT
-// discovery will come later in this package's tree.
+// (Info.VerifyChunk), and the messages of the swarm/1 protocol (wire.go,
+// docs/protocols/swarm.md). Sessions, the object store and DHT discovery
+// will come later in this package's tree.
 //
 // SHA-256 is the default hash; SHA-1 with 1 KiB chunks reproduces PPSPP
 // (libswift) swarm IDs. The format is specified in
@@ -14,6 +15,7 @@
 //
 // Everything here is pure: no I/O beyond the reader given to Build, no
 // goroutines, no package state. A Tree is immutable once built and safe for
-// concurrent use. The package imports only the standard library, go-cid and
-// go-multihash, so node, cmd and tools may all import it.
+// concurrent use. The package imports only the standard library, go-cid,
+// go-multihash and feed (peer IDs in PEX), so node, cmd and tools may all
+// import it.
 package swarm

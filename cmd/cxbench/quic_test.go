@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQUICSmall runs the quic workload on 4 MiB: the child server must
+// start, read the stream and count it right, and the line must be
+// well-formed.
+func TestQUICSmall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	line, err := runQUIC(ctx, []string{"--bytes", "4194304"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := map[string]string{}
+	var keys []string
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			t.Fatalf("field %q of %q is not key=value", f, line)
+		}
+		kv[k] = v
+		keys = append(keys, k)
+	}
+	if strings.Join(keys, " ") != "bench bytes secs MB_per_s" || kv["bench"] != "quic" || kv["bytes"] != "4194304" {
+		t.Fatalf("line %q", line)
+	}
+	for _, k := range []string{"secs", "MB_per_s"} {
+		if v, err := strconv.ParseFloat(kv[k], 64); err != nil || v <= 0 {
+			t.Errorf("%s=%q in %q", k, kv[k], line)
+		}
+	}
+}
+
+func TestQUICFlags(t *testing.T) {
+	for _, args := range [][]string{{"--bytes", "0"}, {"--bytes", "-1"}, {"--bytes", "x"}, {"extra"}} {
+		if _, err := runQUIC(t.Context(), args); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+}

@@ -1,0 +1,645 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
+
+	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/swarm"
+)
+
+// badgerDeleteBatch is the most keys one transaction deletes when an
+// object is swept: about 150 bytes each against Badger's budget
+// (badgerMaxTxnBytes), far below it.
+const badgerDeleteBatch = 1024
+
+// badgerObjects is Badger's object index, rebuilt from the o, s and l keys
+// on open.
+type badgerObjects struct {
+	// mu guards index and serialises every object write (the read-check-
+	// write of a state record, deletions). It is taken after Badger.mu,
+	// never before.
+	mu    sync.Mutex
+	index objIndex
+}
+
+var _ Objects = (*Badger)(nil)
+
+// Object record encodings.
+const (
+	objInfoFixed = 8 + 4 + 8     // hash code, chunk size, size; the root follows
+	objStateLen  = 8 + 8 + 8 + 1 // held, bytes, access, pinned
+)
+
+// objKey is an object key: prefix, ID length, ID bytes, then suffix.
+func objKey(prefix byte, id cid.Cid, suffix []byte) []byte {
+	k := make([]byte, 0, 2+id.ByteLen()+len(suffix))
+	k = append(k, prefix, byte(id.ByteLen()))
+	k = append(k, id.KeyString()...)
+	return append(k, suffix...)
+}
+
+// objKeyU64 is an object key with an 8-byte big-endian suffix: a chunk
+// index or a bin.
+func objKeyU64(prefix byte, id cid.Cid, n uint64) []byte {
+	return objKey(prefix, id, binary.BigEndian.AppendUint64(nil, n))
+}
+
+// decodeObjKey splits an object key into its ID and suffix.
+func decodeObjKey(k []byte, suffixLen int) (cid.Cid, []byte, error) {
+	if len(k) < 2 || int(k[1]) > MaxObjectIDLen || len(k) != 2+int(k[1])+suffixLen {
+		return cid.Undef, nil, fmt.Errorf("%w: object key %x", ErrCorrupt, k)
+	}
+	n, id, err := cid.CidFromBytes(k[2 : 2+int(k[1])])
+	if err != nil || n != int(k[1]) {
+		return cid.Undef, nil, fmt.Errorf("%w: object key %x", ErrCorrupt, k)
+	}
+	return id, k[2+n:], nil
+}
+
+func encodeInfo(info swarm.Info) []byte {
+	v := make([]byte, 0, objInfoFixed+len(info.Root))
+	v = binary.BigEndian.AppendUint64(v, uint64(info.Hash))
+	v = binary.BigEndian.AppendUint32(v, uint32(info.ChunkSize))
+	v = binary.BigEndian.AppendUint64(v, uint64(info.Size))
+	return append(v, info.Root...)
+}
+
+func decodeInfo(v []byte) (swarm.Info, error) {
+	if len(v) < objInfoFixed {
+		return swarm.Info{}, fmt.Errorf("%w: object info of %d bytes", ErrCorrupt, len(v))
+	}
+	info := swarm.Info{
+		Hash:      swarm.Hash(binary.BigEndian.Uint64(v)),
+		ChunkSize: int(binary.BigEndian.Uint32(v[8:])),
+		Size:      int64(binary.BigEndian.Uint64(v[12:])),
+		Root:      bytes.Clone(v[objInfoFixed:]),
+	}
+	if err := checkInfo(info); err != nil {
+		return swarm.Info{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return info, nil
+}
+
+// objState is the mutable part of an object's index entry.
+type objState struct {
+	held   uint64
+	bytes  int64
+	access uint64
+	pinned bool
+}
+
+func stateOf(m *objMeta) objState {
+	return objState{held: m.held, bytes: m.bytes, access: m.access, pinned: m.pinned}
+}
+
+func encodeState(s objState) []byte {
+	v := make([]byte, 0, objStateLen)
+	v = binary.BigEndian.AppendUint64(v, s.held)
+	v = binary.BigEndian.AppendUint64(v, uint64(s.bytes))
+	v = binary.BigEndian.AppendUint64(v, s.access)
+	if s.pinned {
+		return append(v, 1)
+	}
+	return append(v, 0)
+}
+
+func decodeState(v []byte) (objState, error) {
+	if len(v) != objStateLen || v[24] > 1 {
+		return objState{}, fmt.Errorf("%w: object state %x", ErrCorrupt, v)
+	}
+	s := objState{
+		held:   binary.BigEndian.Uint64(v),
+		bytes:  int64(binary.BigEndian.Uint64(v[8:])),
+		access: binary.BigEndian.Uint64(v[16:]),
+		pinned: v[24] == 1,
+	}
+	if s.bytes < 0 || s.held > MaxObjectChunks {
+		return objState{}, fmt.Errorf("%w: object state %x", ErrCorrupt, v)
+	}
+	return s, nil
+}
+
+// loadObjects finishes interrupted deletions and rebuilds the object index.
+func (s *Badger) loadObjects() error {
+	var dead []cid.Cid
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scanObjKeys(txn, prefixTombstone, 0, func(id cid.Cid, _ []byte, _ []byte) error {
+			dead = append(dead, id)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("load objects: %w", err)
+	}
+	for _, id := range dead {
+		if err := s.sweepObject(id); err != nil {
+			return fmt.Errorf("load objects: %w", err)
+		}
+	}
+	x := &s.objs.index
+	err = s.db.View(func(txn *badger.Txn) error {
+		err := scanObjKeys(txn, prefixObject, 0, func(id cid.Cid, _, v []byte) error {
+			info, err := decodeInfo(v)
+			if err == nil && !info.ID().Equals(id) {
+				err = fmt.Errorf("%w: info of %s under %s", ErrCorrupt, info.ID(), id)
+			}
+			if err != nil {
+				return err
+			}
+			x.add(&objMeta{id: id, info: info})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = scanObjKeys(txn, prefixObjState, 0, func(id cid.Cid, _, v []byte) error {
+			st, err := decodeState(v)
+			if err != nil {
+				return err
+			}
+			m := x.objs[id.KeyString()]
+			if m == nil {
+				return fmt.Errorf("%w: state of unknown object %s", ErrCorrupt, id)
+			}
+			m.held, m.bytes, m.pinned = st.held, st.bytes, st.pinned
+			x.setAccess(m, st.access)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return scanObjKeys(txn, prefixLease, idLen, func(id cid.Cid, holder, v []byte) error {
+			until, err := decodeNote(v)
+			if err != nil {
+				return err
+			}
+			m := x.objs[id.KeyString()]
+			if m == nil {
+				return fmt.Errorf("%w: lease on unknown object %s", ErrCorrupt, id)
+			}
+			if m.leases == nil {
+				m.leases = make(map[feed.ID]int64)
+			}
+			m.leases[feed.ID(holder)] = until
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("load objects: %w", err)
+	}
+	for _, m := range x.objs {
+		if m.access == 0 {
+			return fmt.Errorf("load objects: %w: object %s has no state", ErrCorrupt, m.id)
+		}
+	}
+	return nil
+}
+
+// scanObjKeys calls fn with the ID, suffix and value of every object key
+// under prefix whose suffix is suffixLen bytes long.
+func scanObjKeys(txn *badger.Txn, prefix byte, suffixLen int, fn func(id cid.Cid, suffix, v []byte) error) error {
+	p := []byte{prefix}
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: p})
+	defer it.Close()
+	for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+		item := it.Item()
+		id, suffix, err := decodeObjKey(item.Key(), suffixLen)
+		if err != nil {
+			return err
+		}
+		if err := item.Value(func(v []byte) error { return fn(id, suffix, v) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockObjects takes s.mu for reading and the object lock; on success the
+// caller must call s.unlockObjects.
+func (s *Badger) lockObjects() error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	s.objs.mu.Lock()
+	return nil
+}
+
+func (s *Badger) unlockObjects() {
+	s.objs.mu.Unlock()
+	s.mu.RUnlock()
+}
+
+// withObject runs fn on the index entry of id under the object lock.
+func (s *Badger) withObject(id cid.Cid, fn func(m *objMeta) error) error {
+	if err := s.lockObjects(); err != nil {
+		return err
+	}
+	defer s.unlockObjects()
+	m, err := s.objs.index.get(id)
+	if err != nil {
+		return err
+	}
+	return fn(m)
+}
+
+// objErr wraps an error of an object operation, leaving the sentinels
+// callers compare with == bare.
+func objErr(err error, op string, id cid.Cid) error {
+	if err == nil || errors.Is(err, ErrClosed) || err == ErrNotFound {
+		return err
+	}
+	return fmt.Errorf("store: %s %s: %w", op, id, err)
+}
+
+// update runs fn in a write transaction and commits it.
+func (s *Badger) update(fn func(txn *badger.Txn) error) error {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := fn(txn); err != nil {
+		return err
+	}
+	return txn.Commit()
+}
+
+// PutObject implements Objects.
+func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
+	if err := checkPutObject(id, info); err != nil {
+		return fmt.Errorf("store: put object: %w", err)
+	}
+	if err := s.lockObjects(); err != nil {
+		return err
+	}
+	defer s.unlockObjects()
+	x := &s.objs.index
+	if m, err := x.get(id); err == nil {
+		if !sameInfo(m.info, info) {
+			return objErr(ErrObjectConflict, "put object", id)
+		}
+		return objErr(s.touchLocked(m), "put object", id)
+	}
+	// A deletion that failed half-way leaves a tombstone: finish it first.
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(objKey(prefixTombstone, id, nil))
+		return err
+	})
+	if err == nil {
+		err = s.sweepObject(id)
+	} else if errors.Is(err, badger.ErrKeyNotFound) {
+		err = nil
+	}
+	if err != nil {
+		return objErr(err, "put object", id)
+	}
+	info.Root = bytes.Clone(info.Root)
+	m := &objMeta{id: id, info: info, access: x.next(nil)}
+	err = s.update(func(txn *badger.Txn) error {
+		if err := txn.Set(objKey(prefixObject, id, nil), encodeInfo(info)); err != nil {
+			return err
+		}
+		return txn.Set(objKey(prefixObjState, id, nil), encodeState(stateOf(m)))
+	})
+	if err != nil {
+		return objErr(err, "put object", id)
+	}
+	x.add(m)
+	return nil
+}
+
+// touchLocked makes m the most recently used object, writing its state if
+// that changes it. s.objs.mu must be held.
+func (s *Badger) touchLocked(m *objMeta) error {
+	x := &s.objs.index
+	access := x.next(m)
+	if access == m.access {
+		return nil
+	}
+	st := stateOf(m)
+	st.access = access
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(objKey(prefixObjState, m.id, nil), encodeState(st))
+	}); err != nil {
+		return err
+	}
+	x.setAccess(m, access)
+	return nil
+}
+
+// Object implements Objects.
+func (s *Badger) Object(id cid.Cid) (ObjectStat, error) {
+	var st ObjectStat
+	err := s.withObject(id, func(m *objMeta) error {
+		st = m.stat()
+		return nil
+	})
+	return st, objErr(err, "object", id)
+}
+
+// ObjectIDs implements Objects.
+func (s *Badger) ObjectIDs() ([]cid.Cid, error) {
+	if err := s.lockObjects(); err != nil {
+		return nil, err
+	}
+	defer s.unlockObjects()
+	return s.objs.index.ids(), nil
+}
+
+// PutChunk implements Objects. The chunk and the object's new state are
+// one transaction.
+func (s *Badger) PutChunk(id cid.Cid, index uint64, data []byte) error {
+	err := s.withObject(id, func(m *objMeta) error {
+		n, err := chunkLen(m.info, index)
+		if err == nil && len(data) != n {
+			err = fmt.Errorf("%w: chunk %d is %d bytes, want %d", ErrBadObject, index, len(data), n)
+		}
+		if err != nil {
+			return err
+		}
+		x := &s.objs.index
+		st := stateOf(m)
+		st.held++
+		st.bytes += int64(len(data))
+		st.access = x.next(m)
+		key := objKeyU64(prefixChunk, id, index)
+		held := false
+		err = s.update(func(txn *badger.Txn) error {
+			if _, err := txn.Get(key); err == nil {
+				held = true
+				return nil
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			if err := txn.Set(key, data); err != nil {
+				return err
+			}
+			return txn.Set(objKey(prefixObjState, id, nil), encodeState(st))
+		})
+		if err != nil || held {
+			return err
+		}
+		m.held, m.bytes = st.held, st.bytes
+		x.setAccess(m, st.access)
+		return nil
+	})
+	return objErr(err, "put chunk", id)
+}
+
+// GetChunk implements Objects.
+func (s *Badger) GetChunk(id cid.Cid, index uint64) ([]byte, error) {
+	if err := checkObjectID(id); err != nil {
+		return nil, objErr(err, "get chunk", id)
+	}
+	var out []byte
+	err := s.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(objKeyU64(prefixChunk, id, index))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, objErr(err, "get chunk", id)
+	}
+	if out == nil {
+		out = []byte{}
+	}
+	return out, nil
+}
+
+// Have implements Objects. It reads the chunk keys only.
+func (s *Badger) Have(id cid.Cid) ([]byte, error) {
+	var chunks uint64
+	err := s.withObject(id, func(m *objMeta) error {
+		chunks = m.info.Chunks()
+		return nil
+	})
+	if err != nil {
+		return nil, objErr(err, "have", id)
+	}
+	bits := make([]byte, (chunks+7)/8)
+	err = s.view(func(txn *badger.Txn) error {
+		p := objKey(prefixChunk, id, nil)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+		defer it.Close()
+		for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+			k := it.Item().Key()
+			if len(k) != len(p)+8 {
+				return fmt.Errorf("%w: chunk key %x", ErrCorrupt, k)
+			}
+			i := binary.BigEndian.Uint64(k[len(p):])
+			if i >= chunks {
+				return fmt.Errorf("%w: chunk %d of %d", ErrCorrupt, i, chunks)
+			}
+			bits[i/8] |= 1 << (i % 8)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, objErr(err, "have", id)
+	}
+	return bits, nil
+}
+
+// PutHashes implements Objects.
+func (s *Badger) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
+	err := s.withObject(id, func(m *objMeta) error {
+		if err := checkHashes(m.info, hashes); err != nil {
+			return err
+		}
+		if len(hashes) == 0 {
+			return nil
+		}
+		return s.update(func(txn *badger.Txn) error {
+			for b, h := range hashes {
+				if err := txn.Set(objKeyU64(prefixTreeHash, id, uint64(b)), h); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	return objErr(err, "put hashes", id)
+}
+
+// GetHash implements Objects.
+func (s *Badger) GetHash(id cid.Cid, bin swarm.Bin) ([]byte, error) {
+	if err := checkObjectID(id); err != nil {
+		return nil, objErr(err, "get hash", id)
+	}
+	var out []byte
+	err := s.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(objKeyU64(prefixTreeHash, id, uint64(bin)))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	return out, objErr(err, "get hash", id)
+}
+
+// Pin implements Objects.
+func (s *Badger) Pin(id cid.Cid) error { return objErr(s.setPinned(id, true), "pin", id) }
+
+// Unpin implements Objects.
+func (s *Badger) Unpin(id cid.Cid) error { return objErr(s.setPinned(id, false), "unpin", id) }
+
+func (s *Badger) setPinned(id cid.Cid, pinned bool) error {
+	return s.withObject(id, func(m *objMeta) error {
+		if m.pinned == pinned {
+			return nil
+		}
+		st := stateOf(m)
+		st.pinned = pinned
+		if err := s.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(objKey(prefixObjState, id, nil), encodeState(st))
+		}); err != nil {
+			return err
+		}
+		m.pinned = pinned
+		return nil
+	})
+}
+
+// SetLease implements Objects.
+func (s *Badger) SetLease(id cid.Cid, holder feed.ID, until time.Time) error {
+	t, err := leaseUntil(until)
+	if err != nil {
+		return objErr(err, "set lease", id)
+	}
+	err = s.withObject(id, func(m *objMeta) error {
+		if err := s.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(objKey(prefixLease, id, holder[:]), encodeNote(t))
+		}); err != nil {
+			return err
+		}
+		if m.leases == nil {
+			m.leases = make(map[feed.ID]int64)
+		}
+		m.leases[holder] = t
+		return nil
+	})
+	return objErr(err, "set lease", id)
+}
+
+// RemoveLease implements Objects.
+func (s *Badger) RemoveLease(id cid.Cid, holder feed.ID) error {
+	err := s.withObject(id, func(m *objMeta) error {
+		if _, ok := m.leases[holder]; !ok {
+			return nil
+		}
+		if err := s.db.Update(func(txn *badger.Txn) error {
+			return txn.Delete(objKey(prefixLease, id, holder[:]))
+		}); err != nil {
+			return err
+		}
+		delete(m.leases, holder)
+		return nil
+	})
+	return objErr(err, "remove lease", id)
+}
+
+// Touch implements Objects. It writes only when the object is not already
+// the most recently used one.
+func (s *Badger) Touch(id cid.Cid) error {
+	return objErr(s.withObject(id, s.touchLocked), "touch", id)
+}
+
+// Evict implements Objects. Each object goes in three steps: one
+// transaction drops its info and state and leaves a tombstone, bounded
+// transactions delete its chunks, hashes and leases, and a last one drops
+// the tombstone; an open after a crash finishes the sweep. Afterwards the
+// value log is garbage-collected a little, as the chunks were there.
+func (s *Badger) Evict(now time.Time, cacheBytes int64) ([]cid.Cid, error) {
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	out, err := s.evict(now, cacheBytes)
+	if len(out) > 0 {
+		// Rewrite value log files that are mostly garbage; stop at the
+		// first that is not (badger.ErrNoRewrite) or after a few.
+		for range 4 {
+			if s.db.RunValueLogGC(0.5) != nil {
+				break
+			}
+		}
+	}
+	return out, err
+}
+
+func (s *Badger) evict(now time.Time, cacheBytes int64) ([]cid.Cid, error) {
+	s.objs.mu.Lock()
+	defer s.objs.mu.Unlock()
+	x := &s.objs.index
+	var out []cid.Cid
+	for _, m := range x.victims(now, cacheBytes) {
+		err := s.update(func(txn *badger.Txn) error {
+			if err := txn.Delete(objKey(prefixObject, m.id, nil)); err != nil {
+				return err
+			}
+			if err := txn.Delete(objKey(prefixObjState, m.id, nil)); err != nil {
+				return err
+			}
+			return txn.Set(objKey(prefixTombstone, m.id, nil), nil)
+		})
+		if err != nil {
+			return out, fmt.Errorf("store: evict %s: %w", m.id, err)
+		}
+		delete(x.objs, m.id.KeyString())
+		out = append(out, m.id)
+		if err := s.sweepObject(m.id); err != nil {
+			return out, fmt.Errorf("store: evict %s: %w", m.id, err)
+		}
+	}
+	return out, nil
+}
+
+// sweepObject deletes every chunk, hash and lease key of id, at most
+// badgerDeleteBatch per transaction, then its tombstone.
+func (s *Badger) sweepObject(id cid.Cid) error {
+	for _, prefix := range []byte{prefixChunk, prefixTreeHash, prefixLease} {
+		p := objKey(prefix, id, nil)
+		for {
+			n := 0
+			err := s.update(func(txn *badger.Txn) error {
+				var keys [][]byte
+				it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+				for it.Seek(p); it.ValidForPrefix(p) && len(keys) < badgerDeleteBatch; it.Next() {
+					keys = append(keys, it.Item().KeyCopy(nil))
+				}
+				it.Close()
+				n = len(keys)
+				for _, k := range keys {
+					if err := txn.Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if n < badgerDeleteBatch {
+				break
+			}
+		}
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete(objKey(prefixTombstone, id, nil))
+	})
+}

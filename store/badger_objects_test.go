@@ -1,0 +1,173 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func TestBadgerObjects(t *testing.T) {
+	testObjects(t, func(t *testing.T) Objects { return openBadger(t, t.TempDir()) })
+}
+
+// TestBadgerObjectsReopen checks that objects, chunks, hashes, pins, leases
+// and the access order survive a reopen.
+func TestBadgerObjectsReopen(t *testing.T) {
+	dir := t.TempDir()
+	holder := newAuthor(t, 1).id
+	s := openBadger(t, dir)
+	o := putObjects(t, s, 4)
+	if err := s.Pin(o[1].id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLease(o[2].id, holder, testNow.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Touch(o[0].id); err != nil { // order: o[1] o[2] o[3] o[0]
+		t.Fatal(err)
+	}
+	want := make([]ObjectStat, len(o))
+	for i := range o {
+		want[i] = mustStat(t, s, o[i].id)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openBadger(t, dir)
+	for i := range o {
+		got := mustStat(t, s, o[i].id)
+		w := want[i]
+		if !sameInfo(got.Info, w.Info) || got.Held != w.Held || got.Bytes != w.Bytes || got.Pinned != w.Pinned || got.Access != w.Access || len(got.Leases) != len(w.Leases) {
+			t.Fatalf("object %d after reopen: %+v, want %+v", i, got, w)
+		}
+		for h, until := range w.Leases {
+			if !got.Leases[h].Equal(until) {
+				t.Fatalf("object %d lease after reopen: %v, want %v", i, got.Leases[h], until)
+			}
+		}
+		if c, err := s.GetChunk(o[i].id, 1); err != nil || !bytes.Equal(c, o[i].chunk(t, 1)) {
+			t.Fatalf("chunk after reopen: %v", err)
+		}
+		if h, err := s.GetHash(o[i].id, 1); err != nil || !bytes.Equal(h, o[i].tree.Node(1)) {
+			t.Fatalf("hash after reopen: %v", err)
+		}
+	}
+	// A new access after reopen is still the latest.
+	if err := s.Touch(o[3].id); err != nil {
+		t.Fatal(err)
+	}
+	mustEvict(t, s, testNow, 0, o[0], o[3])
+	mustEvict(t, s, testNow.Add(time.Hour), 0, o[2])
+}
+
+// TestBadgerObjectsSweepOnOpen checks that an open finishes an eviction
+// interrupted after its first transaction.
+func TestBadgerObjectsSweepOnOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := openBadger(t, dir)
+	o := putObjects(t, s, 2)
+	if err := s.SetLease(o[0].id, newAuthor(t, 1).id, testNow); err != nil {
+		t.Fatal(err)
+	}
+	// Do the first step of an eviction of o[0] only.
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, k := range [][]byte{objKey(prefixObject, o[0].id, nil), objKey(prefixObjState, o[0].id, nil)} {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return txn.Set(objKey(prefixTombstone, o[0].id, nil), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBadger(t, dir)
+	checkGone(t, s, o[0])
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		p := objKey(0, o[0].id, nil)[1:]
+		for it.Rewind(); it.Valid(); it.Next() {
+			if k := it.Item().Key(); len(k) > 1 && bytes.HasPrefix(k[1:], p) {
+				t.Errorf("key %x of the evicted object is left", k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStat(t, s, o[1].id); !st.Complete() {
+		t.Fatalf("the other object: %+v", st)
+	}
+}
+
+// TestBadgerObjectsManyChunks evicts an object of more chunks than one
+// delete transaction takes.
+func TestBadgerObjectsManyChunks(t *testing.T) {
+	s := openBadger(t, t.TempDir())
+	o := newTestObject(t, 9, (badgerDeleteBatch+3)*testChunk)
+	o.put(t, s)
+	mustEvict(t, s, testNow, 0, o)
+	if have, err := s.Have(o.id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Have after evict = %d bytes, %v", len(have), err)
+	}
+	o.put(t, s)
+	if st := mustStat(t, s, o.id); !st.Complete() || st.Bytes != int64(len(o.data)) {
+		t.Fatalf("object put again: %+v", st)
+	}
+}
+
+// FuzzDecodeObjectRecords feeds arbitrary bytes to the decoders of stored
+// object records: they must report ErrCorrupt, never panic, and what they
+// accept must re-encode to the same bytes.
+func FuzzDecodeObjectRecords(f *testing.F) {
+	o := newTestObject(f, 1, 3*testChunk)
+	f.Add(encodeInfo(o.tree.Info()), 0)
+	f.Add(encodeState(objState{held: 3, bytes: 3000, access: 9, pinned: true}), 0)
+	f.Add(objKey(prefixObject, o.id, nil), 0)
+	f.Add(objKeyU64(prefixChunk, o.id, 7), 8)
+	f.Add(objKey(prefixLease, o.id, make([]byte, idLen)), idLen)
+	f.Add([]byte{}, 0)
+	f.Fuzz(func(t *testing.T, b []byte, suffixLen int) {
+		check := func(what string, err error) {
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%s: %v does not wrap ErrCorrupt", what, err)
+			}
+		}
+		if info, err := decodeInfo(b); err == nil {
+			if !bytes.Equal(encodeInfo(info), b) {
+				t.Fatalf("info does not round trip")
+			}
+			if info.Chunks() == 0 || info.Chunks() > MaxObjectChunks || len(info.Root) != info.Hash.Size() {
+				t.Fatalf("decodeInfo accepted %+v", info)
+			}
+		} else {
+			check("decodeInfo", err)
+		}
+		if st, err := decodeState(b); err == nil {
+			if !bytes.Equal(encodeState(st), b) {
+				t.Fatalf("state does not round trip")
+			}
+		} else {
+			check("decodeState", err)
+		}
+		if suffixLen < 0 || suffixLen > 64 {
+			return
+		}
+		if id, suffix, err := decodeObjKey(b, suffixLen); err == nil {
+			if !bytes.Equal(objKey(b[0], id, suffix), b) {
+				t.Fatalf("object key does not round trip")
+			}
+		} else {
+			check("decodeObjKey", err)
+		}
+	})
+}

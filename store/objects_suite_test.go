@@ -1,0 +1,553 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/swarm"
+)
+
+// testNow is the time the object tests evict at.
+var testNow = time.Unix(1_800_000_000, 0)
+
+// testChunk is the chunk size of test objects.
+const testChunk = swarm.MinChunkSize
+
+// testObject is an object built from seeded random bytes.
+type testObject struct {
+	tree *swarm.Tree
+	data []byte
+	id   cid.Cid
+}
+
+func newTestObject(t testing.TB, seed uint64, size int) *testObject {
+	t.Helper()
+	data := make([]byte, size)
+	r := rand.New(rand.NewPCG(seed, 7))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{ChunkSize: testChunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testObject{tree: tree, data: data, id: tree.ID()}
+}
+
+// chunk returns chunk i after checking it verifies, as a downloader would.
+func (o *testObject) chunk(t testing.TB, i uint64) []byte {
+	t.Helper()
+	end := min(int(i+1)*testChunk, len(o.data))
+	c := o.data[int(i)*testChunk : end]
+	if err := o.tree.Info().VerifyChunk(i, c, o.tree.Uncles(i)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// put stores the object and all its chunks.
+func (o *testObject) put(t testing.TB, s Objects) {
+	t.Helper()
+	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range o.tree.Chunks() {
+		if err := s.PutChunk(o.id, i, o.chunk(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func mustStat(t testing.TB, s Objects, id cid.Cid) ObjectStat {
+	t.Helper()
+	st, err := s.Object(id)
+	if err != nil {
+		t.Fatalf("Object(%s): %v", id, err)
+	}
+	return st
+}
+
+// checkGone checks that nothing of o is left in s.
+func checkGone(t testing.TB, s Objects, o *testObject) {
+	t.Helper()
+	if _, err := s.Object(o.id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Object of an evicted object: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetChunk(o.id, 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetChunk of an evicted object: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetHash(o.id, o.tree.Info().RootBin()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetHash of an evicted object: %v, want ErrNotFound", err)
+	}
+	ids, err := s.ObjectIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(ids, o.id.Equals) {
+		t.Errorf("ObjectIDs still lists %s", o.id)
+	}
+}
+
+func mustEvict(t testing.TB, s Objects, now time.Time, cacheBytes int64, want ...*testObject) {
+	t.Helper()
+	got, err := s.Evict(now, cacheBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs := make([]cid.Cid, len(want))
+	for i, o := range want {
+		wantIDs[i] = o.id
+	}
+	if !slices.EqualFunc(got, wantIDs, cid.Cid.Equals) {
+		t.Fatalf("Evict(%d) = %v, want %v", cacheBytes, got, wantIDs)
+	}
+	for _, o := range want {
+		checkGone(t, s, o)
+	}
+}
+
+// testObjects is the conformance suite every Objects implementation
+// passes. open returns a new empty store, closed at the end of the test.
+func testObjects(t *testing.T, open func(t *testing.T) Objects) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s Objects)
+	}{
+		{"Chunks", testObjChunks},
+		{"BadPuts", testObjBadPuts},
+		{"EmptyObject", testObjEmpty},
+		{"Hashes", testObjHashes},
+		{"PinsAndLeases", testObjPinsLeases},
+		{"EvictLRU", testObjEvictLRU},
+		{"EvictKept", testObjEvictKept},
+		{"Reput", testObjReput},
+		{"Copies", testObjCopies},
+		{"Closed", testObjClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, open(t))
+		})
+	}
+}
+
+func testObjChunks(t *testing.T, s Objects) {
+	o := newTestObject(t, 1, 5*testChunk+100) // 6 chunks, the last 100 bytes
+	if _, err := s.GetChunk(o.id, 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetChunk of an unknown object: %v", err)
+	}
+	if err := s.PutChunk(o.id, 0, o.chunk(t, 0)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("PutChunk of an unknown object: %v", err)
+	}
+	if _, err := s.Have(o.id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Have of an unknown object: %v", err)
+	}
+	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
+		t.Fatalf("PutObject again: %v", err)
+	}
+	st := mustStat(t, s, o.id)
+	if st.Held != 0 || st.Bytes != 0 || st.Complete() || !sameInfo(st.Info, o.tree.Info()) {
+		t.Fatalf("new object: %+v", st)
+	}
+	for _, i := range []uint64{5, 0, 3, 0} { // 0 twice: idempotent
+		if err := s.PutChunk(o.id, i, o.chunk(t, i)); err != nil {
+			t.Fatalf("PutChunk %d: %v", i, err)
+		}
+	}
+	st = mustStat(t, s, o.id)
+	if st.Held != 3 || st.Bytes != 2*testChunk+100 || st.Complete() {
+		t.Fatalf("after 3 chunks: held %d bytes %d", st.Held, st.Bytes)
+	}
+	have, err := s.Have(o.id)
+	if err != nil || !bytes.Equal(have, []byte{0b101001}) {
+		t.Fatalf("Have = %08b, %v; want 00101001", have, err)
+	}
+	if _, err := s.GetChunk(o.id, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetChunk of a missing chunk: %v", err)
+	}
+	for _, i := range []uint64{1, 2, 4} {
+		if err := s.PutChunk(o.id, i, o.chunk(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st = mustStat(t, s, o.id)
+	if !st.Complete() || st.Held != 6 || st.Bytes != int64(len(o.data)) {
+		t.Fatalf("complete object: held %d bytes %d", st.Held, st.Bytes)
+	}
+	for i := range o.tree.Chunks() {
+		c, err := s.GetChunk(o.id, i)
+		if err != nil || !bytes.Equal(c, o.chunk(t, i)) {
+			t.Fatalf("GetChunk %d: %d bytes, %v", i, len(c), err)
+		}
+	}
+	if have, _ := s.Have(o.id); !bytes.Equal(have, []byte{0b111111}) {
+		t.Fatalf("Have = %08b", have)
+	}
+	ids, err := s.ObjectIDs()
+	if err != nil || len(ids) != 1 || !ids[0].Equals(o.id) {
+		t.Fatalf("ObjectIDs = %v, %v", ids, err)
+	}
+}
+
+func testObjBadPuts(t *testing.T, s Objects) {
+	o := newTestObject(t, 2, 3*testChunk-10)
+	p := newTestObject(t, 3, 3*testChunk-10)
+	if err := s.PutObject(p.id, o.tree.Info()); !errors.Is(err, ErrBadObject) {
+		t.Errorf("PutObject under another ID: %v", err)
+	}
+	if err := s.PutObject(cid.Undef, o.tree.Info()); !errors.Is(err, ErrBadObject) {
+		t.Errorf("PutObject under cid.Undef: %v", err)
+	}
+	bad := o.tree.Info()
+	bad.Root = bad.Root[:5]
+	if err := s.PutObject(o.id, bad); !errors.Is(err, ErrBadObject) {
+		t.Errorf("PutObject with a short root: %v", err)
+	}
+	big := o.tree.Info()
+	big.Size = int64(MaxObjectChunks+1) * testChunk
+	if err := s.PutObject(big.ID(), big); !errors.Is(err, ErrBadObject) {
+		t.Errorf("PutObject of too many chunks: %v", err)
+	}
+	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
+		t.Fatal(err)
+	}
+	// The same root with another size has the same ID.
+	other := o.tree.Info()
+	other.Size++
+	if err := s.PutObject(o.id, other); !errors.Is(err, ErrObjectConflict) {
+		t.Errorf("PutObject with other info: %v, want ErrObjectConflict", err)
+	}
+	for _, tc := range []struct {
+		index uint64
+		data  []byte
+	}{
+		{3, make([]byte, testChunk)},       // past the last chunk
+		{1 << 40, make([]byte, testChunk)}, // far past
+		{0, make([]byte, testChunk-1)},     // short
+		{0, make([]byte, testChunk+1)},     // long
+		{2, make([]byte, testChunk)},       // the last chunk is shorter
+	} {
+		if err := s.PutChunk(o.id, tc.index, tc.data); !errors.Is(err, ErrBadObject) {
+			t.Errorf("PutChunk(%d, %d bytes) = %v, want ErrBadObject", tc.index, len(tc.data), err)
+		}
+	}
+	if st := mustStat(t, s, o.id); st.Held != 0 || st.Bytes != 0 {
+		t.Errorf("bad puts changed the object: %+v", st)
+	}
+}
+
+func testObjEmpty(t *testing.T, s Objects) {
+	o := newTestObject(t, 4, 0)
+	if o.tree.Chunks() != 1 {
+		t.Fatalf("empty object of %d chunks", o.tree.Chunks())
+	}
+	o.put(t, s)
+	st := mustStat(t, s, o.id)
+	if !st.Complete() || st.Bytes != 0 {
+		t.Fatalf("empty object: %+v", st)
+	}
+	c, err := s.GetChunk(o.id, 0)
+	if err != nil || c == nil || len(c) != 0 {
+		t.Fatalf("GetChunk of the empty chunk = %v, %v; want empty non-nil", c, err)
+	}
+	if have, _ := s.Have(o.id); !bytes.Equal(have, []byte{1}) {
+		t.Fatalf("Have = %08b", have)
+	}
+}
+
+func testObjHashes(t *testing.T, s Objects) {
+	o := newTestObject(t, 5, 5*testChunk) // 5 chunks: a tree of height 3, bins 0..14
+	if err := s.PutHashes(o.id, map[swarm.Bin][]byte{1: o.tree.Node(1)}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("PutHashes of an unknown object: %v", err)
+	}
+	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
+		t.Fatal(err)
+	}
+	bins := []swarm.Bin{0, 2, 1, 5, 3, 11, 12, 14}
+	hashes := make(map[swarm.Bin][]byte)
+	for _, b := range bins {
+		hashes[b] = o.tree.Node(b)
+	}
+	if err := s.PutHashes(o.id, hashes); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutHashes(o.id, hashes); err != nil {
+		t.Fatalf("PutHashes again: %v", err)
+	}
+	for _, b := range bins {
+		h, err := s.GetHash(o.id, b)
+		if err != nil || !bytes.Equal(h, o.tree.Node(b)) {
+			t.Fatalf("GetHash(%v) = %x, %v", b, h, err)
+		}
+	}
+	if _, err := s.GetHash(o.id, 9); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetHash of a missing bin: %v", err)
+	}
+	for name, hs := range map[string]map[swarm.Bin][]byte{
+		"bin past the tree":  {16: o.tree.Node(0)},
+		"bin above the root": {15: o.tree.Node(0)},
+		"short hash":         {4: o.tree.Node(4)[:10]},
+		"nil hash":           {4: nil},
+	} {
+		if err := s.PutHashes(o.id, hs); !errors.Is(err, ErrBadObject) {
+			t.Errorf("PutHashes with a %s: %v, want ErrBadObject", name, err)
+		}
+	}
+	tooMany := make(map[swarm.Bin][]byte)
+	for b := range swarm.Bin(MaxPutHashes + 1) {
+		tooMany[b] = o.tree.Node(0)
+	}
+	if err := s.PutHashes(o.id, tooMany); !errors.Is(err, ErrBadObject) {
+		t.Errorf("PutHashes of %d hashes: %v", len(tooMany), err)
+	}
+	if _, err := s.GetHash(o.id, 4); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a rejected PutHashes stored a hash: %v", err)
+	}
+}
+
+func testObjPinsLeases(t *testing.T, s Objects) {
+	o := newTestObject(t, 6, 2*testChunk)
+	a, b := newAuthor(t, 1).id, newAuthor(t, 2).id
+	if err := s.Pin(o.id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Pin of an unknown object: %v", err)
+	}
+	if err := s.SetLease(o.id, a, testNow); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("SetLease of an unknown object: %v", err)
+	}
+	o.put(t, s)
+	if st := mustStat(t, s, o.id); st.Pinned || len(st.Leases) != 0 || st.Kept(testNow) {
+		t.Fatalf("new object: %+v", st)
+	}
+	if err := s.Pin(o.id); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStat(t, s, o.id); !st.Pinned || !st.Kept(testNow) {
+		t.Fatalf("pinned object: %+v", st)
+	}
+	if err := s.Unpin(o.id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLease(o.id, a, testNow.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLease(o.id, b, testNow.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLease(o.id, b, time.Time{}); !errors.Is(err, ErrBadObject) {
+		t.Fatalf("SetLease without an end: %v", err)
+	}
+	st := mustStat(t, s, o.id)
+	if st.Pinned || len(st.Leases) != 2 || !st.Leases[a].Equal(testNow.Add(time.Hour)) || !st.Leases[b].Equal(testNow.Add(-time.Hour)) {
+		t.Fatalf("leases: %+v", st)
+	}
+	if !st.Kept(testNow) || st.Kept(testNow.Add(time.Hour)) {
+		t.Fatalf("Kept: a lease keeps until its end, exclusive")
+	}
+	if err := s.RemoveLease(o.id, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveLease(o.id, a); err != nil {
+		t.Fatalf("RemoveLease again: %v", err)
+	}
+	if st := mustStat(t, s, o.id); len(st.Leases) != 1 || st.Kept(testNow) {
+		t.Fatalf("after RemoveLease: %+v", st)
+	}
+}
+
+// putObjects stores n objects of 2 chunks each, in order.
+func putObjects(t testing.TB, s Objects, n int) []*testObject {
+	t.Helper()
+	objs := make([]*testObject, n)
+	for i := range objs {
+		objs[i] = newTestObject(t, uint64(100+i), 2*testChunk)
+		objs[i].put(t, s)
+		if err := s.PutHashes(objs[i].id, map[swarm.Bin][]byte{1: objs[i].tree.Node(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return objs
+}
+
+func testObjEvictLRU(t *testing.T, s Objects) {
+	o := putObjects(t, s, 4) // each 2 KiB, o[0] least recently used
+	mustEvict(t, s, testNow, 8*testChunk)
+	if err := s.Touch(o[0].id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Touch(o[0].id); err != nil { // already the latest: no change
+		t.Fatal(err)
+	}
+	// GetChunk is no access: o[1] stays the least recently used.
+	if _, err := s.GetChunk(o[1].id, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Order now o[1], o[2], o[3], o[0].
+	mustEvict(t, s, testNow, 5*testChunk, o[1], o[2])
+	if err := s.Touch(o[3].id); err != nil {
+		t.Fatal(err)
+	}
+	mustEvict(t, s, testNow, 2*testChunk, o[0])
+	mustEvict(t, s, testNow, 0, o[3])
+	if _, err := s.Evict(testNow, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Touch(o[0].id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Touch of an evicted object: %v", err)
+	}
+}
+
+func testObjEvictKept(t *testing.T, s Objects) {
+	holder := newAuthor(t, 1).id
+	o := putObjects(t, s, 5)
+	pinned, leased, lapsed, removed, cached := o[0], o[1], o[2], o[3], o[4]
+	if err := s.Pin(pinned.id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLease(leased.id, holder, testNow.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLease(lapsed.id, holder, testNow); err != nil { // until is not after now
+		t.Fatal(err)
+	}
+	if err := s.SetLease(removed.id, holder, testNow.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveLease(removed.id, holder); err != nil {
+		t.Fatal(err)
+	}
+	// Kept objects do not count against the cache.
+	mustEvict(t, s, testNow, 6*testChunk)
+	mustEvict(t, s, testNow, 0, lapsed, removed, cached)
+	// Pinned and leased objects survive any cache size.
+	mustEvict(t, s, testNow, 0)
+	mustEvict(t, s, testNow.Add(time.Hour-1), 0)
+	// The lease lapses.
+	mustEvict(t, s, testNow.Add(time.Hour), 0, leased)
+	if err := s.Unpin(pinned.id); err != nil {
+		t.Fatal(err)
+	}
+	mustEvict(t, s, testNow, 0, pinned)
+	if ids, err := s.ObjectIDs(); err != nil || len(ids) != 0 {
+		t.Fatalf("ObjectIDs after evicting everything = %v, %v", ids, err)
+	}
+}
+
+func testObjReput(t *testing.T, s Objects) {
+	holder := newAuthor(t, 1).id
+	o := putObjects(t, s, 1)[0]
+	if err := s.SetLease(o.id, holder, testNow); err != nil {
+		t.Fatal(err)
+	}
+	mustEvict(t, s, testNow, 0, o)
+	// Fetched again, it starts from nothing.
+	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
+		t.Fatal(err)
+	}
+	st := mustStat(t, s, o.id)
+	if st.Held != 0 || st.Bytes != 0 || st.Pinned || len(st.Leases) != 0 {
+		t.Fatalf("object put again after eviction: %+v", st)
+	}
+	if have, _ := s.Have(o.id); !bytes.Equal(have, []byte{0}) {
+		t.Fatalf("Have = %08b", have)
+	}
+	if err := s.PutChunk(o.id, 1, o.chunk(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStat(t, s, o.id); st.Held != 1 || st.Bytes != testChunk {
+		t.Fatalf("accounting after re-put: %+v", st)
+	}
+}
+
+func testObjCopies(t *testing.T, s Objects) {
+	o := newTestObject(t, 7, 2*testChunk)
+	info := o.tree.Info()
+	if err := s.PutObject(o.id, info); err != nil {
+		t.Fatal(err)
+	}
+	info.Root[0] ^= 1
+	c := bytes.Clone(o.chunk(t, 0))
+	if err := s.PutChunk(o.id, 0, c); err != nil {
+		t.Fatal(err)
+	}
+	c[0] ^= 1
+	h := o.tree.Node(1)
+	if err := s.PutHashes(o.id, map[swarm.Bin][]byte{1: h}); err != nil {
+		t.Fatal(err)
+	}
+	h[0] ^= 1
+	st := mustStat(t, s, o.id)
+	if !sameInfo(st.Info, o.tree.Info()) {
+		t.Fatal("the store kept the caller's root")
+	}
+	st.Info.Root[0] ^= 1
+	got, _ := s.GetChunk(o.id, 0)
+	if !bytes.Equal(got, o.chunk(t, 0)) {
+		t.Fatal("the store kept the caller's chunk")
+	}
+	got[0] ^= 1
+	gh, _ := s.GetHash(o.id, 1)
+	if !bytes.Equal(gh, o.tree.Node(1)) {
+		t.Fatal("the store kept the caller's hash")
+	}
+	gh[0] ^= 1
+	if st := mustStat(t, s, o.id); !sameInfo(st.Info, o.tree.Info()) {
+		t.Fatal("the store handed out its root")
+	}
+	if got, _ := s.GetChunk(o.id, 0); !bytes.Equal(got, o.chunk(t, 0)) {
+		t.Fatal("the store handed out its chunk")
+	}
+	if gh, _ := s.GetHash(o.id, 1); !bytes.Equal(gh, o.tree.Node(1)) {
+		t.Fatal("the store handed out its hash")
+	}
+}
+
+func testObjClosed(t *testing.T, s Objects) {
+	o := putObjects(t, s, 1)[0]
+	if err := s.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	var holder feed.ID
+	for name, err := range map[string]error{
+		"PutObject":   s.PutObject(o.id, o.tree.Info()),
+		"PutChunk":    s.PutChunk(o.id, 0, o.chunk(t, 0)),
+		"PutHashes":   s.PutHashes(o.id, nil),
+		"Pin":         s.Pin(o.id),
+		"Unpin":       s.Unpin(o.id),
+		"SetLease":    s.SetLease(o.id, holder, testNow),
+		"RemoveLease": s.RemoveLease(o.id, holder),
+		"Touch":       s.Touch(o.id),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v", name, err)
+		}
+	}
+	if _, err := s.Object(o.id); !errors.Is(err, ErrClosed) {
+		t.Errorf("Object after Close: %v", err)
+	}
+	if _, err := s.GetChunk(o.id, 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("GetChunk after Close: %v", err)
+	}
+	if _, err := s.Have(o.id); !errors.Is(err, ErrClosed) {
+		t.Errorf("Have after Close: %v", err)
+	}
+	if _, err := s.GetHash(o.id, 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("GetHash after Close: %v", err)
+	}
+	if _, err := s.ObjectIDs(); !errors.Is(err, ErrClosed) {
+		t.Errorf("ObjectIDs after Close: %v", err)
+	}
+	if _, err := s.Evict(testNow, 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Evict after Close: %v", err)
+	}
+}
