@@ -5,17 +5,22 @@
 // chunk), the root of the smallest covering tree, peak hashes that prove the
 // size (Peaks, RootFromPeaks), the object ID as a CIDv1 (Info.ID) and the
 // check a downloader runs on each chunk before writing it
-// (Info.VerifyChunk), and the messages of the swarm/1 protocol (wire.go,
-// docs/protocols/swarm.md). Sessions, the object store and DHT discovery
-// will come later in this package's tree.
+// (Info.VerifyChunk), the messages of the swarm/1 protocol (wire.go,
+// docs/protocols/swarm.md), and its sessions: Serve answers one peer's
+// requests from an object store, Fetch downloads an object from several
+// peers at once, verifying every chunk before it stores it. DHT discovery
+// and PEX will come later.
 //
 // SHA-256 is the default hash; SHA-1 with 1 KiB chunks reproduces PPSPP
 // (libswift) swarm IDs. The format is specified in
 // docs/protocols/swarm-tree.md.
 //
-// Everything here is pure: no I/O beyond the reader given to Build, no
-// goroutines, no package state. A Tree is immutable once built and safe for
-// concurrent use. The package imports only the standard library, go-cid,
+// The tree and the messages are pure: no I/O beyond the reader given to
+// Build, no goroutines, no package state. A Tree is immutable once built and
+// safe for concurrent use. Serve and Fetch run over a Conn (a flitlink
+// circuit) and a store given by small interfaces; each starts its own
+// goroutines and waits for them before it returns, and holds no package
+// state. The package imports only the standard library, go-cid,
 // go-multihash and feed (peer IDs in PEX), so node, cmd and tools may all
 // import it.
 package swarm

@@ -10,8 +10,9 @@ import (
 )
 
 // This file is the message layer of the swarm protocol (swarm/1): the
-// messages, their encoding and their bounded decoding. The session that
-// exchanges them comes later. The format is specified in
+// messages, their encoding and their bounded decoding. The sessions that
+// exchange them are session.go (Serve) and fetch.go (Fetch). The format is
+// specified in
 // docs/protocols/swarm.md.
 
 // Service is the name of the flitlink circuit the swarm protocol runs on

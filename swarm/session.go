@@ -1,0 +1,380 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/ipfs/go-cid"
+)
+
+// This file is the seeder side of a swarm/1 session (Serve) and what both
+// sides share; fetch.go is the downloader. The flow is specified in
+// docs/protocols/swarm.md, "Message flow".
+
+// Conn is a reliable, ordered message channel to one peer: what a session
+// needs of a flitlink circuit (*flitlink.Circuit satisfies it). Send blocks
+// for flow-control credit; Recv returns io.EOF once the peer has closed.
+type Conn interface {
+	Send(ctx context.Context, msg []byte) error
+	Recv(ctx context.Context) ([]byte, error)
+	Close() error
+}
+
+// ObjectSource is what Serve reads of the local object store
+// (store.Objects satisfies it): the have-bitmap, held chunks, the verified
+// tree hashes that serve as uncles, and Touch once per REQUEST served.
+type ObjectSource interface {
+	Have(id cid.Cid) ([]byte, error)
+	GetChunk(id cid.Cid, index uint64) ([]byte, error)
+	GetHash(id cid.Cid, bin Bin) ([]byte, error)
+	Touch(id cid.Cid) error
+}
+
+// HashSink stores verified tree hashes (store.Objects satisfies it).
+type HashSink interface {
+	PutHashes(id cid.Cid, hashes map[Bin][]byte) error
+}
+
+// maxHashBatch is how many hashes PutTreeHashes stores per PutHashes call
+// (store.MaxPutHashes).
+const maxHashBatch = 256
+
+// PutTreeHashes stores every hash of t below the root that covers content:
+// what Serve needs (through ObjectSource.GetHash) to send the uncles of any
+// chunk. A seeder that built the tree calls it once; a fetcher stores the
+// uncles it verifies as it goes.
+func PutTreeHashes(dst HashSink, id cid.Cid, t *Tree) error {
+	n := t.Chunks()
+	batch := make(map[Bin][]byte, maxHashBatch)
+	for l := uint(0); l < t.Info().Height(); l++ {
+		for o := uint64(0); o<<l < n; o++ {
+			b := NewBin(l, o)
+			batch[b] = t.Node(b)
+			if len(batch) == maxHashBatch {
+				if err := dst.PutHashes(id, batch); err != nil {
+					return fmt.Errorf("swarm: put tree hashes: %w", err)
+				}
+				clear(batch)
+			}
+		}
+	}
+	if len(batch) > 0 {
+		if err := dst.PutHashes(id, batch); err != nil {
+			return fmt.Errorf("swarm: put tree hashes: %w", err)
+		}
+	}
+	return nil
+}
+
+// Session errors callers branch on with errors.Is.
+var (
+	// ErrProtocol reports a peer that broke the swarm/1 message flow
+	// (a message before HANDSHAKE, a chunk index past the object, more
+	// requests in flight than announced). Malformed messages are
+	// ErrMalformed. Either ends the session.
+	ErrProtocol = errors.New("swarm: protocol violation")
+	// ErrMismatch reports a HANDSHAKE about another object, hash, chunk
+	// size or size.
+	ErrMismatch = errors.New("swarm: handshake does not match the object")
+)
+
+// DefaultMaxRequests is how many requested chunks Serve accepts in flight
+// from one peer when ServeConfig.MaxRequests is 0.
+const DefaultMaxRequests = 64
+
+// ServeConfig configures Serve. The zero value of every field but Info
+// means its default.
+type ServeConfig struct {
+	// Info is the object served; its ID (Info.ID) is the object's ID in
+	// the source and on the wire.
+	Info Info
+	// MaxRequests is the bound on requested chunks in flight announced in
+	// HANDSHAKE (0: DefaultMaxRequests; at most MaxRequestsInFlight).
+	MaxRequests int
+	// Logger receives per-session events at Debug level (nil: discard).
+	Logger *slog.Logger
+}
+
+// checkHandshake checks a peer's HANDSHAKE against the object.
+func checkHandshake(h Handshake, id cid.Cid, info Info) error {
+	if string(h.ObjectID) != string(id.Bytes()) || h.Hash != info.Hash || h.ChunkSize != info.ChunkSize || h.Size != info.Size {
+		return fmt.Errorf("%w: peer has %d-byte object of %d-byte chunks", ErrMismatch, h.Size, h.ChunkSize)
+	}
+	return nil
+}
+
+// haveRanges turns a have-bitmap of n chunks into ranges.
+func haveRanges(bits []byte, n uint64) []Range {
+	var rs []Range
+	for i := uint64(0); i < n; i++ {
+		if i/8 >= uint64(len(bits)) || bits[i/8]&(1<<(i%8)) == 0 {
+			continue
+		}
+		if k := len(rs) - 1; k >= 0 && rs[k].Last+1 == i {
+			rs[k].Last = i
+		} else {
+			rs = append(rs, Range{First: i, Last: i})
+		}
+	}
+	return rs
+}
+
+// server is one Serve call. The reader queues requested chunks; the writer
+// answers them in order.
+type server struct {
+	conn  Conn
+	src   ObjectSource
+	id    cid.Cid
+	info  Info
+	n     uint64
+	limit int
+	log   *slog.Logger
+
+	mu    sync.Mutex    // guards queue
+	queue []uint64      // requested chunks not yet sent, in request order
+	sig   chan struct{} // capacity 1: the queue grew
+
+	sent map[Bin]bool // writer's: hashes already sent in this session
+}
+
+// Serve answers one peer's requests for one object over c until the peer
+// closes the session (nil), ctx ends (nil), the peer breaks the protocol
+// (an error wrapping ErrMalformed, ErrProtocol or ErrMismatch) or the
+// connection or the source fails. It sends HANDSHAKE, HAVE (what src holds
+// now), UNCHOKE, then for each requested chunk, in request order, an
+// INTEGRITY with the uncle hashes not yet sent in this session followed by
+// the DATA. It skips chunks cancelled before they are sent and chunks it
+// does not hold. Serve closes c.
+func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error {
+	defer c.Close()
+	info := cfg.Info
+	n := info.Chunks()
+	if n == 0 || !info.Hash.valid() || info.ChunkSize > MaxDataSize || len(info.Root) != info.Hash.Size() {
+		return fmt.Errorf("swarm: serve: %w: bad object info", ErrBadChunk)
+	}
+	if cfg.MaxRequests <= 0 {
+		cfg.MaxRequests = DefaultMaxRequests
+	}
+	cfg.MaxRequests = min(cfg.MaxRequests, MaxRequestsInFlight)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{
+		conn: c, src: src, id: info.ID(), info: info, n: n,
+		limit: cfg.MaxRequests, log: cfg.Logger,
+		sig:  make(chan struct{}, 1),
+		sent: make(map[Bin]bool),
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Go(func() { cancel(s.write(ctx)) })
+	wg.Go(func() { cancel(s.read(ctx)) })
+	<-ctx.Done()
+	wg.Wait()
+	err := context.Cause(ctx)
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+func (s *server) send(ctx context.Context, m Message) error {
+	if err := s.conn.Send(ctx, m.Append(nil)); err != nil {
+		return fmt.Errorf("swarm: send %v: %w", m.Type(), err)
+	}
+	return nil
+}
+
+// write sends the greeting, then answers queued requests.
+func (s *server) write(ctx context.Context) error {
+	hs := Handshake{
+		Capability: Capability, ObjectID: s.id.Bytes(), Hash: s.info.Hash,
+		ChunkSize: s.info.ChunkSize, Size: s.info.Size, MaxRequests: uint64(s.limit),
+	}
+	if err := s.send(ctx, hs); err != nil {
+		return err
+	}
+	bits, err := s.src.Have(s.id)
+	if err != nil {
+		return fmt.Errorf("swarm: serve: have: %w", err)
+	}
+	rs := haveRanges(bits, s.n)
+	for len(rs) > 0 {
+		k := min(len(rs), MaxRanges)
+		if err := s.send(ctx, Have{Ranges: rs[:k]}); err != nil {
+			return err
+		}
+		rs = rs[k:]
+	}
+	if err := s.send(ctx, Unchoke{}); err != nil {
+		return err
+	}
+	for {
+		i, ok := s.next()
+		if !ok {
+			select {
+			case <-s.sig:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if err := s.answer(ctx, i); err != nil {
+			return err
+		}
+	}
+}
+
+// next pops the first queued chunk.
+func (s *server) next() (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return 0, false
+	}
+	i := s.queue[0]
+	s.queue = s.queue[1:]
+	return i, true
+}
+
+// answer sends INTEGRITY (if any uncle is new to the peer) and DATA for
+// chunk i. A chunk the source does not hold is skipped.
+func (s *server) answer(ctx context.Context, i uint64) error {
+	data, err := s.src.GetChunk(s.id, i)
+	if err != nil {
+		s.log.Debug("swarm: requested chunk not served", "chunk", i, "err", err)
+		return nil
+	}
+	var integ Integrity
+	h := s.info.Height()
+	for b := ChunkBin(i); b.Layer() < h; b = b.Parent() {
+		u := b.Sibling()
+		if s.sent[u] || u.BaseOffset() >= s.n {
+			continue // known to the peer, or padding (the zero hash)
+		}
+		hash, err := s.src.GetHash(s.id, u)
+		if err != nil {
+			return fmt.Errorf("swarm: serve chunk %d: uncle %v: %w", i, u, err)
+		}
+		integ.Hashes = append(integ.Hashes, BinHash{Bin: u, Hash: hash})
+	}
+	if len(integ.Hashes) > 0 {
+		if err := s.send(ctx, integ); err != nil {
+			return err
+		}
+		for _, bh := range integ.Hashes {
+			s.sent[bh.Bin] = true
+		}
+	}
+	return s.send(ctx, Data{Bin: ChunkBin(i), Data: data})
+}
+
+// read receives the peer's messages and queues its requests.
+func (s *server) read(ctx context.Context) error {
+	first := true
+	for {
+		b, err := s.conn.Recv(ctx)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.EOF
+			}
+			return fmt.Errorf("swarm: serve: receive: %w", err)
+		}
+		m, err := Decode(b, s.info.Hash.Size())
+		if err != nil {
+			return err
+		}
+		if first {
+			h, ok := m.(Handshake)
+			if !ok {
+				return fmt.Errorf("%w: %v before HANDSHAKE", ErrProtocol, m.Type())
+			}
+			if err := checkHandshake(h, s.id, s.info); err != nil {
+				return err
+			}
+			first = false
+			continue
+		}
+		switch m := m.(type) {
+		case Handshake:
+			return fmt.Errorf("%w: second HANDSHAKE", ErrProtocol)
+		case Request:
+			if err := s.request(m.Ranges); err != nil {
+				return err
+			}
+			if err := s.src.Touch(s.id); err != nil {
+				s.log.Debug("swarm: touch", "err", err)
+			}
+		case Cancel:
+			s.cancel(m.Ranges)
+		}
+		// HAVE, INTEGRITY, DATA, PEX, CHOKE, UNCHOKE and unknown types:
+		// a server that fetches nothing ignores them.
+	}
+}
+
+// request queues the chunks of rs, at most limit in flight.
+func (s *server) request(rs []Range) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	room := uint64(s.limit - len(s.queue))
+	for _, r := range rs {
+		if r.Last >= s.n {
+			return fmt.Errorf("%w: request for chunk %d of %d", ErrProtocol, r.Last, s.n)
+		}
+		if r.Len() > room {
+			return fmt.Errorf("%w: more than %d requests in flight", ErrProtocol, s.limit)
+		}
+		room -= r.Len()
+		for i := r.First; i <= r.Last; i++ {
+			s.queue = append(s.queue, i)
+		}
+	}
+	select {
+	case s.sig <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// cancel drops the chunks of rs from the queue.
+func (s *server) cancel(rs []Range) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = deleteRanges(s.queue, rs)
+}
+
+func deleteRanges(q []uint64, rs []Range) []uint64 {
+	out := q[:0]
+	for _, i := range q {
+		keep := true
+		for _, r := range rs {
+			if i >= r.First && i <= r.Last {
+				keep = false
+				break
+			}
+		}
+		if keep {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// toRanges turns chunk indices into ranges, merging runs in the given order.
+func toRanges(is []uint64) []Range {
+	var rs []Range
+	for _, i := range is {
+		if k := len(rs) - 1; k >= 0 && rs[k].Last+1 == i {
+			rs[k].Last = i
+		} else {
+			rs = append(rs, Range{First: i, Last: i})
+		}
+	}
+	return rs
+}

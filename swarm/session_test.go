@@ -1,0 +1,510 @@
+package swarm_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/flitlink/memlink"
+	"github.com/contextd/contextd/store"
+	"github.com/contextd/contextd/swarm"
+)
+
+func nodeID(i int) feed.ID { return feed.ID{byte(i >> 8), byte(i), 0x5a} }
+
+// object is a test object held in full by its seeders.
+type object struct {
+	data []byte
+	tree *swarm.Tree
+	info swarm.Info
+	id   cid.Cid
+}
+
+func newObject(t *testing.T, size, chunkSize int) object {
+	t.Helper()
+	data := make([]byte, size)
+	r := rand.New(rand.NewPCG(uint64(size), 7))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{ChunkSize: chunkSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return object{data: data, tree: tree, info: tree.Info(), id: tree.ID()}
+}
+
+func (o object) chunk(i uint64) []byte {
+	cs := uint64(o.info.ChunkSize)
+	return o.data[i*cs : min(uint64(len(o.data)), (i+1)*cs)]
+}
+
+// seederStore returns a store holding the whole object and its tree.
+func (o object) seederStore(t *testing.T) *store.Mem {
+	t.Helper()
+	m := store.NewMem()
+	t.Cleanup(func() { m.Close() })
+	if err := m.PutObject(o.id, o.info); err != nil {
+		t.Fatal(err)
+	}
+	for i := range o.tree.Chunks() {
+		if err := m.PutChunk(o.id, i, o.chunk(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := swarm.PutTreeHashes(m, o.id, o.tree); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// checkedSink is the fetcher's store: it fails the test if a chunk that
+// differs from the original is ever put, and records when chunks arrive.
+type checkedSink struct {
+	*store.Mem
+	t   *testing.T
+	o   object
+	mu  sync.Mutex
+	at  []time.Time
+	put func(n int) // called after the n-th chunk is stored
+}
+
+func newSink(t *testing.T, o object) *checkedSink {
+	m := store.NewMem()
+	t.Cleanup(func() { m.Close() })
+	if err := m.PutObject(o.id, o.info); err != nil {
+		t.Fatal(err)
+	}
+	return &checkedSink{Mem: m, t: t, o: o}
+}
+
+func (s *checkedSink) PutChunk(id cid.Cid, i uint64, data []byte) error {
+	if !bytes.Equal(data, s.o.chunk(i)) {
+		s.t.Errorf("corrupt chunk %d reached the sink", i)
+	}
+	s.mu.Lock()
+	s.at = append(s.at, time.Now())
+	n := len(s.at)
+	s.mu.Unlock()
+	if s.put != nil {
+		s.put(n)
+	}
+	return s.Mem.PutChunk(id, i, data)
+}
+
+func (s *checkedSink) check(t *testing.T) {
+	t.Helper()
+	for i := range s.o.tree.Chunks() {
+		got, err := s.GetChunk(s.o.id, i)
+		if err != nil || !bytes.Equal(got, s.o.chunk(i)) {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+}
+
+// maxGap returns the longest time between start and the first chunk or
+// between two chunks.
+func (s *checkedSink) maxGap(start time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var gap time.Duration
+	prev := start
+	for _, at := range s.at {
+		gap = max(gap, at.Sub(prev))
+		prev = at
+	}
+	return gap
+}
+
+// swarmNet is a fetcher (node 0) and seeders (nodes 1…) on a memlink
+// network; each seeder serves the object on the circuits it accepts.
+type swarmNet struct {
+	net     *memlink.Network
+	serveWG sync.WaitGroup
+	mu      sync.Mutex
+	served  map[int]error // seeder → what Serve returned
+}
+
+func newSwarmNet(cfg memlink.Config) *swarmNet {
+	return &swarmNet{net: memlink.NewNetwork(cfg), served: make(map[int]error)}
+}
+
+// connect dials seeder i and starts Serve on its side; wrap, if not nil,
+// wraps the seeder's end of the circuit.
+func (sn *swarmNet) connect(t *testing.T, ctx context.Context, i int, src swarm.ObjectSource, info swarm.Info, wrap func(swarm.Conn) swarm.Conn) swarm.Conn {
+	t.Helper()
+	ep := sn.net.Endpoint(nodeID(i))
+	la, err := sn.net.Endpoint(nodeID(0)).Dial(ctx, nodeID(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := ep.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { la.Close(); lb.Close() })
+	sn.serveWG.Go(func() {
+		c, err := lb.Accept(ctx)
+		if err != nil {
+			return
+		}
+		var conn swarm.Conn = c
+		if wrap != nil {
+			conn = wrap(c)
+		}
+		err = swarm.Serve(ctx, conn, src, swarm.ServeConfig{Info: info})
+		sn.mu.Lock()
+		sn.served[i] = err
+		sn.mu.Unlock()
+	})
+	c, err := la.Open(ctx, swarm.Service, flitlink.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// fetch runs a swarm of seeders (wrap[i] wraps seeder i+1's conn) and
+// returns the stats and the virtual time Fetch took.
+func runFetch(t *testing.T, sn *swarmNet, o object, sink swarm.ChunkSink, wraps []func(swarm.Conn) swarm.Conn, cfg swarm.FetchConfig) (swarm.FetchStats, time.Duration, time.Time, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	src := o.seederStore(t)
+	var conns []swarm.Conn
+	for i, w := range wraps {
+		conns = append(conns, sn.connect(t, ctx, i+1, src, o.info, w))
+	}
+	start := time.Now()
+	st, err := swarm.Fetch(ctx, o.info, conns, sink, cfg)
+	took := time.Since(start)
+	cancel()
+	sn.serveWG.Wait()
+	return st, took, start, err
+}
+
+func TestFetchSingleSeeder(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		size, chunkSize int
+	}{
+		{"empty", 0, 1024},
+		{"one chunk", 1000, 1024},
+		{"odd", 37*1024 + 5, 1024},
+		{"16KiB chunks", 1 << 20, 16 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := newObject(t, tc.size, tc.chunkSize)
+				sink := newSink(t, o)
+				sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond})
+				st, _, _, err := runFetch(t, sn, o, sink, make([]func(swarm.Conn) swarm.Conn, 1), swarm.FetchConfig{})
+				if err != nil {
+					t.Fatalf("Fetch: %v", err)
+				}
+				sink.check(t)
+				if st.Chunks != o.tree.Chunks() || st.Bytes != int64(tc.size) || st.DupBytes != 0 {
+					t.Errorf("stats %+v", st)
+				}
+				if err := sn.served[1]; err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			})
+		})
+	}
+}
+
+func TestFetchStreaming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newObject(t, 64<<10, 1024)
+		sink := newSink(t, o)
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 256 << 10})
+		var order []uint64
+		st, _, _, err := runFetch(t, sn, o, &orderSink{checkedSink: sink, order: &order},
+			make([]func(swarm.Conn) swarm.Conn, 3), swarm.FetchConfig{Window: 8, InFlight: 2})
+		if err != nil {
+			t.Fatalf("Fetch: %v (%+v)", err, st)
+		}
+		sink.check(t)
+		for k, c := range order {
+			if int(c) >= k+8 {
+				t.Fatalf("chunk %d stored %d-th, outside an 8-chunk window", c, k)
+			}
+		}
+	})
+}
+
+type orderSink struct {
+	*checkedSink
+	order *[]uint64
+}
+
+func (s *orderSink) PutChunk(id cid.Cid, i uint64, data []byte) error {
+	*s.order = append(*s.order, i)
+	return s.checkedSink.PutChunk(id, i, data)
+}
+
+// TestFetchThroughput is issue 4 acceptance 2: four seeders each capped at
+// R, one fetcher: at least 90% of 4R, duplicates at most 5% of the object.
+func TestFetchThroughput(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rate = 1 << 20 // R, bytes/s per direction of each link
+		o := newObject(t, 8<<20, 16<<10)
+		sink := newSink(t, o)
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: rate})
+		st, took, _, err := runFetch(t, sn, o, sink, make([]func(swarm.Conn) swarm.Conn, 4), swarm.FetchConfig{})
+		if err != nil {
+			t.Fatalf("Fetch: %v", err)
+		}
+		sink.check(t)
+		got := float64(len(o.data)) / took.Seconds()
+		frac := got / (4 * rate)
+		dup := float64(st.DupBytes) / float64(len(o.data))
+		t.Logf("8 MiB from 4 seeders at 1 MiB/s: %v, %.0f KiB/s = %.1f%% of 4R; duplicates %d bytes = %.2f%%; timeouts %d",
+			took, got/1024, 100*frac, st.DupBytes, 100*dup, st.Timeouts)
+		for i, p := range st.Peers {
+			t.Logf("peer %d: %d chunks, %d bytes, err %v", i+1, p.Chunks, p.Bytes, p.Err)
+		}
+		if frac < 0.9 {
+			t.Errorf("throughput %.1f%% of 4R, want ≥ 90%%", 100*frac)
+		}
+		if dup > 0.05 {
+			t.Errorf("duplicates %.2f%% of the object, want ≤ 5%%", 100*dup)
+		}
+	})
+}
+
+// tamperConn rewrites the messages a seeder sends.
+type tamperConn struct {
+	swarm.Conn
+	edit func(m swarm.Message) []byte // nil: send as is
+	hang bool                         // set by edit: block until ctx ends
+}
+
+func (c *tamperConn) Send(ctx context.Context, b []byte) error {
+	m, err := swarm.Decode(b, 32)
+	if err == nil {
+		if nb := c.edit(m); nb != nil {
+			b = nb
+		}
+	}
+	if c.hang {
+		<-ctx.Done() // silent, but the session stays open
+		return ctx.Err()
+	}
+	return c.Conn.Send(ctx, b)
+}
+
+// TestFetchCorruptSeeder is acceptance 3: a seeder that corrupts chunks or
+// hashes is dropped; nothing corrupt reaches the sink.
+func TestFetchCorruptSeeder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(m swarm.Message) []byte
+	}{
+		{"chunk", func(m swarm.Message) []byte {
+			if d, ok := m.(swarm.Data); ok && uint64(d.Bin)/2%3 == 1 {
+				d.Data = bytes.Clone(d.Data)
+				d.Data[len(d.Data)/2] ^= 1
+				return d.Append(nil)
+			}
+			return nil
+		}},
+		{"hash", func(m swarm.Message) []byte {
+			if in, ok := m.(swarm.Integrity); ok {
+				h := in.Hashes[len(in.Hashes)-1]
+				h.Hash = bytes.Clone(h.Hash)
+				h.Hash[0] ^= 0x80
+				in.Hashes[len(in.Hashes)-1] = h
+				return in.Append(nil)
+			}
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := newObject(t, 1<<20, 16<<10)
+				sink := newSink(t, o)
+				sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
+				bad := func(c swarm.Conn) swarm.Conn { return &tamperConn{Conn: c, edit: tc.edit} }
+				st, _, _, err := runFetch(t, sn, o, sink, []func(swarm.Conn) swarm.Conn{bad, nil, nil}, swarm.FetchConfig{})
+				if err != nil {
+					t.Fatalf("Fetch: %v", err)
+				}
+				sink.check(t)
+				if p := st.Peers[0]; !p.Bad || !errors.Is(p.Err, swarm.ErrBadChunk) {
+					t.Errorf("bad seeder not dropped: %+v", p)
+				}
+				for _, p := range st.Peers[1:] {
+					if p.Bad || p.Err != nil {
+						t.Errorf("honest seeder dropped: %+v", p)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestFetchSeedersDie is acceptance 4: half the seeders die mid-transfer
+// (one link cut, one node gone); the fetch completes without a stall over
+// 2 s of virtual time.
+func TestFetchSeedersDie(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newObject(t, 2<<20, 16<<10)
+		sink := newSink(t, o)
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
+		half := int(o.tree.Chunks()) / 2
+		sink.put = func(n int) {
+			if n == half {
+				sn.net.Cut(nodeID(0), nodeID(1))
+				sn.net.Endpoint(nodeID(2)).Close()
+			}
+		}
+		st, took, start, err := runFetch(t, sn, o, sink, make([]func(swarm.Conn) swarm.Conn, 4), swarm.FetchConfig{})
+		if err != nil {
+			t.Fatalf("Fetch: %v", err)
+		}
+		sink.check(t)
+		gap := sink.maxGap(start)
+		t.Logf("took %v, longest gap %v, dup %d bytes, timeouts %d", took, gap, st.DupBytes, st.Timeouts)
+		if gap > 2*time.Second {
+			t.Errorf("stalled %v", gap)
+		}
+		for i, p := range st.Peers {
+			if dead := i < 2; dead != (p.Err != nil) || p.Bad {
+				t.Errorf("peer %d: %+v", i+1, p)
+			}
+		}
+	})
+}
+
+// TestFetchSilentSeeder: a seeder that stops answering without closing is
+// timed out and dropped; its chunks are asked elsewhere.
+func TestFetchSilentSeeder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newObject(t, 1<<20, 16<<10)
+		sink := newSink(t, o)
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
+		var datas int
+		silent := func(c swarm.Conn) swarm.Conn {
+			tc := &tamperConn{Conn: c}
+			tc.edit = func(m swarm.Message) []byte {
+				if _, ok := m.(swarm.Data); ok {
+					if datas++; datas > 5 {
+						tc.hang = true
+					}
+				}
+				return nil
+			}
+			return tc
+		}
+		st, took, start, err := runFetch(t, sn, o, sink, []func(swarm.Conn) swarm.Conn{silent, nil}, swarm.FetchConfig{})
+		if err != nil {
+			t.Fatalf("Fetch: %v", err)
+		}
+		sink.check(t)
+		t.Logf("took %v, longest gap %v, timeouts %d", took, sink.maxGap(start), st.Timeouts)
+		if st.Peers[0].Err == nil || st.Timeouts == 0 {
+			t.Errorf("silent seeder not dropped: %+v", st)
+		}
+		if gap := sink.maxGap(start); gap > 2*time.Second {
+			t.Errorf("stalled %v", gap)
+		}
+	})
+}
+
+// TestFetchMalformedPeer is acceptance 6: a malformed message ends that
+// peer's session, not the fetch.
+func TestFetchMalformedPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newObject(t, 256<<10, 16<<10)
+		sink := newSink(t, o)
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
+		var datas int
+		garbled := func(c swarm.Conn) swarm.Conn {
+			return &tamperConn{Conn: c, edit: func(m swarm.Message) []byte {
+				if _, ok := m.(swarm.Data); ok {
+					if datas++; datas == 3 {
+						return append(m.Append(nil), 0) // a trailing byte
+					}
+				}
+				return nil
+			}}
+		}
+		st, _, _, err := runFetch(t, sn, o, sink, []func(swarm.Conn) swarm.Conn{garbled, nil}, swarm.FetchConfig{})
+		if err != nil {
+			t.Fatalf("Fetch: %v", err)
+		}
+		sink.check(t)
+		if p := st.Peers[0]; !errors.Is(p.Err, swarm.ErrMalformed) {
+			t.Errorf("malformed peer: %+v", p)
+		}
+		if p := st.Peers[1]; p.Err != nil {
+			t.Errorf("honest peer: %+v", p)
+		}
+	})
+}
+
+// TestServeViolations: Serve ends the session on a malformed or
+// out-of-protocol message from the client.
+func TestServeViolations(t *testing.T) {
+	o := newObject(t, 64<<10, 1024)
+	id := o.id.Bytes()
+	hs := swarm.Handshake{Capability: 1, ObjectID: id, Hash: swarm.SHA256, ChunkSize: 1024, Size: 64 << 10}
+	for _, tc := range []struct {
+		name string
+		msgs [][]byte
+		want error
+	}{
+		{"malformed", [][]byte{hs.Append(nil), {0x03, 0xff}}, swarm.ErrMalformed},
+		{"request first", [][]byte{swarm.Request{Ranges: []swarm.Range{{0, 0}}}.Append(nil)}, swarm.ErrProtocol},
+		{"other object", [][]byte{swarm.Handshake{Capability: 1, ObjectID: id, Hash: swarm.SHA256, ChunkSize: 2048, Size: 64 << 10}.Append(nil)}, swarm.ErrMismatch},
+		{"past the end", [][]byte{hs.Append(nil), swarm.Request{Ranges: []swarm.Range{{60, 64}}}.Append(nil)}, swarm.ErrProtocol},
+		{"too many", [][]byte{hs.Append(nil), swarm.Request{Ranges: []swarm.Range{{0, 63}}}.Append(nil)}, swarm.ErrProtocol},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				sn := newSwarmNet(memlink.Config{Latency: time.Millisecond})
+				src := o.seederStore(t)
+				ep := sn.net.Endpoint(nodeID(1))
+				la, err := sn.net.Endpoint(nodeID(0)).Dial(ctx, nodeID(1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				lb, err := ep.Accept(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer la.Close()
+				defer lb.Close()
+				c, err := la.Open(ctx, swarm.Service, flitlink.Data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := lb.Accept(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range tc.msgs {
+					if err := c.Send(ctx, m); err != nil {
+						t.Fatal(err)
+					}
+				}
+				err = swarm.Serve(ctx, s, src, swarm.ServeConfig{Info: o.info, MaxRequests: 16})
+				if !errors.Is(err, tc.want) {
+					t.Errorf("Serve = %v, want %v", err, tc.want)
+				}
+			})
+		})
+	}
+}
