@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 
 	"github.com/contextd/contextd/feed"
 )
@@ -147,12 +148,15 @@ func (d *DHT) Bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// join connects to ai and puts it in the routing table. The host's Connect
-// returns once identify has run, so ai's protocols are known; adding it here
-// rather than waiting for the DHT's own asynchronous liveness check makes the
-// table usable as soon as Bootstrap returns.
+// join connects to ai and puts it in the routing table once identify has
+// told us its protocols. Adding it here rather than waiting for the DHT's
+// own asynchronous liveness check makes the table usable as soon as
+// Bootstrap returns.
 func (d *DHT) join(ctx context.Context, ai peer.AddrInfo) error {
 	if err := d.host.Connect(ctx, ai); err != nil {
+		return err
+	}
+	if err := d.identified(ctx, ai.ID); err != nil {
 		return err
 	}
 	p, err := d.host.Peerstore().FirstSupportedProtocol(ai.ID, Protocol)
@@ -164,6 +168,27 @@ func (d *DHT) join(ctx context.Context, ai peer.AddrInfo) error {
 	}
 	_, err = d.kad.RoutingTable().TryAddPeer(ai.ID, true, true)
 	return err
+}
+
+// identified waits until identify has run on a connection to p. The host's
+// Connect waits for it only on a connection it dials itself: when the DHT's
+// background bootstrap dial (or p) connected first, Connect returns at once
+// and p's protocols may not be in the peerstore yet.
+func (d *DHT) identified(ctx context.Context, p peer.ID) error {
+	h, ok := d.host.(interface{ IDService() identify.IDService })
+	if !ok {
+		return nil
+	}
+	conns := d.host.Network().ConnsToPeer(p)
+	if len(conns) == 0 {
+		return fmt.Errorf("dht: no connection to %s", p)
+	}
+	select {
+	case <-h.IDService().IdentifyWait(conns[0]):
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("dht: identify %s: %w", p, ctx.Err())
+	}
 }
 
 // Provide announces that this node holds object c.
