@@ -43,6 +43,9 @@ type FileConfig struct {
 	Listen  []string `json:"listen,omitempty"` // libp2p multiaddrs to listen on
 	RPC     string   `json:"rpc,omitempty"`    // host:port of the RPC API
 	Hops    int      `json:"hops,omitempty"`   // replication scope: 1 = follows, 2 = friends of friends
+	// Bootstrap are DHT peers to join through, multiaddrs ending in
+	// /p2p/<id> (optional; added in version 1 without a version change).
+	Bootstrap []string `json:"bootstrap,omitempty"`
 }
 
 // Init creates home (if needed) with a new key and a default config, and

@@ -16,12 +16,14 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/contextd/contextd/dht"
 	"github.com/contextd/contextd/ebt"
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/flitlink/p2plink"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/store"
+	"github.com/contextd/contextd/swarm"
 )
 
 // Version is the daemon's version, reported by node.info.
@@ -44,7 +46,10 @@ type Config struct {
 	Listen     []string      // libp2p multiaddrs; default DefaultListen
 	Hops       int           // replication scope; default 1
 	EBTTimeout time.Duration // EBT stall timeout; default 3 s
-	Logger     *slog.Logger  // default: discard
+	// Bootstrap are the DHT peers to join through: multiaddrs ending in
+	// /p2p/<id>. None: the node is the first of its network.
+	Bootstrap []string
+	Logger    *slog.Logger // default: discard
 }
 
 // Node is a running contextd peer: a libp2p host speaking flitlink over
@@ -59,6 +64,7 @@ type Node struct {
 	host  host.Host
 	links *p2plink.Transport
 	repl  *ebt.Replicator
+	dht   *dht.DHT
 
 	pubMu sync.Mutex // serialises appends to the node's own feed
 
@@ -89,6 +95,14 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	var boot []peer.AddrInfo
+	for _, a := range cfg.Bootstrap {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return nil, fmt.Errorf("node: bootstrap %q is not a peer address (want a multiaddr ending in /p2p/<id>): %w", a, err)
+		}
+		boot = append(boot, *ai)
+	}
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -108,6 +122,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.links = p2plink.New(n.host, flitlink.Config{Logger: cfg.Logger})
+	n.dht, err = dht.New(n.ctx, n.host, dht.Config{Bootstrap: boot, Logger: cfg.Logger})
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
 	n.repl, err = ebt.New(ebt.Config{
 		Self:     n.id,
 		Store:    n.store,
@@ -161,6 +180,7 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Error("replication stopped", "err", err)
 		}
 	})
+	wg.Go(func() { n.joinDHT(ctx) })
 	wg.Go(func() {
 		for {
 			l, err := n.links.Accept(ctx)
@@ -184,6 +204,9 @@ func (n *Node) Close() error {
 		n.cancel()
 		if n.links != nil {
 			errs = append(errs, n.links.Close())
+		}
+		if n.dht != nil {
+			errs = append(errs, n.dht.Close())
 		}
 		n.mu.Lock()
 		for _, l := range n.peers {
@@ -260,6 +283,8 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 		switch c.Service() {
 		case ebt.Service:
 			n.wg.Go(func() { n.serveEBT(ctx, c, p, true) })
+		case swarm.Service:
+			n.wg.Go(func() { n.serveSwarm(ctx, c, p) })
 		default:
 			n.log.Debug("unknown circuit service", "peer", p, "service", c.Service())
 			c.Close()
@@ -290,33 +315,46 @@ func (n *Node) Connect(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("node: %q is not a peer address (want a multiaddr ending in /p2p/<id>): %w", addr, err)
 	}
+	_, err = n.link(ctx, *ai)
+	return err
+}
+
+// link returns the live link to the peer ai, dialing it (and so starting
+// replication with it) if there is none.
+func (n *Node) link(ctx context.Context, ai peer.AddrInfo) (*flitlink.Link, error) {
 	id, err := feed.IDFromPeerIDBytes([]byte(ai.ID))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if id == n.id {
-		return ErrSelf
+		return nil, ErrSelf
 	}
 	if rel, err := n.store.Relation(n.id, id); err != nil {
-		return err
+		return nil, err
 	} else if rel == feed.RelBlock {
-		return fmt.Errorf("%w: %s", ErrBlocked, id)
+		return nil, fmt.Errorf("%w: %s", ErrBlocked, id)
 	}
-	if err := n.host.Connect(ctx, *ai); err != nil {
-		return fmt.Errorf("node: connect %s: %w", addr, err)
+	if err := n.host.Connect(ctx, ai); err != nil {
+		return nil, fmt.Errorf("node: connect %s: %w", ai, err)
 	}
 	n.mu.Lock()
 	l := n.peers[id]
 	n.mu.Unlock()
 	if l != nil && !isDone(l) {
-		return nil
+		return l, nil
 	}
 	l, err = n.links.Dial(ctx, id)
 	if err != nil {
-		return fmt.Errorf("node: open link to %s: %w", id, err)
+		return nil, fmt.Errorf("node: open link to %s: %w", id, err)
 	}
 	n.startLink(l)
-	return nil
+	n.mu.Lock()
+	l = n.peers[id] // startLink may keep a link the peer dialed instead
+	n.mu.Unlock()
+	if l == nil {
+		return nil, fmt.Errorf("node: link to %s refused", id)
+	}
+	return l, nil
 }
 
 // addrs returns the node's listen addresses with its /p2p/ID.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/rpc/api"
 )
@@ -39,6 +41,14 @@ var methods = map[string]method{
 
 	api.MethodEBTProgress: {handle: noParams(ebtProgress)},
 	api.MethodEBTPeers:    {handle: noParams(ebtPeers)},
+
+	api.MethodObjectPut:       {handle: withParams(objectPut)},
+	api.MethodObjectGet:       {handle: withParams(objectGet)},
+	api.MethodObjectStat:      {handle: withParams(objectStat)},
+	api.MethodObjectPin:       {handle: withParams(objectPin)},
+	api.MethodObjectUnpin:     {handle: withParams(objectUnpin)},
+	api.MethodObjectList:      {handle: noParams(objectList)},
+	api.MethodObjectProviders: {handle: withParams(objectProviders)},
 }
 
 func withParams[P any](f func(ctx context.Context, s *Server, cl *call, p P) (any, error)) handler {
@@ -201,6 +211,91 @@ func ebtProgress(ctx context.Context, s *Server) (any, error) {
 
 func ebtPeers(ctx context.Context, s *Server) (any, error) {
 	return api.EBTPeersResult{Peers: orEmpty(s.node.EBTPeers())}, nil
+}
+
+// parseCID parses the "cid" field.
+func parseCID(s string) (cid.Cid, error) {
+	if s == "" {
+		return cid.Undef, missing("cid")
+	}
+	id, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, api.NewError(api.CodeInvalidParams, "field \"cid\": %q is not a CID: %v", truncate(s), err)
+	}
+	return id, nil
+}
+
+func objectPut(ctx context.Context, s *Server, _ *call, p api.ObjectPutParams) (any, error) {
+	if p.Path == "" {
+		return nil, missing("path")
+	}
+	return s.node.PutObject(ctx, p.Path)
+}
+
+// objectGet fetches an object; with a progress token on a WebSocket it
+// sends object.progress notifications, the last before the response.
+func objectGet(ctx context.Context, s *Server, cl *call, p api.ObjectGetParams) (any, error) {
+	id, err := parseCID(p.CID)
+	if err != nil {
+		return nil, err
+	}
+	var progress func(done, total int64)
+	if p.Progress != "" && cl.conn != nil {
+		pn := newProgressNotifier(cl.conn, api.ObjectProgress{Progress: p.Progress, CID: id.String()})
+		defer pn.stop()
+		progress = pn.update
+	}
+	return s.node.GetObject(ctx, id, p.Path, progress)
+}
+
+func objectStat(ctx context.Context, s *Server, _ *call, p api.ObjectParams) (any, error) {
+	id, err := parseCID(p.CID)
+	if err != nil {
+		return nil, err
+	}
+	return s.node.StatObject(id)
+}
+
+func objectPin(ctx context.Context, s *Server, _ *call, p api.ObjectParams) (any, error) {
+	id, err := parseCID(p.CID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.node.PinObject(ctx, id); err != nil {
+		return nil, err
+	}
+	return api.Empty{}, nil
+}
+
+func objectUnpin(ctx context.Context, s *Server, _ *call, p api.ObjectParams) (any, error) {
+	id, err := parseCID(p.CID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.node.UnpinObject(id); err != nil {
+		return nil, err
+	}
+	return api.Empty{}, nil
+}
+
+func objectList(ctx context.Context, s *Server) (any, error) {
+	objs, err := s.node.ListObjects()
+	if err != nil {
+		return nil, err
+	}
+	return api.ObjectsResult{Objects: orEmpty(objs)}, nil
+}
+
+func objectProviders(ctx context.Context, s *Server, _ *call, p api.ObjectParams) (any, error) {
+	id, err := parseCID(p.CID)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := s.node.Providers(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return api.ProvidersResult{Providers: orEmpty(ps)}, nil
 }
 
 // orEmpty makes a nil slice encode as [] rather than null.

@@ -3,6 +3,8 @@ package rpc
 import (
 	"context"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/rpc/api"
 )
@@ -52,4 +54,22 @@ type Node interface {
 	Progress() api.Progress
 	// EBTPeers reports per-peer replication status.
 	EBTPeers() []api.EBTPeer
+
+	// PutObject stores, pins and provides the file at path (absolute); a
+	// path it cannot read should wrap api.ErrInvalidParams.
+	PutObject(ctx context.Context, path string) (api.ObjectPutResult, error)
+	// GetObject makes the node hold object id, fetching it from providers,
+	// and writes it to path (absolute; none if empty). progress, if not
+	// nil, is called with the bytes held and the size, from one goroutine
+	// at a time. No provider should wrap api.ErrNotFound.
+	GetObject(ctx context.Context, id cid.Cid, path string, progress func(done, total int64)) (api.ObjectGetResult, error)
+	// StatObject, PinObject and UnpinObject wrap api.ErrNotFound for an
+	// object the node does not hold.
+	StatObject(id cid.Cid) (api.Object, error)
+	PinObject(ctx context.Context, id cid.Cid) error
+	UnpinObject(id cid.Cid) error
+	// ListObjects reports every object held, ordered by CID.
+	ListObjects() ([]api.Object, error)
+	// Providers returns the peers the DHT says provide id.
+	Providers(ctx context.Context, id cid.Cid) ([]api.Provider, error)
 }

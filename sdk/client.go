@@ -108,6 +108,8 @@ type Client struct {
 	subs    map[*Subscription]struct{}
 	lastErr error // of the last failed dial
 	nextID  uint64
+	// progress maps an object.get's progress token to its callback.
+	progress map[string]func(done, total int64)
 }
 
 // conn is one WebSocket connection; its reader is run's loop.
@@ -143,13 +145,14 @@ func DialConfig(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		url:    url,
-		ctx:    cctx,
-		cancel: cancel,
-		ready:  make(chan struct{}),
-		subs:   make(map[*Subscription]struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		url:      url,
+		ctx:      cctx,
+		cancel:   cancel,
+		ready:    make(chan struct{}),
+		subs:     make(map[*Subscription]struct{}),
+		progress: make(map[string]func(done, total int64)),
 	}
 	first, err := c.dial(ctx)
 	if err != nil {
@@ -364,6 +367,18 @@ func (c *Client) handle(cn *conn, data []byte) {
 		}
 		if s := cn.sub(n.Subscription); s != nil {
 			s.deliver(cn, n.Subscription, n.Entry)
+		}
+	case api.NotifyObjectProgress:
+		var n api.ObjectProgress
+		if err := json.Unmarshal(m.Params, &n); err != nil {
+			c.log.Debug("sdk: malformed object.progress", "err", err)
+			return
+		}
+		c.mu.Lock()
+		f := c.progress[n.Progress]
+		c.mu.Unlock()
+		if f != nil {
+			f(n.Done, n.Total)
 		}
 	case api.NotifyFeedEnd:
 		var n api.EndNotification

@@ -58,12 +58,12 @@ func newCluster(t *testing.T) *cluster {
 	return &cluster{t: t, ctx: ctx, bin: bin, dir: dir}
 }
 
-// start runs a daemon named name; it is stopped (and must exit cleanly)
+// start runs a daemon named name with extra `contextd run` flags; it is stopped (and must exit cleanly)
 // when the test ends.
-func (c *cluster) start(name string) (*daemon.Daemon, *sdk.Client) {
+func (c *cluster) start(name string, extra ...string) (*daemon.Daemon, *sdk.Client) {
 	c.t.Helper()
 	logs := &logBuffer{}
-	d, err := daemon.Start(c.ctx, c.bin, filepath.Join(c.dir, name), logs)
+	d, err := daemon.Start(c.ctx, c.bin, filepath.Join(c.dir, name), logs, extra...)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
 	}

@@ -46,6 +46,7 @@ func newRoot() *cobra.Command {
 		c.publishCmd(), c.feedCmd(), c.hashCmd(),
 	)
 	root.AddCommand(c.contactCmds()...)
+	root.AddCommand(c.objectCmds()...)
 	return root
 }
 

@@ -16,9 +16,10 @@ import (
 
 func (c *cli) runCmd() *cobra.Command {
 	var (
-		listen   []string
-		rpcAddr  string
-		logLevel string
+		listen    []string
+		bootstrap []string
+		rpcAddr   string
+		logLevel  string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -27,8 +28,9 @@ func (c *cli) runCmd() *cobra.Command {
 
 Peers reach it over QUIC at --listen (default from config.json, else ` + node.DefaultListen + `);
 apps and the CLI reach its JSON-RPC API at --rpc (default ` + node.DefaultRPC + `), whose
-actual address is written to HOME/rpc.addr. The daemon contacts no one by itself: no bootstrap
-nodes, no mDNS, no port mapping, no relays.`,
+actual address is written to HOME/rpc.addr. The daemon contacts no one by itself but the DHT
+peers given with --bootstrap (or config.json "bootstrap"): no public bootstrap nodes, no mDNS,
+no port mapping, no relays.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -36,10 +38,11 @@ nodes, no mDNS, no port mapping, no relays.`,
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			return c.runDaemon(cmd.Context(), listen, rpcAddr, log)
+			return c.runDaemon(cmd.Context(), listen, bootstrap, rpcAddr, log)
 		},
 	}
 	cmd.Flags().StringArrayVar(&listen, "listen", nil, "libp2p multiaddr to listen on (repeatable)")
+	cmd.Flags().StringArrayVar(&bootstrap, "bootstrap", nil, "DHT peer to join through, a multiaddr ending in /p2p/<id> (repeatable; default from config.json)")
 	cmd.Flags().StringVar(&rpcAddr, "rpc", "", "host:port of the JSON-RPC API")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -47,7 +50,7 @@ nodes, no mDNS, no port mapping, no relays.`,
 
 // runDaemon runs a node and its RPC API until ctx is done. Shutdown order:
 // the RPC listener first, then the node (links, replication, store).
-func (c *cli) runDaemon(ctx context.Context, listen []string, rpcAddr string, log *slog.Logger) error {
+func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr string, log *slog.Logger) error {
 	id, err := node.Init(c.home)
 	if err != nil {
 		return err
@@ -59,6 +62,9 @@ func (c *cli) runDaemon(ctx context.Context, listen []string, rpcAddr string, lo
 	if len(listen) == 0 {
 		listen = fc.Listen
 	}
+	if len(bootstrap) == 0 {
+		bootstrap = fc.Bootstrap
+	}
 	if rpcAddr == "" {
 		rpcAddr = fc.RPC
 	}
@@ -69,7 +75,7 @@ func (c *cli) runDaemon(ctx context.Context, listen []string, rpcAddr string, lo
 	if err != nil {
 		return err
 	}
-	n, err := node.New(node.Config{Home: c.home, Listen: listen, Hops: fc.Hops, Logger: log})
+	n, err := node.New(node.Config{Home: c.home, Listen: listen, Bootstrap: bootstrap, Hops: fc.Hops, Logger: log})
 	if err != nil {
 		return err
 	}

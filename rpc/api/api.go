@@ -33,6 +33,14 @@ const (
 
 	MethodEBTProgress = "ebt.progress" // no params → Progress
 	MethodEBTPeers    = "ebt.peers"    // no params → EBTPeersResult
+
+	MethodObjectPut       = "object.put"       // ObjectPutParams → ObjectPutResult
+	MethodObjectGet       = "object.get"       // ObjectGetParams → ObjectGetResult (object.progress notifications on a WebSocket)
+	MethodObjectStat      = "object.stat"      // ObjectParams → Object
+	MethodObjectPin       = "object.pin"       // ObjectParams → Empty
+	MethodObjectUnpin     = "object.unpin"     // ObjectParams → Empty
+	MethodObjectList      = "object.list"      // no params → ObjectsResult
+	MethodObjectProviders = "object.providers" // ObjectParams → ProvidersResult
 )
 
 // Notifications the server sends on a WebSocket (requests without an id).
@@ -42,6 +50,9 @@ const (
 	// NotifyFeedEnd reports that the server ended a subscription because
 	// of an error: EndNotification. No feed.entry follows it.
 	NotifyFeedEnd = "feed.end"
+	// NotifyObjectProgress reports how far an object.get that asked for
+	// progress is: ObjectProgress. It goes to the calling connection only.
+	NotifyObjectProgress = "object.progress"
 )
 
 // Limits a client can rely on.

@@ -25,6 +25,8 @@ type Node struct {
 	watches  int // live Watch registrations
 	panicky  bool
 	fail     error // returned by Entries when set
+
+	objs objects // guarded by its own mutex
 }
 
 // MaxOwn caps the node's own feed; Publish fails with api.ErrUnavailable beyond it.

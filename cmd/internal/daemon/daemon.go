@@ -57,11 +57,13 @@ func Init(ctx context.Context, bin, home string) (feed.ID, error) {
 	return feed.ParseID(strings.TrimSpace(string(out)))
 }
 
-// Start runs `contextd run` on 127.0.0.1 with ephemeral ports in home and
-// waits until it reports its addresses. Its log goes to logw.
-func Start(ctx context.Context, bin, home string, logw io.Writer) (*Daemon, error) {
-	cmd := exec.Command(bin, "run", "--home", home,
-		"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--rpc", "127.0.0.1:0")
+// Start runs `contextd run` on 127.0.0.1 with ephemeral ports in home, with
+// extra flags appended (e.g. --bootstrap ADDR), and waits until it reports
+// its addresses. Its log goes to logw.
+func Start(ctx context.Context, bin, home string, logw io.Writer, extra ...string) (*Daemon, error) {
+	args := append([]string{"run", "--home", home,
+		"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--rpc", "127.0.0.1:0"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = logw
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,0 +1,87 @@
+package api
+
+import "github.com/contextd/contextd/feed"
+
+// Object IDs are CIDv1 strings (swarm.Info.ID): a raw CID for a
+// single-chunk object, the swarm-root codec for a larger one. A malformed
+// CID is an invalid-params error; an object the node does not hold is
+// ErrNotFound.
+
+// ObjectPutParams are the params of object.put: the node reads the file at
+// Path (absolute, on the daemon's machine), stores and pins it, and
+// announces it in the DHT.
+type ObjectPutParams struct {
+	Path string `json:"path"`
+}
+
+// ObjectPutResult is the result of object.put.
+type ObjectPutResult struct {
+	CID    string `json:"cid"`
+	Size   int64  `json:"size"`
+	Chunks uint64 `json:"chunks"`
+}
+
+// ObjectGetParams are the params of object.get: the node fetches the object
+// (from its store, else from the providers the DHT and its linked peers
+// know), then writes it to Path (absolute; written to a temporary file in
+// the same directory and renamed). An empty Path only fetches it into the
+// store. A non-empty Progress asks for object.progress notifications with
+// that token on the calling WebSocket while the object is fetched; the last
+// one comes before the response. The call is bounded by the server's call
+// timeout (one minute by default).
+type ObjectGetParams struct {
+	CID      string `json:"cid"`
+	Path     string `json:"path,omitempty"`
+	Progress string `json:"progress,omitempty"`
+}
+
+// ObjectGetResult is the result of object.get.
+type ObjectGetResult struct {
+	Path string `json:"path,omitempty"` // where the object was written
+	Size int64  `json:"size"`
+}
+
+// ObjectProgress is the params of an object.progress notification: Done
+// of Total bytes of the object are held.
+type ObjectProgress struct {
+	Progress string `json:"progress"` // the token of ObjectGetParams
+	CID      string `json:"cid"`
+	Done     int64  `json:"done"`
+	Total    int64  `json:"total"`
+}
+
+// ObjectParams are the params of object.stat, object.pin, object.unpin
+// and object.providers.
+type ObjectParams struct {
+	CID string `json:"cid"`
+}
+
+// Object is what the node holds of one object: the result of object.stat
+// and an element of object.list.
+type Object struct {
+	CID       string `json:"cid"`
+	Size      int64  `json:"size"`
+	ChunkSize int    `json:"chunkSize"`
+	Chunks    uint64 `json:"chunks"` // chunks of the object
+	Held      uint64 `json:"held"`   // chunks the node holds
+	Pinned    bool   `json:"pinned"`
+}
+
+// Complete reports whether the node holds every chunk.
+func (o Object) Complete() bool { return o.Held == o.Chunks }
+
+// ObjectsResult is the result of object.list, ordered by CID.
+type ObjectsResult struct {
+	Objects []Object `json:"objects"`
+}
+
+// Provider is a peer that announced an object in the DHT.
+type Provider struct {
+	ID    feed.ID  `json:"id"`
+	Addrs []string `json:"addrs"`
+}
+
+// ProvidersResult is the result of object.providers.
+type ProvidersResult struct {
+	Providers []Provider `json:"providers"`
+}
