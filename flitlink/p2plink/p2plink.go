@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -120,11 +119,11 @@ func (t *Transport) Close() error {
 	}
 }
 
-// conn adapts a stream to the link: Close first unblocks a Write stalled on
-// flow control (a plain stream Close would not), then closes the stream.
+// conn adapts a stream to the link. Close resets the stream: a link closes
+// abruptly anyway (frames not yet written are dropped), and a plain stream
+// Close can block, on a Write stalled on flow control, or for go-libp2p's
+// 10 s negotiation timeout while it waits to read the remote's protocol
+// acknowledgement of a lazily negotiated stream it dialed.
 type conn struct{ network.Stream }
 
-func (c conn) Close() error {
-	_ = c.Stream.SetWriteDeadline(time.Now()) // best effort; Close follows
-	return c.Stream.Close()
-}
+func (c conn) Close() error { return c.Stream.Reset() }
