@@ -149,20 +149,29 @@ func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult,
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return api.ObjectPutResult{}, fmt.Errorf("node: reread %s: %w", path, err)
 	}
-	buf := make([]byte, info.ChunkSize)
+	// Chunks go in batches of store.MaxPutChunks and store.MaxPutChunkBytes
+	// (one chunk may exceed the bytes alone), one transaction each.
+	per := max(1, min(store.MaxPutChunks, store.MaxPutChunkBytes/info.ChunkSize))
+	buf := make([]byte, per*info.ChunkSize)
+	batch := make([]swarm.Chunk, 0, per)
 	for i := range t.Chunks() {
 		if err := ctx.Err(); err != nil {
 			return api.ObjectPutResult{}, err
 		}
-		k, err := io.ReadFull(f, buf)
+		c := buf[len(batch)*info.ChunkSize:][:info.ChunkSize]
+		k, err := io.ReadFull(f, c)
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !(errors.Is(err, io.EOF) && info.Size == 0) {
 			return api.ObjectPutResult{}, fmt.Errorf("node: reread %s: %w", path, err)
 		}
-		if err := info.VerifyChunk(i, buf[:k], t.Uncles(i)); err != nil {
+		if err := info.VerifyChunk(i, c[:k], t.Uncles(i)); err != nil {
 			return api.ObjectPutResult{}, fmt.Errorf("node: %s changed while it was stored: %w", path, err)
 		}
-		if err := n.store.PutChunk(id, i, buf[:k]); err != nil {
-			return api.ObjectPutResult{}, fmt.Errorf("node: store chunk %d of %s: %w", i, id, err)
+		batch = append(batch, swarm.Chunk{Index: i, Data: c[:k]})
+		if len(batch) == per || i == t.Chunks()-1 {
+			if err := n.store.PutChunks(id, batch); err != nil {
+				return api.ObjectPutResult{}, fmt.Errorf("node: store chunks %d to %d of %s: %w", batch[0].Index, i, id, err)
+			}
+			batch = batch[:0]
 		}
 	}
 	if err := n.store.Pin(id); err != nil {
@@ -325,12 +334,16 @@ type progressSink struct {
 	done int64
 }
 
-func (s *progressSink) PutChunk(id cid.Cid, index uint64, data []byte) error {
-	if err := s.Objects.PutChunk(id, index, data); err != nil {
+func (s *progressSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+	if err := s.Objects.PutChunks(id, chunks); err != nil {
 		return err
 	}
+	n := 0
+	for _, c := range chunks {
+		n += len(c.Data)
+	}
 	s.mu.Lock()
-	s.done += int64(len(data))
+	s.done += int64(n)
 	s.mu.Unlock()
 	s.report()
 	return nil

@@ -391,6 +391,48 @@ func (s *Badger) PutChunk(id cid.Cid, index uint64, data []byte) error {
 	return objErr(err, "put chunk", id)
 }
 
+// PutChunks implements Objects. The chunks and the object's new state are
+// one transaction.
+func (s *Badger) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+	err := s.withObject(id, func(m *objMeta) error {
+		if err := checkChunks(m.info, chunks); err != nil {
+			return err
+		}
+		if len(chunks) == 0 {
+			return nil
+		}
+		x := &s.objs.index
+		st := stateOf(m)
+		err := s.update(func(txn *badger.Txn) error {
+			for _, c := range chunks {
+				key := objKeyU64(prefixChunk, id, c.Index)
+				if _, err := txn.Get(key); err == nil {
+					continue // held, or earlier in chunks
+				} else if !errors.Is(err, badger.ErrKeyNotFound) {
+					return err
+				}
+				if err := txn.Set(key, c.Data); err != nil {
+					return err
+				}
+				st.held++
+				st.bytes += int64(len(c.Data))
+			}
+			if st.held == m.held {
+				return nil
+			}
+			st.access = x.next(m)
+			return txn.Set(objKey(prefixObjState, id, nil), encodeState(st))
+		})
+		if err != nil || st.held == m.held {
+			return err
+		}
+		m.held, m.bytes = st.held, st.bytes
+		x.setAccess(m, st.access)
+		return nil
+	})
+	return objErr(err, "put chunks", id)
+}
+
 // GetChunk implements Objects.
 func (s *Badger) GetChunk(id cid.Cid, index uint64) ([]byte, error) {
 	if err := checkObjectID(id); err != nil {

@@ -128,6 +128,35 @@ func (m *Mem) PutChunk(id cid.Cid, index uint64, data []byte) error {
 	})
 }
 
+// PutChunks implements Objects.
+func (m *Mem) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+	return m.withObject(id, func(o *memObjects, om *objMeta) error {
+		if err := checkChunks(om.info, chunks); err != nil {
+			return fmt.Errorf("store: put chunks: %w", err)
+		}
+		key := id.KeyString()
+		cs := o.chunks[key]
+		added := false
+		for _, c := range chunks {
+			if _, ok := cs[c.Index]; ok {
+				continue
+			}
+			if cs == nil {
+				cs = make(map[uint64][]byte)
+				o.chunks[key] = cs
+			}
+			cs[c.Index] = bytes.Clone(c.Data)
+			om.held++
+			om.bytes += int64(len(c.Data))
+			added = true
+		}
+		if added {
+			o.index.setAccess(om, o.index.next(om))
+		}
+		return nil
+	})
+}
+
 // GetChunk implements Objects.
 func (m *Mem) GetChunk(id cid.Cid, index uint64) ([]byte, error) {
 	var out []byte

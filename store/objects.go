@@ -25,6 +25,13 @@ const (
 	// bounds the transaction. An RFC 7574 INTEGRITY run for one chunk
 	// carries at most the tree's height (≤ 24 here) of them.
 	MaxPutHashes = 256
+	// MaxPutChunks is the most chunks one PutChunks may carry, and
+	// MaxPutChunkBytes the most bytes they may hold together (one chunk
+	// larger than that may still go alone). They bound the transaction:
+	// chunk values go to Badger's value log, so the keys dominate and 256
+	// of them are far below its budget.
+	MaxPutChunks     = 256
+	MaxPutChunkBytes = 4 << 20
 )
 
 // Object errors callers branch on with errors.Is (ErrNotFound, ErrClosed and
@@ -46,9 +53,9 @@ var (
 //
 // An object is kept while it is pinned or while any lease on it has until
 // after the now given to Evict; otherwise it is cached and evicted least
-// recently used first. Access order is a counter: PutObject, PutChunk
-// (when it adds a chunk) and Touch make the object the most recently used.
-// GetChunk, GetHash and the other reads do not, so reads stay reads;
+// recently used first. Access order is a counter: PutObject, PutChunk and
+// PutChunks (when they add a chunk) and Touch make the object the most
+// recently used. GetChunk, GetHash and the other reads do not, so reads stay reads;
 // callers Touch once per request they serve. The store has no clock: time
 // comes in through SetLease and Evict.
 type Objects interface {
@@ -66,6 +73,13 @@ type Objects interface {
 	// length (else ErrBadObject). Putting a held chunk again is a no-op.
 	// The store keeps a copy.
 	PutChunk(id cid.Cid, index uint64, data []byte) error
+	// PutChunks stores several verified chunks of a known object at once
+	// (one transaction in Badger): at most MaxPutChunks of them and
+	// MaxPutChunkBytes together unless there is just one. Each is checked
+	// as by PutChunk; if any is bad (ErrBadObject) none is stored. Held
+	// chunks, and an index repeated in chunks, are skipped. It counts as
+	// an access when it adds a chunk. The store keeps copies.
+	PutChunks(id cid.Cid, chunks []swarm.Chunk) error
 	// GetChunk returns a copy of a held chunk, or ErrNotFound.
 	GetChunk(id cid.Cid, index uint64) ([]byte, error)
 	// Have returns the object's have-bitmap: bit i%8 of byte i/8 is set
@@ -174,6 +188,28 @@ func chunkLen(info swarm.Info, index uint64) (int, error) {
 	}
 	rest := uint64(info.Size) - index*uint64(info.ChunkSize)
 	return int(min(rest, uint64(info.ChunkSize))), nil
+}
+
+// checkChunks checks the arguments of PutChunks against info.
+func checkChunks(info swarm.Info, chunks []swarm.Chunk) error {
+	if len(chunks) > MaxPutChunks {
+		return fmt.Errorf("%w: %d chunks, limit %d", ErrBadObject, len(chunks), MaxPutChunks)
+	}
+	total := 0
+	for _, c := range chunks {
+		n, err := chunkLen(info, c.Index)
+		if err != nil {
+			return err
+		}
+		if len(c.Data) != n {
+			return fmt.Errorf("%w: chunk %d is %d bytes, want %d", ErrBadObject, c.Index, len(c.Data), n)
+		}
+		total += n
+	}
+	if len(chunks) > 1 && total > MaxPutChunkBytes {
+		return fmt.Errorf("%w: %d chunks of %d bytes, limit %d", ErrBadObject, len(chunks), total, MaxPutChunkBytes)
+	}
+	return nil
 }
 
 // checkHashes checks the arguments of PutHashes against info.

@@ -123,6 +123,8 @@ func testObjects(t *testing.T, open func(t *testing.T) Objects) {
 	}{
 		{"Chunks", testObjChunks},
 		{"BadPuts", testObjBadPuts},
+		{"PutChunks", testObjPutChunks},
+		{"PutChunksBad", testObjPutChunksBad},
 		{"EmptyObject", testObjEmpty},
 		{"Hashes", testObjHashes},
 		{"PinsAndLeases", testObjPinsLeases},
@@ -244,6 +246,133 @@ func testObjBadPuts(t *testing.T, s Objects) {
 	}
 	if st := mustStat(t, s, o.id); st.Held != 0 || st.Bytes != 0 {
 		t.Errorf("bad puts changed the object: %+v", st)
+	}
+}
+
+func testObjPutChunks(t *testing.T, s Objects) {
+	o := newTestObject(t, 11, 9*testChunk+100) // 10 chunks, the last 100 bytes
+	chunk := func(i uint64) swarm.Chunk { return swarm.Chunk{Index: i, Data: o.chunk(t, i)} }
+	if err := s.PutChunks(o.id, []swarm.Chunk{chunk(0)}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("PutChunks of an unknown object: %v", err)
+	}
+	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
+		t.Fatal(err)
+	}
+	before := mustStat(t, s, o.id).Access
+	if err := s.PutChunks(o.id, nil); err != nil {
+		t.Fatalf("PutChunks of nothing: %v", err)
+	}
+	if st := mustStat(t, s, o.id); st.Held != 0 || st.Access != before {
+		t.Fatalf("PutChunks of nothing changed the object: %+v", st)
+	}
+	other := newTestObject(t, 12, testChunk)
+	other.put(t, s) // now o is not the most recently used
+	// 9 twice in one call: stored once.
+	if err := s.PutChunks(o.id, []swarm.Chunk{chunk(9), chunk(2), chunk(9), chunk(4)}); err != nil {
+		t.Fatalf("PutChunks: %v", err)
+	}
+	st := mustStat(t, s, o.id)
+	if st.Held != 3 || st.Bytes != 2*testChunk+100 || st.Access <= mustStat(t, s, other.id).Access {
+		t.Fatalf("after 3 chunks: %+v", st)
+	}
+	if have, err := s.Have(o.id); err != nil || !bytes.Equal(have, []byte{0b10100, 0b10}) {
+		t.Fatalf("Have = %08b, %v", have, err)
+	}
+	// Held chunks are skipped; a call adding nothing is no access.
+	other.put(t, s)
+	access := mustStat(t, s, o.id).Access
+	if err := s.PutChunks(o.id, []swarm.Chunk{chunk(2), chunk(4)}); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStat(t, s, o.id); st.Held != 3 || st.Access != access {
+		t.Fatalf("PutChunks of held chunks: %+v", st)
+	}
+	var rest []swarm.Chunk
+	for i := range o.tree.Chunks() {
+		rest = append(rest, chunk(i))
+	}
+	if err := s.PutChunks(o.id, rest); err != nil {
+		t.Fatal(err)
+	}
+	st = mustStat(t, s, o.id)
+	if !st.Complete() || st.Bytes != int64(len(o.data)) {
+		t.Fatalf("complete object: %+v", st)
+	}
+	for i := range o.tree.Chunks() {
+		c, err := s.GetChunk(o.id, i)
+		if err != nil || !bytes.Equal(c, o.chunk(t, i)) {
+			t.Fatalf("GetChunk %d: %d bytes, %v", i, len(c), err)
+		}
+	}
+	// The store keeps copies.
+	p := newTestObject(t, 13, 2*testChunk)
+	if err := s.PutObject(p.id, p.tree.Info()); err != nil {
+		t.Fatal(err)
+	}
+	buf := bytes.Clone(p.chunk(t, 1))
+	if err := s.PutChunks(p.id, []swarm.Chunk{{Index: 1, Data: buf}}); err != nil {
+		t.Fatal(err)
+	}
+	buf[0] ^= 0xff
+	if c, err := s.GetChunk(p.id, 1); err != nil || !bytes.Equal(c, p.chunk(t, 1)) {
+		t.Fatalf("GetChunk after the caller's buffer changed: %v", err)
+	}
+}
+
+func testObjPutChunksBad(t *testing.T, s Objects) {
+	o := newTestObject(t, 14, 3*testChunk-10)
+	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
+		t.Fatal(err)
+	}
+	good := swarm.Chunk{Index: 0, Data: o.chunk(t, 0)}
+	for name, c := range map[string]swarm.Chunk{
+		"past the end":      {Index: 3, Data: make([]byte, testChunk)},
+		"far past":          {Index: 1 << 40, Data: make([]byte, testChunk)},
+		"short":             {Index: 1, Data: make([]byte, testChunk-1)},
+		"long":              {Index: 1, Data: make([]byte, testChunk+1)},
+		"a full-sized last": {Index: 2, Data: make([]byte, testChunk)},
+	} {
+		// A bad chunk anywhere rejects the whole call.
+		if err := s.PutChunks(o.id, []swarm.Chunk{good, c}); !errors.Is(err, ErrBadObject) {
+			t.Errorf("PutChunks with a chunk %s: %v, want ErrBadObject", name, err)
+		}
+	}
+	tooMany := make([]swarm.Chunk, MaxPutChunks+1)
+	for i := range tooMany {
+		tooMany[i] = good
+	}
+	if err := s.PutChunks(o.id, tooMany); !errors.Is(err, ErrBadObject) {
+		t.Errorf("PutChunks of %d chunks: %v", len(tooMany), err)
+	}
+	if st := mustStat(t, s, o.id); st.Held != 0 || st.Bytes != 0 {
+		t.Errorf("bad puts changed the object: %+v", st)
+	}
+	// MaxPutChunkBytes bounds a call of several chunks, not one chunk.
+	for _, tc := range []struct {
+		chunkSize, size, put int
+		ok                   bool
+	}{
+		{32 << 10, MaxPutChunkBytes + 1, MaxPutChunkBytes/(32<<10) + 1, false},
+		{32 << 10, MaxPutChunkBytes + 1, MaxPutChunkBytes / (32 << 10), true},
+		{8 << 20, MaxPutChunkBytes + 1, 1, true},
+	} {
+		data := make([]byte, tc.size)
+		tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{ChunkSize: tc.chunkSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutObject(tree.ID(), tree.Info()); err != nil {
+			t.Fatal(err)
+		}
+		var cs []swarm.Chunk
+		for i := range tc.put {
+			end := min((i+1)*tc.chunkSize, tc.size)
+			cs = append(cs, swarm.Chunk{Index: uint64(i), Data: data[i*tc.chunkSize : end]})
+		}
+		err = s.PutChunks(tree.ID(), cs)
+		if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrBadObject) {
+			t.Errorf("PutChunks of %d chunks of %d bytes: %v", tc.put, tc.chunkSize, err)
+		}
 	}
 }
 

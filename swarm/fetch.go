@@ -14,12 +14,22 @@ import (
 // This file is the downloader side of swarm/1: Fetch gets one object from
 // several peers at once (DESIGN §7, "Multi-source").
 
+// Chunk is one chunk of an object: its index and its bytes.
+type Chunk struct {
+	Index uint64
+	Data  []byte
+}
+
 // ChunkSink is where Fetch writes verified chunks and hashes (store.Objects
 // satisfies it). Have tells which chunks are already held; the object must
-// be known to the sink (store.Objects.PutObject) before Fetch.
+// be known to the sink (store.Objects.PutObject) before Fetch. Fetch puts
+// chunks in batches of at most FetchConfig.BatchChunks chunks and
+// FetchConfig.BatchBytes bytes (one chunk may exceed that alone), and at
+// most 256 hashes at a time (store.MaxPutHashes); the sink may keep neither slice nor
+// data after the call returns.
 type ChunkSink interface {
 	Have(id cid.Cid) ([]byte, error)
-	PutChunk(id cid.Cid, index uint64, data []byte) error
+	PutChunks(id cid.Cid, chunks []Chunk) error
 	PutHashes(id cid.Cid, hashes map[Bin][]byte) error
 }
 
@@ -28,6 +38,13 @@ const (
 	DefaultFetchTimeout = 2 * time.Second
 	DefaultInFlight     = 8
 	DefaultEndGame      = 4
+	// DefaultBatchChunks and DefaultBatchBytes bound a batch of verified
+	// chunks put at once (store.MaxPutChunks, store.MaxPutChunkBytes).
+	DefaultBatchChunks = 256
+	DefaultBatchBytes  = 4 << 20
+	// DefaultFlushDelay is how long a verified chunk may wait in a batch
+	// that is not full.
+	DefaultFlushDelay = 20 * time.Millisecond
 )
 
 // ErrNoPeers is returned by Fetch when every peer has gone (dropped, failed
@@ -50,6 +67,14 @@ type FetchConfig struct {
 	// the first Window missing ones (rarest first inside the window), so
 	// the object arrives roughly in order.
 	Window int
+	// BatchChunks and BatchBytes bound the batches of verified chunks
+	// written to the sink with one PutChunks (0: DefaultBatchChunks,
+	// DefaultBatchBytes); a batch is written once full, once its first
+	// chunk has waited FlushDelay (0: DefaultFlushDelay) and before Fetch
+	// returns. BatchChunks 1 writes each chunk as it is verified.
+	BatchChunks int
+	BatchBytes  int
+	FlushDelay  time.Duration
 	// Logger receives per-peer events at Debug level (nil: discard).
 	Logger *slog.Logger
 }
@@ -65,6 +90,15 @@ func (c FetchConfig) fill() FetchConfig {
 	if c.EndGame == 0 {
 		c.EndGame = DefaultEndGame
 	}
+	if c.BatchChunks <= 0 {
+		c.BatchChunks = DefaultBatchChunks
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = DefaultBatchBytes
+	}
+	if c.FlushDelay <= 0 {
+		c.FlushDelay = DefaultFlushDelay
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -73,7 +107,7 @@ func (c FetchConfig) fill() FetchConfig {
 
 // FetchStats is what a Fetch did.
 type FetchStats struct {
-	Chunks uint64 // chunks verified and stored
+	Chunks uint64 // chunks verified and stored (held before Fetch included)
 	Bytes  int64  // payload bytes stored
 	// DupBytes is payload received but not stored: end-game duplicates and
 	// answers that came after a timeout or cancel.
@@ -156,15 +190,20 @@ type fetcher struct {
 	dst    ChunkSink
 	log    *slog.Logger
 
-	peers    []*fpeer
-	events   chan fevent
-	done     []bool // chunk stored
-	missing  uint64
-	avail    []int // live peers holding each chunk
-	asked    []int // outstanding requests for each chunk
-	putBins  map[Bin]bool
-	stats    FetchStats
-	deadline time.Time // handshakes due (zero once all arrived or dropped)
+	peers   []*fpeer
+	events  chan fevent
+	done    []bool // chunk stored
+	missing uint64
+	avail   []int // live peers holding each chunk
+	asked   []int // outstanding requests for each chunk
+	putBins map[Bin]bool
+	stats   FetchStats
+	// The batch: verified chunks and hashes not yet written to dst.
+	pending      []Chunk
+	pendingBytes int
+	pendingSince time.Time
+	pendingHash  map[Bin][]byte
+	deadline     time.Time // handshakes due (zero once all arrived or dropped)
 }
 
 // Fetch downloads the object described by info from peers into dst. Each
@@ -192,11 +231,12 @@ func Fetch(ctx context.Context, info Info, peers []Conn, dst ChunkSink, cfg Fetc
 	}
 	f := &fetcher{
 		cfg: cfg, id: info.ID(), info: info, n: n, height: info.Height(), dst: dst, log: cfg.Logger,
-		events:  make(chan fevent),
-		done:    make([]bool, n),
-		avail:   make([]int, n),
-		asked:   make([]int, n),
-		putBins: make(map[Bin]bool),
+		events:      make(chan fevent),
+		done:        make([]bool, n),
+		avail:       make([]int, n),
+		asked:       make([]int, n),
+		putBins:     make(map[Bin]bool),
+		pendingHash: make(map[Bin][]byte),
 	}
 	f.stats.Peers = make([]PeerStats, len(peers))
 	bits, err := dst.Have(f.id)
@@ -245,6 +285,10 @@ func Fetch(ctx context.Context, info Info, peers []Conn, dst ChunkSink, cfg Fetc
 	}()
 	f.deadline = time.Now().Add(cfg.Timeout)
 	err = f.run(ctx)
+	// Verified chunks are worth keeping whatever ended the fetch.
+	if ferr := f.flush(); ferr != nil && err == nil {
+		err = ferr
+	}
 	f.stats.Chunks = n - f.missing
 	return f.stats, err
 }
@@ -298,7 +342,13 @@ func (f *fetcher) run(ctx context.Context) error {
 			return ErrNoPeers
 		}
 		f.schedule()
-		if d, ok := f.nextDeadline(); ok {
+		d, ok := f.nextDeadline()
+		if len(f.pending) > 0 {
+			if at := f.pendingSince.Add(f.cfg.FlushDelay); !ok || at.Before(d) {
+				d, ok = at, true
+			}
+		}
+		if ok {
 			timer.Reset(time.Until(d))
 		} else {
 			timer.Stop()
@@ -316,7 +366,13 @@ func (f *fetcher) run(ctx context.Context) error {
 				return err
 			}
 		case <-timer.C:
-			f.expire(time.Now())
+			now := time.Now()
+			if len(f.pending) > 0 && !now.Before(f.pendingSince.Add(f.cfg.FlushDelay)) {
+				if err := f.flush(); err != nil {
+					return err
+				}
+			}
+			f.expire(now)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -486,23 +542,28 @@ func (f *fetcher) data(p *fpeer, m Data) error {
 		f.drop(p, err, true)
 		return nil
 	}
-	if err := f.dst.PutChunk(f.id, c, m.Data); err != nil {
-		return fmt.Errorf("swarm: fetch: store chunk %d: %w", c, err)
+	// The chunk and its new uncles are verified: batch them.
+	if len(f.pending) > 0 && (len(f.pending) >= f.cfg.BatchChunks || f.pendingBytes+len(m.Data) > f.cfg.BatchBytes) {
+		if err := f.flush(); err != nil {
+			return err
+		}
 	}
-	put := make(map[Bin][]byte)
+	if len(f.pending) == 0 {
+		f.pendingSince = time.Now()
+	}
+	f.pending = append(f.pending, Chunk{Index: c, Data: m.Data})
+	f.pendingBytes += len(m.Data)
 	b := ChunkBin(c)
 	for _, h := range uncles {
 		if u := b.Sibling(); !f.putBins[u] && u.BaseOffset() < f.n {
-			put[u] = h
+			f.pendingHash[u] = h
+			f.putBins[u] = true
 		}
 		b = b.Parent()
 	}
-	if len(put) > 0 {
-		if err := f.dst.PutHashes(f.id, put); err != nil {
-			return fmt.Errorf("swarm: fetch: store hashes of chunk %d: %w", c, err)
-		}
-		for u := range put {
-			f.putBins[u] = true
+	if len(f.pending) >= f.cfg.BatchChunks {
+		if err := f.flush(); err != nil {
+			return err
 		}
 	}
 	f.done[c] = true
@@ -515,6 +576,52 @@ func (f *fetcher) data(p *fpeer, m Data) error {
 			delete(q.inflight, c)
 			f.asked[c]--
 			q.out.push(Cancel{Ranges: []Range{{First: c, Last: c}}})
+		}
+	}
+	return nil
+}
+
+// flush writes the batch to dst: the hashes first, so that a chunk in dst
+// always has its uncles there, then the chunks. On failure the batch's
+// chunks count as missing again and the fetch must end.
+func (f *fetcher) flush() error {
+	if len(f.pending) == 0 && len(f.pendingHash) == 0 {
+		return nil
+	}
+	chunks := f.pending
+	f.pending, f.pendingBytes = nil, 0
+	hashes := f.pendingHash
+	f.pendingHash = make(map[Bin][]byte)
+	if err := f.flushHashes(hashes); err != nil {
+		f.missing += uint64(len(chunks))
+		return err
+	}
+	if len(chunks) == 0 {
+		return nil
+	}
+	if err := f.dst.PutChunks(f.id, chunks); err != nil {
+		f.missing += uint64(len(chunks))
+		return fmt.Errorf("swarm: fetch: store chunks %d to %d (%d of them): %w",
+			chunks[0].Index, chunks[len(chunks)-1].Index, len(chunks), err)
+	}
+	return nil
+}
+
+// flushHashes writes hashes to dst, maxHashBatch at a time.
+func (f *fetcher) flushHashes(hashes map[Bin][]byte) error {
+	put := make(map[Bin][]byte, min(len(hashes), maxHashBatch))
+	for b, h := range hashes {
+		put[b] = h
+		if len(put) == maxHashBatch {
+			if err := f.dst.PutHashes(f.id, put); err != nil {
+				return fmt.Errorf("swarm: fetch: store hashes: %w", err)
+			}
+			clear(put)
+		}
+	}
+	if len(put) > 0 {
+		if err := f.dst.PutHashes(f.id, put); err != nil {
+			return fmt.Errorf("swarm: fetch: store hashes: %w", err)
 		}
 	}
 	return nil

@@ -87,18 +87,25 @@ func newSink(t *testing.T, o object) *checkedSink {
 	return &checkedSink{Mem: m, t: t, o: o}
 }
 
-func (s *checkedSink) PutChunk(id cid.Cid, i uint64, data []byte) error {
-	if !bytes.Equal(data, s.o.chunk(i)) {
-		s.t.Errorf("corrupt chunk %d reached the sink", i)
+func (s *checkedSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+	for _, c := range chunks {
+		if !bytes.Equal(c.Data, s.o.chunk(c.Index)) {
+			s.t.Errorf("corrupt chunk %d reached the sink", c.Index)
+		}
 	}
-	s.mu.Lock()
-	s.at = append(s.at, time.Now())
-	n := len(s.at)
-	s.mu.Unlock()
-	if s.put != nil {
-		s.put(n)
+	if err := s.Mem.PutChunks(id, chunks); err != nil {
+		return err
 	}
-	return s.Mem.PutChunk(id, i, data)
+	for range chunks {
+		s.mu.Lock()
+		s.at = append(s.at, time.Now())
+		n := len(s.at)
+		s.mu.Unlock()
+		if s.put != nil {
+			s.put(n)
+		}
+	}
+	return nil
 }
 
 func (s *checkedSink) check(t *testing.T) {
@@ -248,9 +255,11 @@ type orderSink struct {
 	order *[]uint64
 }
 
-func (s *orderSink) PutChunk(id cid.Cid, i uint64, data []byte) error {
-	*s.order = append(*s.order, i)
-	return s.checkedSink.PutChunk(id, i, data)
+func (s *orderSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+	for _, c := range chunks {
+		*s.order = append(*s.order, c.Index)
+	}
+	return s.checkedSink.PutChunks(id, chunks)
 }
 
 // TestFetchThroughput is issue 4 acceptance 2: four seeders each capped at

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSwarmSmall runs the swarm workload at a small size with two seeders:
+// the harness must start the daemons, spread and fetch the object, check
+// the copy and report a well-formed line.
+func TestSwarmSmall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	line, err := runSwarm(ctx, []string{"--bytes", "2097152", "--seeders", "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := map[string]string{}
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			t.Fatalf("field %q of %q is not key=value", f, line)
+		}
+		kv[k] = v
+	}
+	if kv["bench"] != "swarm" || kv["bytes"] != "2097152" || kv["seeders"] != "2" || len(kv) != 5 {
+		t.Fatalf("line %q", line)
+	}
+	for _, k := range []string{"secs", "MB_per_s"} {
+		if v, err := strconv.ParseFloat(kv[k], 64); err != nil || v <= 0 {
+			t.Errorf("%s=%q in %q", k, kv[k], line)
+		}
+	}
+}
