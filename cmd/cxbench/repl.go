@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -37,20 +36,12 @@ func runRepl(ctx context.Context, args []string) (string, error) {
 	if *feeds < 1 || *entries < 1 || *size < 0 || *size > feed.MaxBodySize {
 		return "", fmt.Errorf("need --feeds ≥ 1, --entries ≥ 1 and 0 ≤ --size ≤ %d", feed.MaxBodySize)
 	}
-	dir, err := os.MkdirTemp("", "cxbench-repl-")
+	ps, cleanup, err := newProcs(ctx, "repl", *verbose)
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(dir)
-	logw := io.Discard
-	if *verbose {
-		logw = os.Stderr
-	}
-
-	bin, err := daemon.Build(ctx, dir)
-	if err != nil {
-		return "", err
-	}
+	defer cleanup()
+	dir, bin, logw := ps.dir, ps.bin, ps.logw
 	homeA, homeB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	if _, err := daemon.Init(ctx, bin, homeA); err != nil {
 		return "", err

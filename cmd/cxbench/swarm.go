@@ -33,22 +33,15 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 	if *size < 1 || *seeders < 1 {
 		return "", fmt.Errorf("need --bytes ≥ 1 and --seeders ≥ 1")
 	}
-	dir, err := os.MkdirTemp("", "cxbench-swarm-")
+	ps, cleanup, err := newProcs(ctx, "swarm", *verbose)
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(dir)
-	logw := io.Discard
-	if *verbose {
-		logw = os.Stderr
-	}
+	defer cleanup()
+	dir, bin, logw := ps.dir, ps.bin, ps.logw
 
 	in := filepath.Join(dir, "in.bin")
 	want, err := writeRandom(in, *size)
-	if err != nil {
-		return "", err
-	}
-	bin, err := daemon.Build(ctx, dir)
 	if err != nil {
 		return "", err
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -18,20 +16,8 @@ func TestSwarmSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv := map[string]string{}
-	for _, f := range strings.Fields(line) {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			t.Fatalf("field %q of %q is not key=value", f, line)
-		}
-		kv[k] = v
-	}
+	kv, _ := parseLine(t, line, "secs", "MB_per_s")
 	if kv["bench"] != "swarm" || kv["bytes"] != "2097152" || kv["seeders"] != "2" || len(kv) != 5 {
 		t.Fatalf("line %q", line)
-	}
-	for _, k := range []string{"secs", "MB_per_s"} {
-		if v, err := strconv.ParseFloat(kv[k], 64); err != nil || v <= 0 {
-			t.Errorf("%s=%q in %q", k, kv[k], line)
-		}
 	}
 }

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// parseLine splits a workload's final line into its key=value pairs and
+// their keys in order, and checks that each key in positive holds a
+// number above zero.
+func parseLine(t *testing.T, line string, positive ...string) (kv map[string]string, keys []string) {
+	t.Helper()
+	kv = map[string]string{}
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			t.Fatalf("field %q of %q is not key=value", f, line)
+		}
+		kv[k] = v
+		keys = append(keys, k)
+	}
+	for _, k := range positive {
+		if v, err := strconv.ParseFloat(kv[k], 64); err != nil || v <= 0 {
+			t.Errorf("%s=%q in %q", k, kv[k], line)
+		}
+	}
+	return kv, keys
+}
