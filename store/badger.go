@@ -295,14 +295,7 @@ func (s *Badger) Get(author feed.ID, seq uint64) (*feed.Entry, error) {
 		if seq == 0 {
 			return ErrNotFound
 		}
-		item, err := txn.Get(entryKey(author, seq))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
+		return readValue(txn, entryKey(author, seq), func(v []byte) (err error) {
 			e, err = decodeEntry(author, seq, v)
 			return err
 		})
@@ -412,17 +405,14 @@ func scanEntries(txn *badger.Txn, author feed.ID, from uint64, limit int, fn fun
 func (s *Badger) Relation(author, target feed.ID) (feed.Relation, error) {
 	rel := feed.RelNone
 	err := s.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(pairKey(prefixContact, author, target))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
+		err := readValue(txn, pairKey(prefixContact, author, target), func(v []byte) (err error) {
 			rel, err = decodeRelation(v)
 			return err
 		})
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return feed.RelNone, wrapErr(err, "store: relation %s → %s", author.Short(), target.Short())
@@ -446,6 +436,19 @@ func (s *Badger) Contacts(author feed.ID) (map[feed.ID]feed.Relation, error) {
 		return nil, wrapErr(err, "store: contacts of %s", author.Short())
 	}
 	return rels, nil
+}
+
+// readValue calls fn with the value stored at key, or returns ErrNotFound.
+// The value is valid only inside fn.
+func readValue(txn *badger.Txn, key []byte, fn func(v []byte) error) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(fn)
 }
 
 // wrapErr names the failed operation, leaving ErrClosed bare so callers
@@ -562,14 +565,7 @@ func decodeProof(author feed.ID, v []byte) (*feed.ForkProof, error) {
 func (s *Badger) ForkProof(author feed.ID) (*feed.ForkProof, error) {
 	var p *feed.ForkProof
 	err := s.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(idKey(prefixFork, author))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
+		return readValue(txn, idKey(prefixFork, author), func(v []byte) (err error) {
 			p, err = decodeProof(author, v)
 			return err
 		})

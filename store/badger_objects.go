@@ -440,15 +440,10 @@ func (s *Badger) GetChunk(id cid.Cid, index uint64) ([]byte, error) {
 	}
 	var out []byte
 	err := s.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(objKeyU64(prefixChunk, id, index))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		out, err = item.ValueCopy(nil)
-		return err
+		return readValue(txn, objKeyU64(prefixChunk, id, index), func(v []byte) error {
+			out = append([]byte(nil), v...)
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, objErr(err, "get chunk", id)
@@ -521,15 +516,10 @@ func (s *Badger) GetHash(id cid.Cid, bin swarm.Bin) ([]byte, error) {
 	}
 	var out []byte
 	err := s.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(objKeyU64(prefixTreeHash, id, uint64(bin)))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		out, err = item.ValueCopy(nil)
-		return err
+		return readValue(txn, objKeyU64(prefixTreeHash, id, uint64(bin)), func(v []byte) error {
+			out = append([]byte(nil), v...)
+			return nil
+		})
 	})
 	return out, objErr(err, "get hash", id)
 }

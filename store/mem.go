@@ -156,22 +156,9 @@ func (m *Mem) Get(author feed.ID, seq uint64) (*feed.Entry, error) {
 func (m *Mem) Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, ErrClosed
-	}
-	f := m.feeds[author]
-	if f == nil || limit <= 0 {
-		return nil, nil
-	}
-	if from == 0 {
-		from = 1
-	}
-	if from > uint64(len(f.entries)) {
-		return nil, nil
-	}
-	src := f.entries[from-1:]
-	if len(src) > limit {
-		src = src[:limit]
+	src, err := m.spanLocked(author, from, limit)
+	if err != nil || len(src) == 0 {
+		return nil, err
 	}
 	out := make([]*feed.Entry, len(src))
 	for i, e := range src {
@@ -184,18 +171,14 @@ func (m *Mem) Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, erro
 func (m *Mem) RangeEncoded(author feed.ID, from uint64, limit, maxBytes int) ([][]byte, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, ErrClosed
+	src, err := m.spanLocked(author, from, limit)
+	if err != nil {
+		return nil, err
 	}
-	f := m.feeds[author]
-	if f == nil || limit <= 0 {
-		return nil, nil
-	}
-	from = max(from, 1)
 	var out [][]byte
 	size := 0
-	for seq := from; seq <= uint64(len(f.entries)) && len(out) < limit; seq++ {
-		b := f.entries[seq-1].Encode()
+	for _, e := range src {
+		b := e.Encode()
 		if len(out) > 0 && size+len(b) > maxBytes {
 			break
 		}
@@ -203,6 +186,21 @@ func (m *Mem) RangeEncoded(author feed.ID, from uint64, limit, maxBytes int) ([]
 		size += len(b)
 	}
 	return out, nil
+}
+
+// spanLocked returns author's stored entries with seq >= from (0 reads
+// from 1), at most limit of them, not copied. m.mu must be held.
+func (m *Mem) spanLocked(author feed.ID, from uint64, limit int) ([]*feed.Entry, error) {
+	if m.closed {
+		return nil, ErrClosed
+	}
+	f := m.feeds[author]
+	from = max(from, 1)
+	if f == nil || limit <= 0 || from > uint64(len(f.entries)) {
+		return nil, nil
+	}
+	src := f.entries[from-1:]
+	return src[:min(len(src), limit)], nil
 }
 
 // Relation implements Store.
