@@ -61,6 +61,31 @@ func newDHT(t *testing.T, ctx context.Context, h host.Host, bootstrap ...peer.Ad
 	return d
 }
 
+// star is three DHT nodes where A and B know only D, both bootstrapped.
+type star struct {
+	hD, hA, hB host.Host
+	idA        feed.ID
+	dA, dB     *DHT
+}
+
+func newStar(t *testing.T, ctx context.Context) star {
+	t.Helper()
+	var n star
+	n.hD, _ = newHost(t)
+	n.hA, n.idA = newHost(t)
+	n.hB, _ = newHost(t)
+	bootD := peer.AddrInfo{ID: n.hD.ID(), Addrs: n.hD.Addrs()}
+	newDHT(t, ctx, n.hD)
+	n.dA = newDHT(t, ctx, n.hA, bootD)
+	n.dB = newDHT(t, ctx, n.hB, bootD)
+	for _, d := range []*DHT{n.dA, n.dB} {
+		if err := d.Bootstrap(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
 // TestProvideFindOverBootstrap runs three nodes: A and B know only D. A
 // provides an object; B finds A as its provider, and A's addresses, through
 // the DHT.
@@ -68,15 +93,10 @@ func TestProvideFindOverBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 
-	hD, _ := newHost(t)
-	hA, idA := newHost(t)
-	hB, _ := newHost(t)
-	bootD := peer.AddrInfo{ID: hD.ID(), Addrs: hD.Addrs()}
-	newDHT(t, ctx, hD)
-	dA := newDHT(t, ctx, hA, bootD)
-	dB := newDHT(t, ctx, hB, bootD)
+	n := newStar(t, ctx)
+	hA, idA, dA, dB := n.hA, n.idA, n.dA, n.dB
 
-	for _, h := range []host.Host{hD, hA, hB} {
+	for _, h := range []host.Host{n.hD, hA, n.hB} {
 		protos := h.Mux().Protocols()
 		if !slices.Contains(protos, Protocol) {
 			t.Errorf("host %s does not serve %s: %v", h.ID(), Protocol, protos)
@@ -86,13 +106,6 @@ func TestProvideFindOverBootstrap(t *testing.T) {
 				t.Errorf("host %s serves public DHT protocol %s", h.ID(), p)
 			}
 		}
-	}
-
-	if err := dA.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := dB.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
 	}
 
 	tree, err := swarm.Build(bytes.NewReader([]byte("an object only A holds")), swarm.Config{})
@@ -134,19 +147,8 @@ func TestReprovide(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 
-	hD, _ := newHost(t)
-	hA, _ := newHost(t)
-	hB, _ := newHost(t)
-	bootD := peer.AddrInfo{ID: hD.ID(), Addrs: hD.Addrs()}
-	newDHT(t, ctx, hD)
-	dA := newDHT(t, ctx, hA, bootD)
-	dB := newDHT(t, ctx, hB, bootD)
-	if err := dA.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := dB.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := newStar(t, ctx)
+	hA, dA, dB := n.hA, n.dA, n.dB
 
 	var ids []cid.Cid
 	for i := range 20 {
