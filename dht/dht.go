@@ -204,33 +204,46 @@ func (d *DHT) Provide(ctx context.Context, c cid.Cid) error {
 // MaxProviders. It returns when max are found, the lookup ends, or ctx ends;
 // in the last case it returns what it found with ctx's error.
 func (d *DHT) FindProviders(ctx context.Context, c cid.Cid, max int) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for ai := range d.StreamProviders(ctx, c, max) {
+		out = append(out, ai)
+	}
+	if err := ctx.Err(); err != nil {
+		return out, fmt.Errorf("dht: find providers of %s: %w", c, err)
+	}
+	return out, nil
+}
+
+// StreamProviders is FindProviders delivering each provider as the lookup
+// finds it. The channel closes when max are found, the lookup ends, or ctx
+// ends; the caller must read it to the end or end ctx.
+func (d *DHT) StreamProviders(ctx context.Context, c cid.Cid, max int) <-chan peer.AddrInfo {
 	if max <= 0 || max > MaxProviders {
 		max = MaxProviders
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops the lookup once we have enough
-	self := d.host.ID()
-	var out []peer.AddrInfo
-	// Ask for one more than max: this node may be among the providers.
-	ch := d.kad.FindProvidersAsync(ctx, c, max+1)
-	for len(out) < max {
-		select {
-		case ai, ok := <-ch:
-			if !ok {
-				// The channel also closes when ctx ends.
-				if err := ctx.Err(); err != nil {
-					return out, fmt.Errorf("dht: find providers of %s: %w", c, err)
-				}
-				return out, nil
+	out := make(chan peer.AddrInfo)
+	go func() {
+		defer close(out)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel() // stops the lookup once we have enough
+		self := d.host.ID()
+		n := 0
+		// Ask for one more than max: this node may be among the providers.
+		for ai := range d.kad.FindProvidersAsync(ctx, c, max+1) {
+			if ai.ID == self {
+				continue
 			}
-			if ai.ID != self {
-				out = append(out, ai)
+			select {
+			case out <- ai:
+			case <-ctx.Done():
+				return
 			}
-		case <-ctx.Done():
-			return out, fmt.Errorf("dht: find providers of %s: %w", c, ctx.Err())
+			if n++; n == max {
+				return
+			}
 		}
-	}
-	return out, nil
+	}()
+	return out
 }
 
 // FindPeer returns the addresses of the node whose identity is id. It fails

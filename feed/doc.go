@@ -3,7 +3,7 @@
 // binary encoding, signing, validation against a feed's head (of one entry,
 // Entry.Validate, or of a run of consecutive entries for the price of one
 // signature check, VerifyRun), fork proofs and the bodies of the entry types
-// the daemon itself interprets (contact).
+// the daemon itself interprets (contact, lease).
 //
 // The package is pure: it does no I/O, keeps no state and is safe for
 // concurrent use. It imports only the standard library, so every other

@@ -13,8 +13,9 @@ import (
 )
 
 // Publish appends an entry of type typ with body to the node's own feed.
+// The types the node writes itself (contact, lease) are refused.
 func (n *Node) Publish(ctx context.Context, typ string, body []byte) (*feed.Entry, error) {
-	if typ == feed.TypeContact {
+	if typ == feed.TypeContact || typ == feed.TypeLease {
 		return nil, fmt.Errorf("%w: %q", ErrReservedType, typ)
 	}
 	return n.appendOwn(typ, body)

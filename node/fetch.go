@@ -25,7 +25,7 @@ import (
 // GetObject makes the node hold object id, fetching what it lacks from the
 // peers that provide it (DHT providers and linked peers), then writes it to
 // outPath (absolute; none if empty) through a temporary file in the same
-// directory, and provides it. progress, if not nil, is called with the bytes
+// directory. A fetched object is then provided in the background. progress, if not nil, is called with the bytes
 // held and the size as chunks arrive, from one goroutine at a time.
 func (n *Node) GetObject(ctx context.Context, id cid.Cid, outPath string, progress func(done, total int64)) (api.ObjectGetResult, error) {
 	if outPath != "" {
@@ -39,6 +39,8 @@ func (n *Node) GetObject(ctx context.Context, id cid.Cid, outPath string, progre
 	if _, err := swarm.InfoFromID(id); err != nil {
 		return api.ObjectGetResult{}, fmt.Errorf("%w: %w", api.ErrInvalidParams, err)
 	}
+	defer n.useObject(id)() // eviction spares it while it is fetched and written out
+	defer n.evictSoon()
 	st, err := n.store.Object(id)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return api.ObjectGetResult{}, err
@@ -47,7 +49,9 @@ func (n *Node) GetObject(ctx context.Context, id cid.Cid, outPath string, progre
 		if st, err = n.fetch(ctx, id, progress); err != nil {
 			return api.ObjectGetResult{}, err
 		}
-		n.provide(ctx, id)
+		// Announcing may take a DHT round trip per closest peer (some
+		// may be gone): the caller does not wait for it.
+		n.wg.Go(func() { n.provide(n.ctx, id) })
 	} else if progress != nil {
 		progress(st.Info.Size, st.Info.Size)
 	}
@@ -61,67 +65,73 @@ func (n *Node) GetObject(ctx context.Context, id cid.Cid, outPath string, progre
 	return res, nil
 }
 
-// fetch gets the chunks of id the store lacks from the providers.
+// probed is one source after its probe: a session ready for Fetch with
+// the object's Info, or why not.
+type probed struct {
+	peer peer.ID
+	info swarm.Info
+	conn swarm.Conn
+	err  error
+}
+
+// fetch gets the chunks of id the store lacks. Sources are probed as they
+// are found (linked peers at once, DHT providers as the lookup yields
+// them); the fetch starts with the first that serves the object and the
+// others join it as their probes succeed, so a slow or dead provider
+// delays nothing.
 func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total int64)) (store.ObjectStat, error) {
-	sources := n.sources(ctx, id)
-	if len(sources) == 0 {
-		return store.ObjectStat{}, fmt.Errorf("%w: object %s: no peer provides it", api.ErrNotFound, id)
-	}
-	type probed struct {
-		info swarm.Info
-		conn swarm.Conn
-		err  error
-	}
-	res := make([]probed, len(sources))
-	var wg sync.WaitGroup
-	for i, ai := range sources {
-		wg.Go(func() {
-			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-			defer cancel()
-			l, err := n.link(pctx, ai)
-			if err != nil {
-				res[i].err = err
-				return
-			}
-			c, err := l.Open(pctx, swarm.Service, flitlink.Data)
-			if err != nil {
-				res[i].err = fmt.Errorf("node: open swarm circuit: %w", err)
-				return
-			}
-			res[i].info, res[i].conn, res[i].err = swarm.Probe(pctx, c, id)
-		})
-	}
-	wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	probes := make(chan probed)
+	go n.probeSources(ctx, id, probes)
 	var (
-		info    swarm.Info
-		conns   []swarm.Conn
+		first   probed
 		errs    []error
+		asked   int
 		refused int // sources that closed the circuit: they lack the object
 	)
-	for i, r := range res {
-		if r.err != nil {
-			n.log.Debug("object source unusable", "cid", id, "peer", sources[i].ID, "err", r.err)
-			errs = append(errs, r.err)
-			if errors.Is(r.err, io.EOF) {
-				refused++
+	for r := range probes {
+		asked++
+		if r.err == nil {
+			first = r
+			break
+		}
+		n.log.Debug("object source unusable", "cid", id, "peer", r.peer, "err", r.err)
+		errs = append(errs, r.err)
+		if errors.Is(r.err, io.EOF) {
+			refused++
+		}
+	}
+	switch {
+	case asked == 0:
+		return store.ObjectStat{}, fmt.Errorf("%w: object %s: no peer provides it", api.ErrNotFound, id)
+	case first.conn == nil && refused == asked:
+		return store.ObjectStat{}, fmt.Errorf("%w: object %s: no peer provides it (%d asked)", api.ErrNotFound, id, asked)
+	case first.conn == nil:
+		return store.ObjectStat{}, fmt.Errorf("%w: object %s: none of %d providers serves it: %w", api.ErrUnavailable, id, asked, errors.Join(errs...))
+	}
+	// The sessions Fetch has not taken are closed once it returns (the
+	// buffer holds every source probeSources may find).
+	conns := make(chan swarm.Conn, 2*maxSources)
+	conns <- first.conn
+	go func() {
+		defer close(conns)
+		for r := range probes {
+			if r.err != nil {
+				n.log.Debug("object source unusable", "cid", id, "peer", r.peer, "err", r.err)
+				continue
 			}
-			continue
+			conns <- r.conn // Fetch drops a seeder whose size differs
 		}
-		if len(conns) == 0 {
-			info = r.info
-		}
-		conns = append(conns, r.conn) // Fetch drops a seeder whose size differs
-	}
-	if len(conns) == 0 && refused == len(sources) {
-		return store.ObjectStat{}, fmt.Errorf("%w: object %s: no peer provides it (%d asked)", api.ErrNotFound, id, len(sources))
-	}
-	if len(conns) == 0 {
-		return store.ObjectStat{}, fmt.Errorf("%w: object %s: none of %d providers serves it: %w", api.ErrUnavailable, id, len(sources), errors.Join(errs...))
-	}
-	if err := n.store.PutObject(id, info); err != nil {
-		for _, c := range conns {
+	}()
+	defer func() {
+		cancel()
+		for c := range conns {
 			c.Close()
 		}
+	}()
+	info := first.info
+	if err := n.store.PutObject(id, info); err != nil {
 		return store.ObjectStat{}, fmt.Errorf("node: put object %s: %w", id, err)
 	}
 	sink := &progressSink{Objects: n.store, id: id, total: info.Size, progress: progress}
@@ -133,35 +143,68 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 	if err != nil {
 		return store.ObjectStat{}, fmt.Errorf("%w: fetch %s: %w", api.ErrUnavailable, id, err)
 	}
-	n.log.Info("object fetched", "cid", id, "size", info.Size, "chunks", stats.Chunks, "peers", len(conns))
+	n.log.Info("object fetched", "cid", id, "size", info.Size, "chunks", stats.Chunks, "peers", len(stats.Peers))
 	return n.store.Object(id)
 }
 
-// sources returns up to maxSources peers to ask for id: DHT providers,
-// then linked peers (who may hold it without having announced it).
-func (n *Node) sources(ctx context.Context, id cid.Cid) []peer.AddrInfo {
+// probeSources probes up to maxSources linked peers (who may hold id
+// without having announced it) and up to maxSources DHT providers of id,
+// all at once, and sends each result on out as it comes; it closes out
+// when all are in. Once ctx ends, results not taken are dropped (their
+// sessions closed).
+func (n *Node) probeSources(ctx context.Context, id cid.Cid, out chan<- probed) {
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		close(out)
+	}()
+	seen := map[peer.ID]bool{n.host.ID(): true}
+	try := func(ai peer.AddrInfo) {
+		if seen[ai.ID] {
+			return
+		}
+		seen[ai.ID] = true
+		wg.Go(func() {
+			r := n.probe(ctx, ai, id)
+			select {
+			case out <- r:
+			case <-ctx.Done():
+				if r.conn != nil {
+					r.conn.Close()
+				}
+			}
+		})
+	}
+	for i, p := range n.Peers() {
+		if i == maxSources {
+			break
+		}
+		try(peer.AddrInfo{ID: peer.ID(p.ID.PeerIDBytes())})
+	}
 	dctx, cancel := context.WithTimeout(ctx, dhtTimeout)
-	provs, err := n.dht.FindProviders(dctx, id, maxSources)
-	cancel()
+	defer cancel()
+	for ai := range n.dht.StreamProviders(dctx, id, maxSources) {
+		try(ai)
+	}
+}
+
+// probe reaches one source and starts a session for id there.
+func (n *Node) probe(ctx context.Context, ai peer.AddrInfo, id cid.Cid) probed {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	r := probed{peer: ai.ID}
+	l, err := n.link(ctx, ai)
 	if err != nil {
-		n.log.Debug("find providers", "cid", id, "err", err)
+		r.err = err
+		return r
 	}
-	seen := map[peer.ID]bool{}
-	var out []peer.AddrInfo
-	for _, ai := range provs {
-		if !seen[ai.ID] {
-			seen[ai.ID] = true
-			out = append(out, ai)
-		}
+	c, err := l.Open(ctx, swarm.Service, flitlink.Data)
+	if err != nil {
+		r.err = fmt.Errorf("node: open swarm circuit: %w", err)
+		return r
 	}
-	for _, p := range n.Peers() {
-		pid := peer.ID(p.ID.PeerIDBytes())
-		if len(out) < maxSources && !seen[pid] {
-			seen[pid] = true
-			out = append(out, peer.AddrInfo{ID: pid})
-		}
-	}
-	return out
+	r.info, r.conn, r.err = swarm.Probe(ctx, c, id)
+	return r
 }
 
 // progressSink is the store seen by Fetch, counting the bytes stored.

@@ -46,6 +46,10 @@ type FileConfig struct {
 	// Bootstrap are DHT peers to join through, multiaddrs ending in
 	// /p2p/<id> (optional; added in version 1 without a version change).
 	Bootstrap []string `json:"bootstrap,omitempty"`
+	// CacheBytes bounds the bytes of the objects held neither pinned nor
+	// leased (Config.CacheBytes; default DefaultCacheBytes; added in
+	// version 1 without a version change).
+	CacheBytes int64 `json:"cache_bytes,omitempty"`
 }
 
 // Init creates home (if needed) with a new key and a default config, and
@@ -66,7 +70,7 @@ func Init(home string) (feed.ID, error) {
 		return feed.ID{}, err
 	}
 	if _, err := os.Stat(filepath.Join(home, configFile)); errors.Is(err, fs.ErrNotExist) {
-		b, _ := json.MarshalIndent(FileConfig{Version: configVersion, Listen: []string{DefaultListen}, RPC: DefaultRPC, Hops: 1}, "", "  ")
+		b, _ := json.MarshalIndent(FileConfig{Version: configVersion, Listen: []string{DefaultListen}, RPC: DefaultRPC, Hops: 1, CacheBytes: DefaultCacheBytes}, "", "  ")
 		if err := writeFileExcl(filepath.Join(home, configFile), append(b, '\n')); err != nil {
 			return feed.ID{}, err
 		}

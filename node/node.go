@@ -32,7 +32,7 @@ const Version = "0.1.0-dev"
 // Errors callers branch on.
 // Each wraps the api sentinel the RPC layer maps to an error code.
 var (
-	ErrReservedType = fmt.Errorf("%w: entry type is reserved; use the graph calls", api.ErrInvalidParams)
+	ErrReservedType = fmt.Errorf("%w: entry type is reserved; use the graph or object calls", api.ErrInvalidParams)
 	ErrSelf         = fmt.Errorf("%w: that is this node's own ID", api.ErrInvalidParams)
 	ErrBlocked      = fmt.Errorf("%w: peer is blocked", api.ErrInvalidParams)
 	// ErrOwnFeedBehind refuses a publish while peers hold more of the
@@ -49,7 +49,14 @@ type Config struct {
 	// Bootstrap are the DHT peers to join through: multiaddrs ending in
 	// /p2p/<id>. None: the node is the first of its network.
 	Bootstrap []string
-	Logger    *slog.Logger // default: discard
+	// CacheBytes bounds the chunk bytes of the objects the node holds
+	// neither pinned nor leased; default DefaultCacheBytes. Negative is
+	// an error.
+	CacheBytes int64
+	// Now is the clock leases are written and judged by; default
+	// time.Now. Tests move it instead of sleeping.
+	Now    func() time.Time
+	Logger *slog.Logger // default: discard
 }
 
 // Node is a running contextd peer: a libp2p host speaking flitlink over
@@ -67,6 +74,10 @@ type Node struct {
 	dht   *dht.DHT
 
 	pubMu sync.Mutex // serialises appends to the node's own feed
+
+	evictKick chan struct{} // asks runObjects for an eviction pass (pins.go)
+	useMu     sync.Mutex
+	inUse     map[string]int // guarded by useMu: objects being put or read out, by id.KeyString()
 
 	ctx       context.Context // the node's lifetime: links and sessions run under it
 	cancel    context.CancelFunc
@@ -91,6 +102,15 @@ func New(cfg Config) (*Node, error) {
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []string{DefaultListen}
 	}
+	switch {
+	case cfg.CacheBytes < 0:
+		return nil, fmt.Errorf("node: cache size %d bytes is negative", cfg.CacheBytes)
+	case cfg.CacheBytes == 0:
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	key, err := LoadKey(cfg.Home)
 	if err != nil {
 		return nil, err
@@ -104,12 +124,14 @@ func New(cfg Config) (*Node, error) {
 		boot = append(boot, *ai)
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		key:      key,
-		id:       key.Public(),
-		peers:    map[feed.ID]*flitlink.Link{},
-		watchers: map[feed.ID]map[chan struct{}]struct{}{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		key:       key,
+		id:        key.Public(),
+		peers:     map[feed.ID]*flitlink.Link{},
+		watchers:  map[feed.ID]map[chan struct{}]struct{}{},
+		evictKick: make(chan struct{}, 1),
+		inUse:     map[string]int{},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.store, err = store.OpenBadger(StoreDir(cfg.Home), store.BadgerOptions{Logger: cfg.Logger})
@@ -181,6 +203,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { n.joinDHT(ctx) })
+	wg.Go(func() { n.runObjects(ctx) })
 	wg.Go(func() {
 		for {
 			l, err := n.links.Accept(ctx)

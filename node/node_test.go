@@ -18,7 +18,7 @@ import (
 const testTimeout = 2 * time.Minute
 
 // startNode runs a node on 127.0.0.1 in a new temp home until the test ends.
-func startNode(t *testing.T, ctx context.Context) *Node {
+func startNode(t testing.TB, ctx context.Context) *Node {
 	t.Helper()
 	n, _ := startNodeIn(t, ctx, t.TempDir())
 	return n
@@ -26,12 +26,26 @@ func startNode(t *testing.T, ctx context.Context) *Node {
 
 // startNodeIn runs a node in home (initialised if needed) until stop is
 // called or the test ends.
-func startNodeIn(t *testing.T, ctx context.Context, home string) (n *Node, stop func()) {
+func startNodeIn(t testing.TB, ctx context.Context, home string) (n *Node, stop func()) {
 	t.Helper()
-	if _, err := Init(home); err != nil {
+	return startNodeWith(t, ctx, Config{Home: home})
+}
+
+// startNodeWith runs a node configured by cfg until stop is called or the
+// test ends: in a new temp home if cfg.Home is empty (initialised if
+// needed), listening on 127.0.0.1 unless cfg.Listen is set.
+func startNodeWith(t testing.TB, ctx context.Context, cfg Config) (n *Node, stop func()) {
+	t.Helper()
+	if cfg.Home == "" {
+		cfg.Home = t.TempDir()
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	if _, err := Init(cfg.Home); err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(Config{Home: home, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +184,7 @@ func TestRefusals(t *testing.T) {
 }
 
 // addrOf returns n's first address.
-func addrOf(t *testing.T, n *Node) string {
+func addrOf(t testing.TB, n *Node) string {
 	t.Helper()
 	addrs := n.Info().Addrs
 	if len(addrs) == 0 {

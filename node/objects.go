@@ -24,6 +24,7 @@ import (
 // Objects (DESIGN §7): PutObject stores and pins a file and provides it in
 // the DHT; GetObject fetches one from the peers that provide it over swarm/1
 // circuits, verifying every chunk before it is stored, then provides it too.
+// Pins are also leases in the node's feed; pins.go keeps them and the cache.
 //
 // A fetcher knows only the object's ID; it learns the size and chunk size
 // from each seeder's HANDSHAKE and trusts them only when they make that very
@@ -115,8 +116,8 @@ func checkPath(path string) error {
 	return nil
 }
 
-// PutObject stores the file at path (absolute) as an object, pins it and
-// provides it. The file is read twice, a chunk at a time: once to build the
+// PutObject stores the file at path (absolute) as an object, pins it
+// (leasing it in the node's feed) and provides it. The file is read twice, a chunk at a time: once to build the
 // tree, once to store the chunks, each verified against the tree (so a file
 // changed in between fails the put rather than storing bad chunks).
 func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult, error) {
@@ -138,6 +139,7 @@ func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult,
 		return api.ObjectPutResult{}, fmt.Errorf("node: read %s: %w", path, err)
 	}
 	id, info := t.ID(), t.Info()
+	defer n.useObject(id)() // not evicted before it is pinned
 	if err := n.store.PutObject(id, info); err != nil {
 		return api.ObjectPutResult{}, fmt.Errorf("node: put object %s: %w", id, err)
 	}
@@ -175,7 +177,9 @@ func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult,
 	if err := n.store.Pin(id); err != nil {
 		return api.ObjectPutResult{}, fmt.Errorf("node: pin %s: %w", id, err)
 	}
+	n.syncLease(id)
 	n.provide(ctx, id)
+	n.evictSoon()
 	return api.ObjectPutResult{CID: id.String(), Size: info.Size, Chunks: t.Chunks()}, nil
 }
 
@@ -188,10 +192,13 @@ func (n *Node) object(id cid.Cid) (store.ObjectStat, error) {
 	return st, err
 }
 
-func toAPIObject(id cid.Cid, st store.ObjectStat) api.Object {
+// toAPIObject describes st, judging its leases at now.
+func toAPIObject(id cid.Cid, st store.ObjectStat, now time.Time) api.Object {
+	leases, until := latestLease(st, now)
 	return api.Object{
 		CID: id.String(), Size: st.Info.Size, ChunkSize: st.Info.ChunkSize,
 		Chunks: st.Info.Chunks(), Held: st.Held, Pinned: st.Pinned,
+		Leases: leases, LeasedUntil: until,
 	}
 }
 
@@ -201,10 +208,11 @@ func (n *Node) StatObject(id cid.Cid) (api.Object, error) {
 	if err != nil {
 		return api.Object{}, err
 	}
-	return toAPIObject(id, st), nil
+	return toAPIObject(id, st, n.cfg.Now()), nil
 }
 
-// PinObject keeps id from eviction and provides it.
+// PinObject keeps id from eviction, leases it in the node's feed (renewed
+// by the heartbeat while the pin lasts) and provides it.
 func (n *Node) PinObject(ctx context.Context, id cid.Cid) error {
 	if _, err := n.object(id); err != nil {
 		return err
@@ -212,11 +220,13 @@ func (n *Node) PinObject(ctx context.Context, id cid.Cid) error {
 	if err := n.store.Pin(id); err != nil {
 		return fmt.Errorf("node: pin %s: %w", id, err)
 	}
+	n.syncLease(id)
 	n.provide(ctx, id)
 	return nil
 }
 
-// UnpinObject lets id be evicted again.
+// UnpinObject lets id be evicted again: it drops the pin and ends the
+// node's lease on it. Other nodes' leases still keep it.
 func (n *Node) UnpinObject(id cid.Cid) error {
 	if _, err := n.object(id); err != nil {
 		return err
@@ -224,6 +234,8 @@ func (n *Node) UnpinObject(id cid.Cid) error {
 	if err := n.store.Unpin(id); err != nil {
 		return fmt.Errorf("node: unpin %s: %w", id, err)
 	}
+	n.syncLease(id)
+	n.evictSoon()
 	return nil
 }
 
@@ -234,6 +246,7 @@ func (n *Node) ListObjects() ([]api.Object, error) {
 		return nil, err
 	}
 	out := make([]api.Object, 0, len(ids))
+	now := n.cfg.Now()
 	for _, id := range ids {
 		st, err := n.store.Object(id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -241,7 +254,7 @@ func (n *Node) ListObjects() ([]api.Object, error) {
 		} else if err != nil {
 			return nil, err
 		}
-		out = append(out, toAPIObject(id, st))
+		out = append(out, toAPIObject(id, st, now))
 	}
 	slices.SortFunc(out, func(a, b api.Object) int { return strings.Compare(a.CID, b.CID) })
 	return out, nil

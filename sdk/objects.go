@@ -49,12 +49,13 @@ func (c *Client) ObjectStat(ctx context.Context, id string) (api.Object, error) 
 	return r, err
 }
 
-// ObjectPin keeps id from eviction and announces it (object.pin).
+// ObjectPin keeps id from eviction, leases it in the node's feed (so the
+// nodes that follow it keep their copies) and announces it (object.pin).
 func (c *Client) ObjectPin(ctx context.Context, id string) error {
 	return c.Call(ctx, api.MethodObjectPin, api.ObjectParams{CID: id}, nil)
 }
 
-// ObjectUnpin undoes ObjectPin (object.unpin).
+// ObjectUnpin undoes ObjectPin and ends the lease (object.unpin).
 func (c *Client) ObjectUnpin(ctx context.Context, id string) error {
 	return c.Call(ctx, api.MethodObjectUnpin, api.ObjectParams{CID: id}, nil)
 }

@@ -40,17 +40,19 @@ const (
 // reaches 15% of MemTableSize (ErrTxnTooBig); it counts each write as key +
 // 10 (version) + 2 (meta) + the value, or a 12-byte pointer for a value at
 // or above the threshold. Every entry is at or above it; a contact entry
-// adds its contact key with a 1-byte value. The constants below fail to
-// compile if an entry could stay inline or if MaxBatch contact entries and
-// the head do not fit.
+// adds its contact key with a 1-byte value, a lease entry its lease key
+// (of the longest object ID) with an 8-byte value. The constants below
+// fail to compile if an entry could stay inline or if MaxBatch contact or
+// lease entries and the head do not fit.
 const (
 	badgerMaxTxnBytes   = 15 * badgerMemTableSize / 100
 	badgerWriteOverhead = 10 + 2
 	badgerValuePointer  = 12
 	badgerWorstEntry    = entryKeyLen + badgerWriteOverhead + badgerValuePointer
 	badgerWorstContact  = badgerWorstEntry + pairKeyLen + badgerWriteOverhead + 1
+	badgerWorstLease    = badgerWorstEntry + maxLeaseKeyLen + badgerWriteOverhead + 8
 	badgerHeadWrite     = 1 + idLen + badgerWriteOverhead + headValLen
-	badgerWorstTxnBytes = MaxBatch*max(badgerWorstEntry, badgerWorstContact) + badgerHeadWrite
+	badgerWorstTxnBytes = MaxBatch*max(badgerWorstEntry, badgerWorstContact, badgerWorstLease) + badgerHeadWrite
 
 	// minEntrySize is the encoded size of the smallest entry: header 82 +
 	// a 1-byte type + body length 4 + signature 64.
@@ -191,6 +193,12 @@ func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 	mu := s.stripe(b.author)
 	mu.Lock()
 	defer mu.Unlock()
+	if b.leases {
+		// The object lock keeps the lease keys and the in-memory index
+		// of held objects' leases moving together.
+		s.objs.mu.Lock()
+		defer s.objs.mu.Unlock()
+	}
 
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
@@ -222,12 +230,31 @@ func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 				return badgerWriteErr(err)
 			}
 		}
+		if l := r.lease; l != nil {
+			k := objKey(prefixLease, l.id, b.author[:])
+			if l.until == 0 {
+				err = txn.Delete(k)
+			} else {
+				err = txn.Set(k, encodeNote(l.until))
+			}
+			if err != nil {
+				return badgerWriteErr(err)
+			}
+		}
 	}
 	if err := txn.Set(idKey(prefixHead, b.author), encodeHead(b.head())); err != nil {
 		return badgerWriteErr(err)
 	}
 	if err := txn.Commit(); err != nil {
 		return badgerWriteErr(err)
+	}
+	if b.leases {
+		x := &s.objs.index
+		for i := range b.recs {
+			if l := b.recs[i].lease; l != nil && x.objs[l.id.KeyString()] != nil {
+				x.setLease(l.id.KeyString(), b.author, l.until)
+			}
+		}
 	}
 	return nil
 }

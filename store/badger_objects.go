@@ -21,11 +21,13 @@ import (
 const badgerDeleteBatch = 1024
 
 // badgerObjects is Badger's object index, rebuilt from the o, s and l keys
-// on open.
+// on open. Its leases are those on the objects it indexes: a lease on
+// another object stays on disk only, and is read when the object is put.
 type badgerObjects struct {
 	// mu guards index and serialises every object write (the read-check-
-	// write of a state record, deletions). It is taken after Badger.mu,
-	// never before.
+	// write of a state record, deletions) and Append's writes of lease
+	// keys. It is taken after Badger.mu and after a stripe lock, never
+	// before.
 	mu    sync.Mutex
 	index objIndex
 }
@@ -131,7 +133,7 @@ func decodeState(v []byte) (objState, error) {
 func (s *Badger) loadObjects() error {
 	var dead []cid.Cid
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scanObjKeys(txn, prefixTombstone, 0, func(id cid.Cid, _ []byte, _ []byte) error {
+		return scanObjKeys(txn, []byte{prefixTombstone}, 0, func(id cid.Cid, _ []byte, _ []byte) error {
 			dead = append(dead, id)
 			return nil
 		})
@@ -146,7 +148,7 @@ func (s *Badger) loadObjects() error {
 	}
 	x := &s.objs.index
 	err = s.db.View(func(txn *badger.Txn) error {
-		err := scanObjKeys(txn, prefixObject, 0, func(id cid.Cid, _, v []byte) error {
+		err := scanObjKeys(txn, []byte{prefixObject}, 0, func(id cid.Cid, _, v []byte) error {
 			info, err := decodeInfo(v)
 			if err == nil && !info.ID().Equals(id) {
 				err = fmt.Errorf("%w: info of %s under %s", ErrCorrupt, info.ID(), id)
@@ -160,7 +162,7 @@ func (s *Badger) loadObjects() error {
 		if err != nil {
 			return err
 		}
-		err = scanObjKeys(txn, prefixObjState, 0, func(id cid.Cid, _, v []byte) error {
+		err = scanObjKeys(txn, []byte{prefixObjState}, 0, func(id cid.Cid, _, v []byte) error {
 			st, err := decodeState(v)
 			if err != nil {
 				return err
@@ -176,19 +178,15 @@ func (s *Badger) loadObjects() error {
 		if err != nil {
 			return err
 		}
-		return scanObjKeys(txn, prefixLease, idLen, func(id cid.Cid, holder, v []byte) error {
-			until, err := decodeNote(v)
+		return scanObjKeys(txn, []byte{prefixLease}, idLen, func(id cid.Cid, author, v []byte) error {
+			if x.objs[id.KeyString()] == nil {
+				return nil // a lease on an object not held
+			}
+			until, err := decodeLease(v)
 			if err != nil {
 				return err
 			}
-			m := x.objs[id.KeyString()]
-			if m == nil {
-				return fmt.Errorf("%w: lease on unknown object %s", ErrCorrupt, id)
-			}
-			if m.leases == nil {
-				m.leases = make(map[feed.ID]int64)
-			}
-			m.leases[feed.ID(holder)] = until
+			x.setLease(id.KeyString(), feed.ID(author), until)
 			return nil
 		})
 	})
@@ -204,9 +202,9 @@ func (s *Badger) loadObjects() error {
 }
 
 // scanObjKeys calls fn with the ID, suffix and value of every object key
-// under prefix whose suffix is suffixLen bytes long.
-func scanObjKeys(txn *badger.Txn, prefix byte, suffixLen int, fn func(id cid.Cid, suffix, v []byte) error) error {
-	p := []byte{prefix}
+// under p (a prefix byte, or one object's keys of a prefix) whose suffix
+// is suffixLen bytes long.
+func scanObjKeys(txn *badger.Txn, p []byte, suffixLen int, fn func(id cid.Cid, suffix, v []byte) error) error {
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: p})
 	defer it.Close()
 	for it.Seek(p); it.ValidForPrefix(p); it.Next() {
@@ -220,6 +218,33 @@ func scanObjKeys(txn *badger.Txn, prefix byte, suffixLen int, fn func(id cid.Cid
 		}
 	}
 	return nil
+}
+
+// decodeLease decodes a stored lease end: Unix nanoseconds, never 0 (an
+// ended lease is deleted).
+func decodeLease(v []byte) (int64, error) {
+	until, err := decodeNote(v)
+	if err == nil && until == 0 {
+		err = fmt.Errorf("%w: lease ending at 0", ErrCorrupt)
+	}
+	return until, err
+}
+
+// readLeases returns the stored leases on id: author → until.
+func readLeases(txn *badger.Txn, id cid.Cid) (map[feed.ID]int64, error) {
+	var out map[feed.ID]int64
+	err := scanObjKeys(txn, objKey(prefixLease, id, nil), idLen, func(_ cid.Cid, author, v []byte) error {
+		until, err := decodeLease(v)
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			out = make(map[feed.ID]int64)
+		}
+		out[feed.ID(author)] = until
+		return nil
+	})
+	return out, err
 }
 
 // lockObjects takes s.mu for reading and the object lock; on success the
@@ -300,7 +325,12 @@ func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
 	}
 	info.Root = bytes.Clone(info.Root)
 	m := &objMeta{id: id, info: info, access: x.next(nil)}
+	var leases map[feed.ID]int64 // leases that came before the object
 	err = s.update(func(txn *badger.Txn) error {
+		var err error
+		if leases, err = readLeases(txn, id); err != nil {
+			return err
+		}
 		if err := txn.Set(objKey(prefixObject, id, nil), encodeInfo(info)); err != nil {
 			return err
 		}
@@ -310,6 +340,9 @@ func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
 		return objErr(err, "put object", id)
 	}
 	x.add(m)
+	for author, until := range leases {
+		x.setLease(id.KeyString(), author, until)
+	}
 	return nil
 }
 
@@ -336,7 +369,7 @@ func (s *Badger) touchLocked(m *objMeta) error {
 func (s *Badger) Object(id cid.Cid) (ObjectStat, error) {
 	var st ObjectStat
 	err := s.withObject(id, func(m *objMeta) error {
-		st = m.stat()
+		st = s.objs.index.stat(m)
 		return nil
 	})
 	return st, objErr(err, "object", id)
@@ -547,44 +580,6 @@ func (s *Badger) setPinned(id cid.Cid, pinned bool) error {
 	})
 }
 
-// SetLease implements Objects.
-func (s *Badger) SetLease(id cid.Cid, holder feed.ID, until time.Time) error {
-	t, err := leaseUntil(until)
-	if err != nil {
-		return objErr(err, "set lease", id)
-	}
-	err = s.withObject(id, func(m *objMeta) error {
-		if err := s.db.Update(func(txn *badger.Txn) error {
-			return txn.Set(objKey(prefixLease, id, holder[:]), encodeNote(t))
-		}); err != nil {
-			return err
-		}
-		if m.leases == nil {
-			m.leases = make(map[feed.ID]int64)
-		}
-		m.leases[holder] = t
-		return nil
-	})
-	return objErr(err, "set lease", id)
-}
-
-// RemoveLease implements Objects.
-func (s *Badger) RemoveLease(id cid.Cid, holder feed.ID) error {
-	err := s.withObject(id, func(m *objMeta) error {
-		if _, ok := m.leases[holder]; !ok {
-			return nil
-		}
-		if err := s.db.Update(func(txn *badger.Txn) error {
-			return txn.Delete(objKey(prefixLease, id, holder[:]))
-		}); err != nil {
-			return err
-		}
-		delete(m.leases, holder)
-		return nil
-	})
-	return objErr(err, "remove lease", id)
-}
-
 // Touch implements Objects. It writes only when the object is not already
 // the most recently used one.
 func (s *Badger) Touch(id cid.Cid) error {
@@ -593,15 +588,16 @@ func (s *Badger) Touch(id cid.Cid) error {
 
 // Evict implements Objects. Each object goes in three steps: one
 // transaction drops its info and state and leaves a tombstone, bounded
-// transactions delete its chunks, hashes and leases, and a last one drops
-// the tombstone; an open after a crash finishes the sweep. Afterwards the
-// value log is garbage-collected a little, as the chunks were there.
-func (s *Badger) Evict(now time.Time, cacheBytes int64) ([]cid.Cid, error) {
+// transactions delete its chunks and hashes, and a last one drops the
+// tombstone; an open after a crash finishes the sweep. The object's lease
+// keys stay. Afterwards the value log is garbage-collected a little, as
+// the chunks were there.
+func (s *Badger) Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) ([]cid.Cid, error) {
 	if err := s.rlock(); err != nil {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	out, err := s.evict(now, cacheBytes)
+	out, err := s.evict(now, cacheBytes, inUse)
 	if len(out) > 0 {
 		// Rewrite value log files that are mostly garbage; stop at the
 		// first that is not (badger.ErrNoRewrite) or after a few.
@@ -614,12 +610,12 @@ func (s *Badger) Evict(now time.Time, cacheBytes int64) ([]cid.Cid, error) {
 	return out, err
 }
 
-func (s *Badger) evict(now time.Time, cacheBytes int64) ([]cid.Cid, error) {
+func (s *Badger) evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) ([]cid.Cid, error) {
 	s.objs.mu.Lock()
 	defer s.objs.mu.Unlock()
 	x := &s.objs.index
 	var out []cid.Cid
-	for _, m := range x.victims(now, cacheBytes) {
+	for _, m := range x.victims(now, cacheBytes, inUse) {
 		err := s.update(func(txn *badger.Txn) error {
 			if err := txn.Delete(objKey(prefixObject, m.id, nil)); err != nil {
 				return err
@@ -633,6 +629,7 @@ func (s *Badger) evict(now time.Time, cacheBytes int64) ([]cid.Cid, error) {
 			return out, fmt.Errorf("store: evict %s: %w", m.id, err)
 		}
 		delete(x.objs, m.id.KeyString())
+		delete(x.leases, m.id.KeyString()) // on disk only from now on
 		out = append(out, m.id)
 		if err := s.sweepObject(m.id); err != nil {
 			return out, fmt.Errorf("store: evict %s: %w", m.id, err)
@@ -641,10 +638,10 @@ func (s *Badger) evict(now time.Time, cacheBytes int64) ([]cid.Cid, error) {
 	return out, nil
 }
 
-// sweepObject deletes every chunk, hash and lease key of id, at most
+// sweepObject deletes every chunk and hash key of id, at most
 // badgerDeleteBatch per transaction, then its tombstone.
 func (s *Badger) sweepObject(id cid.Cid) error {
-	for _, prefix := range []byte{prefixChunk, prefixTreeHash, prefixLease} {
+	for _, prefix := range []byte{prefixChunk, prefixTreeHash} {
 		p := objKey(prefix, id, nil)
 		for {
 			n := 0

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/contextd/contextd/feed"
 )
 
 func TestBadgerObjects(t *testing.T) {
@@ -14,18 +16,18 @@ func TestBadgerObjects(t *testing.T) {
 }
 
 // TestBadgerObjectsReopen checks that objects, chunks, hashes, pins, leases
-// and the access order survive a reopen.
+// (also on objects not held) and the access order survive a reopen.
 func TestBadgerObjectsReopen(t *testing.T) {
 	dir := t.TempDir()
-	holder := newAuthor(t, 1).id
+	a := newAuthor(t, 1)
 	s := openBadger(t, dir)
 	o := putObjects(t, s, 4)
+	later := newTestObject(t, 10, 2*testChunk)
 	if err := s.Pin(o[1].id); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLease(o[2].id, holder, testNow.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	lease(t, s, a, o[2].id, testNow.Add(time.Hour))
+	lease(t, s, a, later.id, testNow.Add(time.Hour))
 	if err := s.Touch(o[0].id); err != nil { // order: o[1] o[2] o[3] o[0]
 		t.Fatal(err)
 	}
@@ -62,17 +64,25 @@ func TestBadgerObjectsReopen(t *testing.T) {
 	}
 	mustEvict(t, s, testNow, 0, o[0], o[3])
 	mustEvict(t, s, testNow.Add(time.Hour), 0, o[2])
+	later.put(t, s)
+	checkLeases(t, s, later.id, map[feed.ID]time.Time{a.id: testNow.Add(time.Hour)})
+	mustEvict(t, s, testNow, 0)
+	// The lapsed lease on the evicted o[2] is still on disk after a reopen.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBadger(t, dir)
+	o[2].put(t, s)
+	checkLeases(t, s, o[2].id, map[feed.ID]time.Time{a.id: testNow.Add(time.Hour)})
 }
 
 // TestBadgerObjectsSweepOnOpen checks that an open finishes an eviction
-// interrupted after its first transaction.
+// interrupted after its first transaction, leaving the object's leases.
 func TestBadgerObjectsSweepOnOpen(t *testing.T) {
 	dir := t.TempDir()
 	s := openBadger(t, dir)
 	o := putObjects(t, s, 2)
-	if err := s.SetLease(o[0].id, newAuthor(t, 1).id, testNow); err != nil {
-		t.Fatal(err)
-	}
+	lease(t, s, newAuthor(t, 1), o[0].id, testNow)
 	// Do the first step of an eviction of o[0] only.
 	err := s.db.Update(func(txn *badger.Txn) error {
 		for _, k := range [][]byte{objKey(prefixObject, o[0].id, nil), objKey(prefixObjState, o[0].id, nil)} {
@@ -94,10 +104,19 @@ func TestBadgerObjectsSweepOnOpen(t *testing.T) {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		p := objKey(0, o[0].id, nil)[1:]
+		leases := 0
 		for it.Rewind(); it.Valid(); it.Next() {
-			if k := it.Item().Key(); len(k) > 1 && bytes.HasPrefix(k[1:], p) {
+			k := it.Item().Key()
+			switch {
+			case len(k) <= 1 || !bytes.HasPrefix(k[1:], p):
+			case k[0] == prefixLease:
+				leases++
+			default:
 				t.Errorf("key %x of the evicted object is left", k)
 			}
+		}
+		if leases != 1 {
+			t.Errorf("%d lease keys of the evicted object are left, want 1", leases)
 		}
 		return nil
 	})
@@ -158,6 +177,13 @@ func FuzzDecodeObjectRecords(f *testing.F) {
 			}
 		} else {
 			check("decodeState", err)
+		}
+		if until, err := decodeLease(b); err == nil {
+			if until == 0 || !bytes.Equal(encodeNote(until), b) {
+				t.Fatalf("decodeLease accepted %x as %d", b, until)
+			}
+		} else {
+			check("decodeLease", err)
 		}
 		if suffixLen < 0 || suffixLen > 64 {
 			return

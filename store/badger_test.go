@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
 
 	"github.com/contextd/contextd/feed"
 )
@@ -105,10 +107,20 @@ func TestBadgerMaxBatch(t *testing.T) {
 	}
 	a, b := newAuthor(t, 1), newAuthor(t, 2)
 	big := make([]byte, feed.MaxBodySize)
+	// The longest object ID: a CIDv1 of an identity multihash.
+	mh, err := multihash.Encode(make([]byte, MaxObjectIDLen-4), multihash.IDENTITY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	longest := cid.NewCidV1(cid.Raw, mh)
+	if longest.ByteLen() != MaxObjectIDLen {
+		t.Fatalf("longest CID is %d bytes", longest.ByteLen())
+	}
 	var all []*feed.Entry
 	for _, mk := range []func() *feed.Entry{
 		func() *feed.Entry { return a.next("p", nil) },                // smallest entry
 		func() *feed.Entry { return a.contact(b.id, feed.RelFollow) }, // entry plus contact key
+		func() *feed.Entry { return leaseEntry(a, longest, testNow) }, // entry plus the longest lease key
 		func() *feed.Entry { return a.next("post", big) },             // largest entry
 	} {
 		es := make([]*feed.Entry, MaxBatch)

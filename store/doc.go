@@ -1,7 +1,8 @@
 // Package store persists what a contextd node knows: feeds (entries and
 // heads), the social graph read from contact entries, the EBT clocks peers
 // sent us, fork proofs, and swarm objects (DESIGN §7: object info, verified
-// chunks and tree hashes, pins, leases, least-recently-used eviction). It
+// chunks and tree hashes, pins, the leases read from lease entries,
+// least-recently-used eviction). It
 // offers two interfaces, Store for feeds and Objects for objects, each with
 // two implementations: Badger (on disk, Badger v4) and Mem (in memory, for
 // tests and simulations). One conformance suite per interface
@@ -10,8 +11,8 @@
 // # Guarantees
 //
 // Both implementations are safe for concurrent use. Append is atomic: a
-// batch of consecutive entries of one author is written whole, with its head
-// and contact-graph updates, or not at all, and of two concurrent Appends
+// batch of consecutive entries of one author is written whole, with its head,
+// contact-graph and lease updates, or not at all, and of two concurrent Appends
 // over the same head at most one succeeds (the other gets ErrNotContiguous).
 // A reader sees a feed's head and its entries move together. Append checks
 // linkage (seq and prev) and structure, never signatures: verifying is the
@@ -43,21 +44,24 @@
 //	's' L id                 → state: chunks held(8) bytes held(8) access counter(8) pinned(1)
 //	'k' L id index(8)        → chunk bytes (value log from 64 bytes on)
 //	't' L id bin(8)          → verified tree hash
-//	'l' L id holder(32)      → lease end, Unix nanoseconds (int64, 8 bytes)
+//	'l' L id author(32)      → end of the author's latest lease entry on the object, Unix nanoseconds (int64, 8 bytes; an ended lease has no key)
 //	'd' L id                 → tombstone: the object's keys are being deleted
 //
 // The access counter orders objects for eviction; the in-memory index of
-// objects (info, state, leases) is rebuilt from 'o', 's' and 'l' on open,
-// which first finishes any deletion a tombstone records. Evicting an object
-// drops 'o' and 's' and writes 'd' in one transaction, deletes its 'k', 't'
-// and 'l' keys in bounded transactions, then drops 'd'.
+// objects (info, state, and the leases on the objects held) is rebuilt from
+// 'o', 's' and 'l' on open, which first finishes any deletion a tombstone
+// records. Append writes 'l' keys, whether the object is held or not, in
+// the transaction of the lease entries; PutObject reads the object's 'l'
+// keys into the index. Evicting an object drops 'o' and 's' and writes 'd'
+// in one transaction, deletes its 'k' and 't' keys in bounded transactions,
+// then drops 'd'; its 'l' keys stay (they are what its authors' feeds say).
 //
 // Every entry (151 bytes or more) goes to the value log; the LSM tree keeps
 // its key and a pointer, so an append writes each entry once, and flushes
 // and compactions move only keys and pointers. Values under 64 bytes (heads,
-// contacts, clocks, the schema version) are kept inline. Of the feed data
-// nothing but heads, peer clocks and contacts is ever overwritten or
-// deleted, and all are inline; evicted chunks are the only garbage in the
+// contacts, clocks, leases, the schema version) are kept inline. Of the feed
+// data nothing but heads, peer clocks, contacts and leases is ever
+// overwritten or deleted, and all are inline; evicted chunks are the only garbage in the
 // value log, and Evict runs Badger's value log GC after deleting. Each Append is one
 // transaction and one sync (of the value log and the LSM's write-ahead
 // log), however many entries it carries.

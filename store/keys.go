@@ -24,7 +24,7 @@ const (
 	prefixObjState  = 's' // s idlen id → held(8) bytes(8) access(8) pinned(1)
 	prefixChunk     = 'k' // k idlen id indexBE8 → chunk bytes
 	prefixTreeHash  = 't' // t idlen id binBE8 → tree hash
-	prefixLease     = 'l' // l idlen id holder → until, Unix ns int64 BE8
+	prefixLease     = 'l' // l idlen id author → until, Unix ns int64 BE8 (from lease entries)
 	prefixTombstone = 'd' // d idlen id → empty: the object's keys are being deleted
 )
 
@@ -36,6 +36,8 @@ const (
 	entryKeyLen = 1 + idLen + 8
 	headValLen  = 8 + len(feed.Hash{})
 	pairKeyLen  = 1 + 2*idLen // contact and clock keys
+
+	maxLeaseKeyLen = 2 + MaxObjectIDLen + idLen // a lease key of the longest object ID
 )
 
 func entryKey(author feed.ID, seq uint64) []byte {

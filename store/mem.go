@@ -76,11 +76,18 @@ func (m *Mem) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 		f = &memFeed{}
 		m.feeds[b.author] = f
 	}
+	if b.leases {
+		m.objs.mu.Lock()
+		defer m.objs.mu.Unlock()
+	}
 	for i := range b.recs {
 		r := &b.recs[i]
 		f.entries = append(f.entries, cloneEntry(r.e))
 		if r.contact != nil {
 			m.setRelationLocked(b.author, *r.contact)
+		}
+		if l := r.lease; l != nil {
+			m.objs.index.setLease(l.id.KeyString(), b.author, l.until)
 		}
 	}
 	f.head = b.head()

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 
-	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/swarm"
 )
 
@@ -84,8 +83,8 @@ func (m *Mem) PutObject(id cid.Cid, info swarm.Info) error {
 // Object implements Objects.
 func (m *Mem) Object(id cid.Cid) (ObjectStat, error) {
 	var s ObjectStat
-	err := m.withObject(id, func(_ *memObjects, om *objMeta) error {
-		s = om.stat()
+	err := m.withObject(id, func(o *memObjects, om *objMeta) error {
+		s = o.index.stat(om)
 		return nil
 	})
 	return s, err
@@ -233,29 +232,6 @@ func (m *Mem) setPinned(id cid.Cid, pinned bool) error {
 	})
 }
 
-// SetLease implements Objects.
-func (m *Mem) SetLease(id cid.Cid, holder feed.ID, until time.Time) error {
-	t, err := leaseUntil(until)
-	if err != nil {
-		return fmt.Errorf("store: set lease: %w", err)
-	}
-	return m.withObject(id, func(_ *memObjects, om *objMeta) error {
-		if om.leases == nil {
-			om.leases = make(map[feed.ID]int64)
-		}
-		om.leases[holder] = t
-		return nil
-	})
-}
-
-// RemoveLease implements Objects.
-func (m *Mem) RemoveLease(id cid.Cid, holder feed.ID) error {
-	return m.withObject(id, func(_ *memObjects, om *objMeta) error {
-		delete(om.leases, holder)
-		return nil
-	})
-}
-
 // Touch implements Objects.
 func (m *Mem) Touch(id cid.Cid) error {
 	return m.withObject(id, func(o *memObjects, om *objMeta) error {
@@ -264,15 +240,15 @@ func (m *Mem) Touch(id cid.Cid) error {
 	})
 }
 
-// Evict implements Objects.
-func (m *Mem) Evict(now time.Time, cacheBytes int64) ([]cid.Cid, error) {
+// Evict implements Objects. The leases on evicted objects stay.
+func (m *Mem) Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) ([]cid.Cid, error) {
 	o, err := m.lockObjects()
 	if err != nil {
 		return nil, err
 	}
 	defer m.unlockObjects()
 	var out []cid.Cid
-	for _, om := range o.index.victims(now, cacheBytes) {
+	for _, om := range o.index.victims(now, cacheBytes, inUse) {
 		key := om.id.KeyString()
 		delete(o.index.objs, key)
 		delete(o.chunks, key)

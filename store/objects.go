@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 
 // Object storage limits.
 const (
-	// MaxObjectIDLen is the longest object ID (CID bytes) the store keeps.
-	MaxObjectIDLen = 128
+	// MaxObjectIDLen is the longest object ID (CID bytes) the store keeps;
+	// lease bodies carry IDs up to the same bound.
+	MaxObjectIDLen = feed.MaxLeaseObjectLen
 	// MaxObjectChunks is the most chunks an object may have: 16 GiB of
 	// 1 KiB chunks, 256 GiB of 16 KiB chunks. It bounds the have-bitmap
 	// (2 MiB at most).
@@ -57,7 +59,15 @@ var (
 // PutChunks (when they add a chunk) and Touch make the object the most
 // recently used. GetChunk, GetHash and the other reads do not, so reads stay reads;
 // callers Touch once per request they serve. The store has no clock: time
-// comes in through SetLease and Evict.
+// comes in through Evict.
+//
+// Leases are not set through this interface: they are read from lease
+// entries (feed.TypeLease) of any feed as Store.Append stores them, as the
+// contact graph is. The lease index holds, per (object, author), the until
+// of the author's latest lease entry for the object; an ended lease removes
+// the pair. It does not depend on the object being held: a lease that
+// arrives before its object applies once the object is put, and leases
+// outlive an object's eviction.
 type Objects interface {
 	// PutObject records an object before its chunks are put. It is
 	// idempotent; info must match id (info.ID() == id) and, if the object
@@ -94,17 +104,16 @@ type Objects interface {
 	// Pin and Unpin set and clear the object's local keep flag.
 	Pin(id cid.Cid) error
 	Unpin(id cid.Cid) error
-	// SetLease records (or moves) holder's lease: keep the object until
-	// until. RemoveLease drops it; removing a missing lease is a no-op.
-	SetLease(id cid.Cid, holder feed.ID, until time.Time) error
-	RemoveLease(id cid.Cid, holder feed.ID) error
 	// Touch makes the object the most recently used.
 	Touch(id cid.Cid) error
-	// Evict deletes whole objects (info, chunks, hashes, leases), least
-	// recently used first, while the chunk bytes of the objects not kept
-	// at now exceed cacheBytes, and returns their IDs in eviction order.
-	// Kept objects are never evicted.
-	Evict(now time.Time, cacheBytes int64) ([]cid.Cid, error)
+	// Evict deletes whole objects (info, chunks, hashes; not the leases
+	// on them), least recently used first, while the chunk bytes of the
+	// objects not kept at now exceed cacheBytes, and returns their IDs in
+	// eviction order. Kept objects are never evicted, nor the objects for
+	// which inUse (if not nil) reports true: they count as kept for this
+	// call. inUse is called with the store's object lock held, so it must
+	// not call the store.
+	Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) ([]cid.Cid, error)
 }
 
 // ObjectStat is what the store holds of an object.
@@ -113,7 +122,8 @@ type ObjectStat struct {
 	Held   uint64 // chunks held
 	Bytes  int64  // bytes of the chunks held: what counts against the cache
 	Pinned bool
-	// Leases maps each holder to the end of its lease, lapsed or not.
+	// Leases maps each author of a lease on the object to the lease's
+	// end, lapsed or not.
 	Leases map[feed.ID]time.Time
 	// Access is the object's place in the access order: larger is more
 	// recent.
@@ -236,9 +246,9 @@ func checkBin(info swarm.Info, b swarm.Bin) error {
 	return nil
 }
 
-// objMeta is the index entry of one object: everything but its chunks and
-// hashes. Both implementations keep one per object in memory; Badger
-// rebuilds them on open.
+// objMeta is the index entry of one object: everything but its chunks,
+// hashes and leases. Both implementations keep one per object in memory;
+// Badger rebuilds them on open.
 type objMeta struct {
 	id     cid.Cid
 	info   swarm.Info
@@ -246,32 +256,43 @@ type objMeta struct {
 	bytes  int64
 	access uint64
 	pinned bool
-	leases map[feed.ID]int64 // holder → until, Unix nanoseconds
 }
 
-// stat returns a copy of m for the caller.
-func (m *objMeta) stat() ObjectStat {
+// objIndex is the in-memory index of objects. It is not safe for
+// concurrent use: its owner's mutex guards it.
+type objIndex struct {
+	objs map[string]*objMeta // by id.KeyString()
+	// leases maps an object's id.KeyString() to author → until (Unix
+	// nanoseconds). Mem keeps every lease here; Badger only those on the
+	// objects in objs (the rest stay on disk until the object is put).
+	leases map[string]map[feed.ID]int64
+	clock  uint64 // the latest access counter handed out
+}
+
+// stat returns a copy of m and its leases for the caller.
+func (x *objIndex) stat(m *objMeta) ObjectStat {
+	ls := x.leases[m.id.KeyString()]
 	s := ObjectStat{
 		Info:   m.info,
 		Held:   m.held,
 		Bytes:  m.bytes,
 		Pinned: m.pinned,
-		Leases: make(map[feed.ID]time.Time, len(m.leases)),
+		Leases: make(map[feed.ID]time.Time, len(ls)),
 		Access: m.access,
 	}
 	s.Info.Root = slices.Clone(m.info.Root)
-	for h, until := range m.leases {
-		s.Leases[h] = time.Unix(0, until)
+	for a, until := range ls {
+		s.Leases[a] = time.Unix(0, until)
 	}
 	return s
 }
 
 // kept reports whether m is pinned or leased at now (Unix nanoseconds).
-func (m *objMeta) kept(now int64) bool {
+func (x *objIndex) kept(m *objMeta, now int64) bool {
 	if m.pinned {
 		return true
 	}
-	for _, until := range m.leases {
+	for _, until := range x.leases[m.id.KeyString()] {
 		if until > now {
 			return true
 		}
@@ -279,11 +300,25 @@ func (m *objMeta) kept(now int64) bool {
 	return false
 }
 
-// objIndex is the in-memory index of objects. It is not safe for
-// concurrent use: its owner's mutex guards it.
-type objIndex struct {
-	objs  map[string]*objMeta // by id.KeyString()
-	clock uint64              // the latest access counter handed out
+// setLease records author's latest lease on the object whose
+// id.KeyString() is key; an until of 0 (an ended lease) removes it.
+func (x *objIndex) setLease(key string, author feed.ID, until int64) {
+	ls := x.leases[key]
+	if until == 0 {
+		delete(ls, author)
+		if len(ls) == 0 {
+			delete(x.leases, key)
+		}
+		return
+	}
+	if ls == nil {
+		if x.leases == nil {
+			x.leases = make(map[string]map[feed.ID]int64)
+		}
+		ls = make(map[feed.ID]int64)
+		x.leases[key] = ls
+	}
+	ls[author] = until
 }
 
 // get returns the entry of id, or ErrNotFound.
@@ -332,13 +367,13 @@ func (x *objIndex) ids() []cid.Cid {
 }
 
 // victims returns the objects Evict deletes at now under cacheBytes, least
-// recently used first.
-func (x *objIndex) victims(now time.Time, cacheBytes int64) []*objMeta {
+// recently used first, sparing those inUse (if not nil) reports.
+func (x *objIndex) victims(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) []*objMeta {
 	t := now.UnixNano()
 	var cached []*objMeta
 	var total int64
 	for _, m := range x.objs {
-		if !m.kept(t) {
+		if !x.kept(m, t) && (inUse == nil || !inUse(m.id)) {
 			cached = append(cached, m)
 			total += m.bytes
 		}
@@ -358,10 +393,33 @@ func (x *objIndex) victims(now time.Time, cacheBytes int64) []*objMeta {
 	return out
 }
 
-// leaseUntil checks and converts a lease's end.
-func leaseUntil(until time.Time) (int64, error) {
-	if until.IsZero() {
-		return 0, fmt.Errorf("%w: lease without an end", ErrBadObject)
+// leaseRec is a parsed lease entry of an Append batch.
+type leaseRec struct {
+	id    cid.Cid
+	until int64 // Unix nanoseconds; 0: the lease is ended
+}
+
+// parseLease parses a lease entry's body. It returns nil for a body that
+// does not parse or whose object is not a CID in its canonical bytes of at
+// most MaxObjectIDLen: such an entry is stored but leases nothing.
+func parseLease(body []byte) *leaseRec {
+	l, err := feed.DecodeLease(body)
+	if err != nil {
+		return nil
 	}
-	return until.UnixNano(), nil
+	id, err := cid.Cast(l.Object)
+	if err != nil || id.KeyString() != string(l.Object) || checkObjectID(id) != nil {
+		return nil
+	}
+	r := &leaseRec{id: id}
+	if !l.Ended() {
+		// Nanoseconds overflow int64 after the year 2262: a lease ending
+		// later ends then.
+		const maxMilli = math.MaxInt64 / int64(time.Millisecond)
+		r.until = math.MaxInt64
+		if ms := l.Until.UnixMilli(); ms <= maxMilli {
+			r.until = ms * int64(time.Millisecond)
+		}
+	}
+	return r
 }

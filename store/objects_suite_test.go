@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -98,7 +99,13 @@ func checkGone(t testing.TB, s Objects, o *testObject) {
 
 func mustEvict(t testing.TB, s Objects, now time.Time, cacheBytes int64, want ...*testObject) {
 	t.Helper()
-	got, err := s.Evict(now, cacheBytes)
+	mustEvictInUse(t, s, now, cacheBytes, nil, want...)
+}
+
+// mustEvictInUse is mustEvict sparing the objects inUse reports.
+func mustEvictInUse(t testing.TB, s Objects, now time.Time, cacheBytes int64, inUse func(cid.Cid) bool, want ...*testObject) {
+	t.Helper()
+	got, err := s.Evict(now, cacheBytes, inUse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +135,11 @@ func testObjects(t *testing.T, open func(t *testing.T) Objects) {
 		{"EmptyObject", testObjEmpty},
 		{"Hashes", testObjHashes},
 		{"PinsAndLeases", testObjPinsLeases},
+		{"LeaseBeforeObject", testObjLeaseBeforeObject},
+		{"LeaseEntries", testObjLeaseEntries},
 		{"EvictLRU", testObjEvictLRU},
 		{"EvictKept", testObjEvictKept},
+		{"EvictInUse", testObjEvictInUse},
 		{"Reput", testObjReput},
 		{"Copies", testObjCopies},
 		{"Closed", testObjClosed},
@@ -445,14 +455,39 @@ func testObjHashes(t *testing.T, s Objects) {
 	}
 }
 
+// leaseEntry signs a's next entry: a lease on id until until (the zero
+// time ends it).
+func leaseEntry(a *author, id cid.Cid, until time.Time) *feed.Entry {
+	a.t.Helper()
+	body, err := feed.Lease{Object: id.Bytes(), Until: until}.Encode()
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return a.next(feed.TypeLease, body)
+}
+
+// lease appends a's lease on id until until to s, which must be a Store too.
+func lease(t testing.TB, s Objects, a *author, id cid.Cid, until time.Time) {
+	t.Helper()
+	if err := s.(Store).Append([]*feed.Entry{leaseEntry(a, id, until)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkLeases checks the leases on a held object.
+func checkLeases(t testing.TB, s Objects, id cid.Cid, want map[feed.ID]time.Time) {
+	t.Helper()
+	got := mustStat(t, s, id).Leases
+	if !maps.EqualFunc(got, want, time.Time.Equal) {
+		t.Fatalf("leases on %s: %v, want %v", id, got, want)
+	}
+}
+
 func testObjPinsLeases(t *testing.T, s Objects) {
 	o := newTestObject(t, 6, 2*testChunk)
-	a, b := newAuthor(t, 1).id, newAuthor(t, 2).id
+	a, b := newAuthor(t, 1), newAuthor(t, 2)
 	if err := s.Pin(o.id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Pin of an unknown object: %v", err)
-	}
-	if err := s.SetLease(o.id, a, testNow); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("SetLease of an unknown object: %v", err)
 	}
 	o.put(t, s)
 	if st := mustStat(t, s, o.id); st.Pinned || len(st.Leases) != 0 || st.Kept(testNow) {
@@ -467,31 +502,86 @@ func testObjPinsLeases(t *testing.T, s Objects) {
 	if err := s.Unpin(o.id); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLease(o.id, a, testNow.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetLease(o.id, b, testNow.Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetLease(o.id, b, time.Time{}); !errors.Is(err, ErrBadObject) {
-		t.Fatalf("SetLease without an end: %v", err)
-	}
+	lease(t, s, a, o.id, testNow.Add(time.Hour))
+	lease(t, s, b, o.id, testNow.Add(-time.Hour))
 	st := mustStat(t, s, o.id)
-	if st.Pinned || len(st.Leases) != 2 || !st.Leases[a].Equal(testNow.Add(time.Hour)) || !st.Leases[b].Equal(testNow.Add(-time.Hour)) {
-		t.Fatalf("leases: %+v", st)
+	checkLeases(t, s, o.id, map[feed.ID]time.Time{a.id: testNow.Add(time.Hour), b.id: testNow.Add(-time.Hour)})
+	if st.Pinned || !st.Kept(testNow) || st.Kept(testNow.Add(time.Hour)) {
+		t.Fatalf("Kept: a lease keeps until its end, exclusive: %+v", st)
 	}
-	if !st.Kept(testNow) || st.Kept(testNow.Add(time.Hour)) {
-		t.Fatalf("Kept: a lease keeps until its end, exclusive")
+	lease(t, s, a, o.id, time.Time{}) // a ends its lease
+	checkLeases(t, s, o.id, map[feed.ID]time.Time{b.id: testNow.Add(-time.Hour)})
+	if mustStat(t, s, o.id).Kept(testNow) {
+		t.Fatal("kept after the only valid lease ended")
 	}
-	if err := s.RemoveLease(o.id, a); err != nil {
+	lease(t, s, a, o.id, time.Time{}) // ending an ended lease changes nothing
+	checkLeases(t, s, o.id, map[feed.ID]time.Time{b.id: testNow.Add(-time.Hour)})
+}
+
+// testObjLeaseBeforeObject: a lease that comes before its object applies
+// once the object is put, and keeps it from eviction.
+func testObjLeaseBeforeObject(t *testing.T, s Objects) {
+	a, b := newAuthor(t, 1), newAuthor(t, 2)
+	o := newTestObject(t, 8, 2*testChunk)
+	lease(t, s, a, o.id, testNow.Add(time.Hour))
+	lease(t, s, b, o.id, testNow.Add(time.Minute))
+	lease(t, s, b, o.id, time.Time{})
+	if _, err := s.Object(o.id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a lease made the object known: %v", err)
+	}
+	o.put(t, s)
+	checkLeases(t, s, o.id, map[feed.ID]time.Time{a.id: testNow.Add(time.Hour)})
+	mustEvict(t, s, testNow, 0)
+	mustEvict(t, s, testNow.Add(time.Hour), 0, o)
+	// The lapsed lease outlives the eviction; a new one applies again
+	// when the object comes back.
+	lease(t, s, b, o.id, testNow.Add(2*time.Hour))
+	o.put(t, s)
+	checkLeases(t, s, o.id, map[feed.ID]time.Time{a.id: testNow.Add(time.Hour), b.id: testNow.Add(2 * time.Hour)})
+	mustEvict(t, s, testNow.Add(time.Hour), 0)
+}
+
+// testObjLeaseEntries: the latest lease entry of an author wins, also
+// inside one batch; bodies that do not parse, or carry no CID, are stored
+// but lease nothing.
+func testObjLeaseEntries(t *testing.T, s Objects) {
+	a := newAuthor(t, 1)
+	o := putObjects(t, s, 2)
+	batch := []*feed.Entry{
+		leaseEntry(a, o[0].id, testNow.Add(time.Hour)),
+		leaseEntry(a, o[1].id, testNow.Add(time.Hour)),
+		leaseEntry(a, o[0].id, testNow.Add(time.Minute)), // replaces the first
+		leaseEntry(a, o[1].id, time.Time{}),              // ends the second
+		a.next(feed.TypeLease, []byte("not a lease")),
+		a.next(feed.TypeLease, mustLeaseBody(t, feed.Lease{Object: []byte{1, 0x55, 0}, Until: testNow.Add(time.Hour)})), // not a CID
+		a.next("post", mustLeaseBody(t, feed.Lease{Object: o[1].id.Bytes(), Until: testNow.Add(time.Hour)})),            // not a lease entry
+	}
+	if err := s.(Store).Append(batch); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RemoveLease(o.id, a); err != nil {
-		t.Fatalf("RemoveLease again: %v", err)
+	if h, err := s.(Store).Head(a.id); err != nil || h.Seq != uint64(len(batch)) {
+		t.Fatalf("head after the batch: %+v, %v", h, err)
 	}
-	if st := mustStat(t, s, o.id); len(st.Leases) != 1 || st.Kept(testNow) {
-		t.Fatalf("after RemoveLease: %+v", st)
+	checkLeases(t, s, o[0].id, map[feed.ID]time.Time{a.id: testNow.Add(time.Minute)})
+	checkLeases(t, s, o[1].id, map[feed.ID]time.Time{})
+	// A later entry replaces the earlier, even with an earlier end.
+	lease(t, s, a, o[0].id, testNow.Add(-time.Minute))
+	checkLeases(t, s, o[0].id, map[feed.ID]time.Time{a.id: testNow.Add(-time.Minute)})
+	// A batch that is refused changes no lease.
+	stale := leaseEntry(newAuthor(t, 1), o[0].id, testNow.Add(time.Hour)) // seq 1 again
+	if err := s.(Store).Append([]*feed.Entry{stale}); !errors.Is(err, ErrNotContiguous) {
+		t.Fatalf("Append of a stale lease entry: %v", err)
 	}
+	checkLeases(t, s, o[0].id, map[feed.ID]time.Time{a.id: testNow.Add(-time.Minute)})
+}
+
+func mustLeaseBody(t testing.TB, l feed.Lease) []byte {
+	t.Helper()
+	b, err := l.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // putObjects stores n objects of 2 chunks each, in order.
@@ -528,7 +618,7 @@ func testObjEvictLRU(t *testing.T, s Objects) {
 	}
 	mustEvict(t, s, testNow, 2*testChunk, o[0])
 	mustEvict(t, s, testNow, 0, o[3])
-	if _, err := s.Evict(testNow, 0); err != nil {
+	if _, err := s.Evict(testNow, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Touch(o[0].id); !errors.Is(err, ErrNotFound) {
@@ -537,27 +627,19 @@ func testObjEvictLRU(t *testing.T, s Objects) {
 }
 
 func testObjEvictKept(t *testing.T, s Objects) {
-	holder := newAuthor(t, 1).id
+	a := newAuthor(t, 1)
 	o := putObjects(t, s, 5)
-	pinned, leased, lapsed, removed, cached := o[0], o[1], o[2], o[3], o[4]
+	pinned, leased, lapsed, ended, cached := o[0], o[1], o[2], o[3], o[4]
 	if err := s.Pin(pinned.id); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLease(leased.id, holder, testNow.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetLease(lapsed.id, holder, testNow); err != nil { // until is not after now
-		t.Fatal(err)
-	}
-	if err := s.SetLease(removed.id, holder, testNow.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RemoveLease(removed.id, holder); err != nil {
-		t.Fatal(err)
-	}
+	lease(t, s, a, leased.id, testNow.Add(time.Hour))
+	lease(t, s, a, lapsed.id, testNow) // until is not after now
+	lease(t, s, a, ended.id, testNow.Add(time.Hour))
+	lease(t, s, a, ended.id, time.Time{})
 	// Kept objects do not count against the cache.
 	mustEvict(t, s, testNow, 6*testChunk)
-	mustEvict(t, s, testNow, 0, lapsed, removed, cached)
+	mustEvict(t, s, testNow, 0, lapsed, ended, cached)
 	// Pinned and leased objects survive any cache size.
 	mustEvict(t, s, testNow, 0)
 	mustEvict(t, s, testNow.Add(time.Hour-1), 0)
@@ -572,19 +654,27 @@ func testObjEvictKept(t *testing.T, s Objects) {
 	}
 }
 
+// testObjEvictInUse: objects in use count as kept for one Evict.
+func testObjEvictInUse(t *testing.T, s Objects) {
+	o := putObjects(t, s, 3) // o[0] least recently used
+	inUse := func(id cid.Cid) bool { return id.Equals(o[0].id) }
+	// o[0] in use does not count: o[1] and o[2] fit 4 chunks.
+	mustEvictInUse(t, s, testNow, 4*testChunk, inUse)
+	mustEvictInUse(t, s, testNow, 2*testChunk, inUse, o[1])
+	mustEvict(t, s, testNow, 2*testChunk, o[0])
+}
+
 func testObjReput(t *testing.T, s Objects) {
-	holder := newAuthor(t, 1).id
+	a := newAuthor(t, 1)
 	o := putObjects(t, s, 1)[0]
-	if err := s.SetLease(o.id, holder, testNow); err != nil {
-		t.Fatal(err)
-	}
+	lease(t, s, a, o.id, testNow)
 	mustEvict(t, s, testNow, 0, o)
-	// Fetched again, it starts from nothing.
+	// Fetched again, it starts from nothing but the lease, which lapsed.
 	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
 		t.Fatal(err)
 	}
 	st := mustStat(t, s, o.id)
-	if st.Held != 0 || st.Bytes != 0 || st.Pinned || len(st.Leases) != 0 {
+	if st.Held != 0 || st.Bytes != 0 || st.Pinned || len(st.Leases) != 1 || st.Kept(testNow) {
 		t.Fatalf("object put again after eviction: %+v", st)
 	}
 	if have, _ := s.Have(o.id); !bytes.Equal(have, []byte{0}) {
@@ -646,16 +736,13 @@ func testObjClosed(t *testing.T, s Objects) {
 	if err := s.(io.Closer).Close(); err != nil {
 		t.Fatal(err)
 	}
-	var holder feed.ID
 	for name, err := range map[string]error{
-		"PutObject":   s.PutObject(o.id, o.tree.Info()),
-		"PutChunk":    s.PutChunk(o.id, 0, o.chunk(t, 0)),
-		"PutHashes":   s.PutHashes(o.id, nil),
-		"Pin":         s.Pin(o.id),
-		"Unpin":       s.Unpin(o.id),
-		"SetLease":    s.SetLease(o.id, holder, testNow),
-		"RemoveLease": s.RemoveLease(o.id, holder),
-		"Touch":       s.Touch(o.id),
+		"PutObject": s.PutObject(o.id, o.tree.Info()),
+		"PutChunk":  s.PutChunk(o.id, 0, o.chunk(t, 0)),
+		"PutHashes": s.PutHashes(o.id, nil),
+		"Pin":       s.Pin(o.id),
+		"Unpin":     s.Unpin(o.id),
+		"Touch":     s.Touch(o.id),
 	} {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close: %v", name, err)
@@ -676,7 +763,7 @@ func testObjClosed(t *testing.T, s Objects) {
 	if _, err := s.ObjectIDs(); !errors.Is(err, ErrClosed) {
 		t.Errorf("ObjectIDs after Close: %v", err)
 	}
-	if _, err := s.Evict(testNow, 0); !errors.Is(err, ErrClosed) {
+	if _, err := s.Evict(testNow, 0, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Evict after Close: %v", err)
 	}
 }

@@ -45,7 +45,8 @@ type Store interface {
 	// feed with a fork proof is frozen: ErrForked. Contact entries
 	// (feed.TypeContact) update the graph index in the same transaction (a
 	// contact body that does not parse is stored but does not change the
-	// graph). Empty batch: no-op. The store keeps copies: the caller may
+	// graph). Lease entries (feed.TypeLease) update the lease index of
+	// Objects the same way (see Objects). Empty batch: no-op. The store keeps copies: the caller may
 	// reuse the entries afterwards.
 	Append(entries []*feed.Entry) error
 	// AppendIDs is Append for a caller that already has the entries' IDs
@@ -104,6 +105,7 @@ type record struct {
 	enc     []byte        // canonical encoding
 	id      feed.Hash     // SHA-256 of enc
 	contact *feed.Contact // parsed body of a contact entry; nil if none or unparsable
+	lease   *leaseRec     // parsed body of a lease entry; nil if none or unparsable
 }
 
 // batch is an Append batch whose shape has been checked: one author, each
@@ -114,6 +116,7 @@ type record struct {
 type batch struct {
 	author feed.ID
 	recs   []record
+	leases bool // some record has a lease
 }
 
 // newBatch checks entries for everything that does not depend on the feed's
@@ -167,10 +170,14 @@ func newBatch(entries []*feed.Entry, ids []feed.Hash) (*batch, error) {
 		} else {
 			r.id = sha256.Sum256(r.enc)
 		}
-		if e.Type == feed.TypeContact {
+		switch e.Type {
+		case feed.TypeContact:
 			if c, err := feed.DecodeContact(e.Body); err == nil {
 				r.contact = &c
 			}
+		case feed.TypeLease:
+			r.lease = parseLease(e.Body)
+			b.leases = b.leases || r.lease != nil
 		}
 		b.recs[i] = r
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,8 +37,11 @@ type ChunkSink interface {
 // Fetch defaults for the zero FetchConfig.
 const (
 	DefaultFetchTimeout = 2 * time.Second
-	DefaultInFlight     = 8
-	DefaultEndGame      = 4
+	// DefaultInFlight bounds the requests in flight at one peer; the
+	// window starts at startInFlight and adapts to the peer (see
+	// FetchConfig.InFlight).
+	DefaultInFlight = 64
+	DefaultEndGame  = 4
 	// DefaultBatchChunks and DefaultBatchBytes bound a batch of verified
 	// chunks put at once (store.MaxPutChunks, store.MaxPutChunkBytes).
 	DefaultBatchChunks = 256
@@ -47,8 +51,21 @@ const (
 	DefaultFlushDelay = 20 * time.Millisecond
 )
 
+// The per-peer request window: it starts at startInFlight and moves by one
+// chunk per chunk received, up while chunks take less than targetDelay
+// from request to arrival and down while they take more (at least
+// minInFlight); a timeout halves it. The peer's queue thus holds about
+// targetDelay of its rate: enough to keep a fast path busy, little enough
+// that a slow peer's backlog (what the others wait for at the tail, or
+// re-ask when it dies) stays short.
+const (
+	startInFlight = 8
+	minInFlight   = 2
+	targetDelay   = 100 * time.Millisecond
+)
+
 // ErrNoPeers is returned by Fetch when every peer has gone (dropped, failed
-// or closed) before the object is complete.
+// or closed) and no more will come before the object is complete.
 var ErrNoPeers = errors.New("swarm: no peer left to fetch from")
 
 // FetchConfig configures Fetch. The zero value means the defaults.
@@ -58,7 +75,8 @@ type FetchConfig struct {
 	// (0: DefaultFetchTimeout).
 	Timeout time.Duration
 	// InFlight bounds the requested, unanswered chunks per peer; the
-	// peer's HANDSHAKE max_requests bounds it further (0: DefaultInFlight).
+	// peer's HANDSHAKE max_requests bounds it further (0:
+	// DefaultInFlight). Below the bound the window adapts to the peer.
 	InFlight int
 	// EndGame is how many chunks may be missing for a chunk already asked
 	// of one peer to be asked of a second (0: DefaultEndGame; <0: never).
@@ -71,7 +89,9 @@ type FetchConfig struct {
 	// written to the sink with one PutChunks (0: DefaultBatchChunks,
 	// DefaultBatchBytes); a batch is written once full, once its first
 	// chunk has waited FlushDelay (0: DefaultFlushDelay) and before Fetch
-	// returns. BatchChunks 1 writes each chunk as it is verified.
+	// returns. BatchChunks 1 writes each chunk as it is verified. Batches
+	// are written by a goroutine of their own, in order, while the next
+	// one fills; at most two wait for the sink.
 	BatchChunks int
 	BatchBytes  int
 	FlushDelay  time.Duration
@@ -108,7 +128,7 @@ func (c FetchConfig) fill() FetchConfig {
 // FetchStats is what a Fetch did.
 type FetchStats struct {
 	Chunks uint64 // chunks verified and stored (held before Fetch included)
-	Bytes  int64  // payload bytes stored
+	Bytes  int64  // payload bytes verified for storing
 	// DupBytes is payload received but not stored: end-game duplicates and
 	// answers that came after a timeout or cancel.
 	DupBytes int64
@@ -116,7 +136,7 @@ type FetchStats struct {
 	Peers    []PeerStats
 }
 
-// PeerStats is what one peer of a Fetch did, in the order of the peers.
+// PeerStats is what one peer of a Fetch did, in the order the peers came.
 type PeerStats struct {
 	Chunks uint64 // chunks from this peer that were stored
 	Bytes  int64  // payload bytes received from this peer, stored or not
@@ -136,16 +156,17 @@ type fpeer struct {
 	cancel context.CancelFunc
 	out    outbox
 
-	hs       bool // HANDSHAKE received
+	hs       bool      // HANDSHAKE received
+	hsDue    time.Time // when HANDSHAKE is due
 	unchoked bool
-	limit    int
+	maxLimit int // the bound on limit: ours and the peer's
+	limit    int // the request window
 	have     []bool
-	inflight map[uint64]time.Time // requested chunk → deadline
+	inflight map[uint64]time.Time // requested chunk → when
 	timedOut map[uint64]bool      // chunks that timed out here
-	hashes   map[Bin][]byte       // hashes received in this session
+	starved  uint64               // f.gen when a pick last found nothing
 	strikes  int                  // timeout rounds without DATA in between
 	dead     bool
-	stats    *PeerStats
 }
 
 // outbox is a peer's queue of encoded messages, drained by its writer.
@@ -165,6 +186,20 @@ func (o *outbox) push(m Message) {
 	}
 }
 
+// pushRanges queues the messages msg makes of the ranges of chunks cs, at
+// most MaxRanges ranges each.
+func (o *outbox) pushRanges(cs []uint64, msg func([]Range) Message) {
+	rs := toRanges(cs)
+	for len(rs) > 0 {
+		k := min(len(rs), MaxRanges)
+		o.push(msg(rs[:k]))
+		rs = rs[k:]
+	}
+}
+
+func asRequest(rs []Range) Message { return Request{Ranges: rs} }
+func asCancel(rs []Range) Message  { return Cancel{Ranges: rs} }
+
 func (o *outbox) take() [][]byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -173,11 +208,22 @@ func (o *outbox) take() [][]byte {
 	return q
 }
 
-// fevent is what a peer's reader or writer tells the fetch loop.
+// fevent is what a peer's reader or writer tells the fetch loop: a
+// message, a chunk the reader verified, or why the session ended.
 type fevent struct {
-	p   *fpeer
-	m   Message
-	err error
+	p     *fpeer
+	m     Message
+	chunk *verified
+	err   error
+	bad   bool // err is a chunk or hash that does not verify
+}
+
+// verified is a DATA chunk that verified against the root with the
+// uncles the same peer sent.
+type verified struct {
+	index  uint64
+	data   []byte
+	uncles [][]byte // sibling hashes from the chunk up to the root
 }
 
 // fetcher is one Fetch call.
@@ -187,50 +233,61 @@ type fetcher struct {
 	info   Info
 	n      uint64
 	height uint
-	dst    ChunkSink
 	log    *slog.Logger
+	wr     *batchWriter
 
 	peers   []*fpeer
+	wg      sync.WaitGroup // the peers' readers and writers
+	ctx     context.Context
 	events  chan fevent
-	done    []bool // chunk stored
+	done    []bool // chunk verified (and stored or on its way)
+	lo      uint64 // no chunk below lo is missing
 	missing uint64
-	avail   []int // live peers holding each chunk
-	asked   []int // outstanding requests for each chunk
+	held    uint64 // chunks held before Fetch
+	avail   []int  // live peers holding each chunk
+	asked   []int  // outstanding requests for each chunk
+	// gen counts the changes that may give a starved peer something to
+	// ask: a chunk back in the pool, a HAVE, the end game.
+	gen     uint64
 	putBins map[Bin]bool
 	stats   FetchStats
-	// The batch: verified chunks and hashes not yet written to dst.
+	// The batch: verified chunks and hashes not yet handed to wr.
 	pending      []Chunk
 	pendingBytes int
 	pendingSince time.Time
 	pendingHash  map[Bin][]byte
-	deadline     time.Time // handshakes due (zero once all arrived or dropped)
 }
 
-// Fetch downloads the object described by info from peers into dst. Each
-// peer is a session (one Conn) with a peer serving the object; Fetch sends
-// HANDSHAKE (it serves nothing), learns each peer's HAVE and asks each
-// missing chunk of one peer at a time, rarest first (streaming mode:
-// inside FetchConfig.Window), keeping at most FetchConfig.InFlight requests
-// in flight per peer. Every chunk is verified against info.Root with the
-// uncles from the peer's INTEGRITY before it is written to dst, with its
-// new uncles. A request that times out is cancelled and asked of another
-// peer; a peer that sends a chunk or hash that does not verify, breaks the
-// protocol or stalls is dropped. Only when at most FetchConfig.EndGame
-// chunks are missing and all are asked may a chunk be asked of a second
-// peer. Fetch returns once every chunk is in dst (nil), when ctx ends,
-// when dst fails, or with ErrNoPeers. It closes every conn before it
-// returns.
-func Fetch(ctx context.Context, info Info, peers []Conn, dst ChunkSink, cfg FetchConfig) (FetchStats, error) {
+// Fetch downloads the object described by info into dst from the sessions
+// (one Conn each, with a peer serving the object) that arrive on peers:
+// Fetch starts with those at hand and takes more as they come, until peers
+// is closed. It sends HANDSHAKE (it serves nothing), learns each peer's
+// HAVE and asks each missing chunk of one peer at a time, rarest first
+// (streaming mode: inside FetchConfig.Window), with a request window per
+// peer that adapts to it (FetchConfig.InFlight). Each peer's reader
+// verifies every chunk against info.Root with the uncles from that peer's
+// INTEGRITY before the loop sees it; verified chunks and their new uncles
+// are written to dst in batches, off the loop. A request that times out is
+// cancelled and asked of another peer; a peer that sends a chunk or hash
+// that does not verify, breaks the protocol or stalls is dropped. Only
+// when at most FetchConfig.EndGame chunks are missing and all are asked may
+// a chunk be asked of a second peer.
+//
+// Fetch returns once every chunk is in dst (nil), when ctx ends, when dst
+// fails, or with ErrNoPeers once peers is closed and every session has
+// ended. It closes every conn it received before it returns; the caller
+// must not send on peers after that (select on its own done signal).
+func Fetch(ctx context.Context, info Info, peers <-chan Conn, dst ChunkSink, cfg FetchConfig) (FetchStats, error) {
 	cfg = cfg.fill()
 	n := info.Chunks()
 	if n == 0 || !info.Hash.valid() || len(info.Root) != info.Hash.Size() {
-		for _, c := range peers {
-			c.Close()
-		}
 		return FetchStats{}, fmt.Errorf("swarm: fetch: %w: bad object info", ErrBadChunk)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	f := &fetcher{
-		cfg: cfg, id: info.ID(), info: info, n: n, height: info.Height(), dst: dst, log: cfg.Logger,
+		cfg: cfg, id: info.ID(), info: info, n: n, height: info.Height(), log: cfg.Logger,
+		ctx:         ctx,
 		events:      make(chan fevent),
 		done:        make([]bool, n),
 		avail:       make([]int, n),
@@ -238,78 +295,123 @@ func Fetch(ctx context.Context, info Info, peers []Conn, dst ChunkSink, cfg Fetc
 		putBins:     make(map[Bin]bool),
 		pendingHash: make(map[Bin][]byte),
 	}
-	f.stats.Peers = make([]PeerStats, len(peers))
 	bits, err := dst.Have(f.id)
 	if err != nil {
-		for _, c := range peers {
-			c.Close()
-		}
 		return f.stats, fmt.Errorf("swarm: fetch: have: %w", err)
 	}
 	for i := range n {
 		if i/8 < uint64(len(bits)) && bits[i/8]&(1<<(i%8)) != 0 {
 			f.done[i] = true
+			f.held++
 		} else {
 			f.missing++
 		}
 	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	for i, c := range peers {
-		pctx, pcancel := context.WithCancel(ctx)
-		p := &fpeer{
-			idx: i, conn: c, cancel: pcancel,
-			out:      outbox{sig: make(chan struct{}, 1)},
-			have:     make([]bool, n),
-			inflight: make(map[uint64]time.Time),
-			timedOut: make(map[uint64]bool),
-			hashes:   make(map[Bin][]byte),
-			stats:    &f.stats.Peers[i],
-		}
-		f.peers = append(f.peers, p)
-		p.out.push(Handshake{
-			Capability: Capability, ObjectID: f.id.Bytes(), Hash: info.Hash,
-			ChunkSize: info.ChunkSize, Size: info.Size,
-		})
-		wg.Go(func() { f.read(pctx, p) })
-		wg.Go(func() { f.write(pctx, p) })
-	}
+	f.wr = newBatchWriter(dst, f.id)
 	defer func() {
 		for _, p := range f.peers {
 			p.cancel()
 			p.conn.Close()
 		}
-		wg.Wait()
+		f.wg.Wait()
 	}()
-	f.deadline = time.Now().Add(cfg.Timeout)
-	err = f.run(ctx)
+	err = f.run(peers)
 	// Verified chunks are worth keeping whatever ended the fetch.
-	if ferr := f.flush(); ferr != nil && err == nil {
-		err = ferr
+	f.flush()
+	if werr := f.wr.close(); werr != nil && err == nil {
+		err = werr
 	}
-	f.stats.Chunks = n - f.missing
+	f.stats.Chunks = f.held + f.wr.stored
 	return f.stats, err
 }
 
-// read turns a peer's messages into events.
+// add starts a session with a peer that came on the peers channel.
+func (f *fetcher) add(c Conn) {
+	pctx, pcancel := context.WithCancel(f.ctx)
+	f.stats.Peers = append(f.stats.Peers, PeerStats{})
+	p := &fpeer{
+		idx: len(f.peers), conn: c, cancel: pcancel,
+		out:      outbox{sig: make(chan struct{}, 1)},
+		have:     make([]bool, f.n),
+		inflight: make(map[uint64]time.Time),
+		timedOut: make(map[uint64]bool),
+	}
+	f.peers = append(f.peers, p)
+	p.out.push(Handshake{
+		Capability: Capability, ObjectID: f.id.Bytes(), Hash: f.info.Hash,
+		ChunkSize: f.info.ChunkSize, Size: f.info.Size,
+	})
+	p.hsDue = time.Now().Add(f.cfg.Timeout)
+	f.wg.Go(func() { f.read(pctx, p) })
+	f.wg.Go(func() { f.write(pctx, p) })
+}
+
+func (f *fetcher) pstats(p *fpeer) *PeerStats { return &f.stats.Peers[p.idx] }
+
+// read turns a peer's messages into events. It keeps the hashes the peer
+// sent in INTEGRITY and verifies each DATA chunk with them, so that
+// verification runs on as many cores as there are peers; a chunk or hash
+// that does not verify ends the session.
 func (f *fetcher) read(ctx context.Context, p *fpeer) {
+	hashes := make(map[Bin][]byte)
 	for {
+		ev := fevent{p: p}
 		b, err := p.conn.Recv(ctx)
-		var m Message
 		if err == nil {
-			m, err = Decode(b, f.info.Hash.Size())
+			ev.m, err = Decode(b, f.info.Hash.Size())
+		}
+		ev.err = err
+		switch m := ev.m.(type) {
+		case Integrity:
+			for _, bh := range m.Hashes {
+				if !f.inTree(bh.Bin) {
+					ev.err = fmt.Errorf("%w: INTEGRITY bin %v outside the tree", ErrProtocol, bh.Bin)
+					break
+				}
+				hashes[bh.Bin] = bh.Hash
+			}
+			ev.m = nil
+		case Data:
+			ev.chunk, ev.err = f.verify(m, hashes)
+			ev.bad = ev.err != nil && errors.Is(ev.err, ErrBadChunk)
+			ev.m = nil
+		}
+		if ev.m == nil && ev.chunk == nil && ev.err == nil {
+			continue // nothing for the loop
 		}
 		select {
-		case f.events <- fevent{p: p, m: m, err: err}:
+		case f.events <- ev:
 		case <-ctx.Done():
 			return
 		}
-		if err != nil {
+		if ev.err != nil {
 			return
 		}
 	}
+}
+
+// verify checks a DATA chunk against the root with the uncles in hashes.
+func (f *fetcher) verify(m Data, hashes map[Bin][]byte) (*verified, error) {
+	c := uint64(m.Bin) >> 1
+	if c >= f.n {
+		return nil, fmt.Errorf("%w: DATA chunk %d of %d", ErrProtocol, c, f.n)
+	}
+	uncles := make([][]byte, 0, f.height)
+	for b := ChunkBin(c); b.Layer() < f.height; b = b.Parent() {
+		u := b.Sibling()
+		h, ok := hashes[u]
+		if !ok && u.BaseOffset() >= f.n {
+			h, ok = make([]byte, f.info.Hash.Size()), true // padding
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: chunk %d: uncle %v not sent", ErrBadChunk, c, u)
+		}
+		uncles = append(uncles, h)
+	}
+	if err := f.info.VerifyChunk(c, m.Data, uncles); err != nil {
+		return nil, err
+	}
+	return &verified{index: c, data: m.Data, uncles: uncles}, nil
 }
 
 // write sends what the loop queued for a peer.
@@ -334,11 +436,11 @@ func (f *fetcher) write(ctx context.Context, p *fpeer) {
 
 // run is the fetch loop: the only goroutine that touches the fetcher's
 // and the peers' state.
-func (f *fetcher) run(ctx context.Context) error {
+func (f *fetcher) run(peers <-chan Conn) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for f.missing > 0 {
-		if f.live() == 0 {
+		if peers == nil && f.live() == 0 {
 			return ErrNoPeers
 		}
 		f.schedule()
@@ -354,27 +456,35 @@ func (f *fetcher) run(ctx context.Context) error {
 			timer.Stop()
 		}
 		select {
+		case c, ok := <-peers:
+			if !ok {
+				peers = nil
+				continue
+			}
+			f.add(c)
 		case ev := <-f.events:
 			if ev.p.dead {
 				continue
 			}
 			if ev.err != nil {
-				f.drop(ev.p, ev.err, false)
+				f.drop(ev.p, ev.err, ev.bad)
 				continue
 			}
-			if err := f.handle(ev.p, ev.m); err != nil {
-				return err
+			if ev.chunk != nil {
+				f.data(ev.p, ev.chunk)
+				continue
 			}
+			f.handle(ev.p, ev.m)
+		case <-f.wr.failed:
+			return f.wr.err
 		case <-timer.C:
 			now := time.Now()
 			if len(f.pending) > 0 && !now.Before(f.pendingSince.Add(f.cfg.FlushDelay)) {
-				if err := f.flush(); err != nil {
-					return err
-				}
+				f.flush()
 			}
 			f.expire(now)
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-f.ctx.Done():
+			return f.ctx.Err()
 		}
 	}
 	return nil
@@ -397,11 +507,11 @@ func (f *fetcher) nextDeadline() (time.Time, bool) {
 		if p.dead {
 			continue
 		}
-		if !p.hs && (d.IsZero() || f.deadline.Before(d)) {
-			d = f.deadline
+		if !p.hs && (d.IsZero() || p.hsDue.Before(d)) {
+			d = p.hsDue
 		}
 		for _, t := range p.inflight {
-			if d.IsZero() || t.Before(d) {
+			if t = t.Add(f.cfg.Timeout); d.IsZero() || t.Before(d) {
 				d = t
 			}
 		}
@@ -416,13 +526,10 @@ func (f *fetcher) drop(p *fpeer, err error, bad bool) {
 		return
 	}
 	p.dead = true
-	p.stats.Err = err
-	p.stats.Bad = bad
+	st := f.pstats(p)
+	st.Err, st.Bad = err, bad
 	f.log.Debug("swarm: fetch: peer dropped", "peer", p.idx, "bad", bad, "err", err)
-	for c := range p.inflight {
-		f.asked[c]--
-	}
-	clear(p.inflight)
+	f.forget(p)
 	for c, h := range p.have {
 		if h {
 			f.avail[c]--
@@ -432,22 +539,22 @@ func (f *fetcher) drop(p *fpeer, err error, bad bool) {
 	p.conn.Close()
 }
 
-// handle applies one message of a live peer. Only a dst failure is
-// returned; peer faults drop the peer.
-func (f *fetcher) handle(p *fpeer, m Message) error {
+// handle applies one message of a live peer; peer faults drop the peer.
+func (f *fetcher) handle(p *fpeer, m Message) {
 	if !p.hs {
 		h, ok := m.(Handshake)
 		if !ok {
 			f.drop(p, fmt.Errorf("%w: %v before HANDSHAKE", ErrProtocol, m.Type()), false)
-			return nil
+			return
 		}
 		if err := checkHandshake(h, f.id, f.info); err != nil {
 			f.drop(p, err, false)
-			return nil
+			return
 		}
 		p.hs = true
-		p.limit = int(min(h.MaxRequests, uint64(f.cfg.InFlight)))
-		return nil
+		p.maxLimit = int(max(1, min(h.MaxRequests, uint64(f.cfg.InFlight))))
+		p.limit = min(startInFlight, p.maxLimit)
+		return
 	}
 	switch m := m.(type) {
 	case Handshake:
@@ -456,7 +563,7 @@ func (f *fetcher) handle(p *fpeer, m Message) error {
 		for _, r := range m.Ranges {
 			if r.Last >= f.n {
 				f.drop(p, fmt.Errorf("%w: HAVE chunk %d of %d", ErrProtocol, r.Last, f.n), false)
-				return nil
+				return
 			}
 			for c := r.First; c <= r.Last; c++ {
 				if !p.have[c] {
@@ -465,24 +572,14 @@ func (f *fetcher) handle(p *fpeer, m Message) error {
 				}
 			}
 		}
+		f.gen++
 	case Unchoke:
 		p.unchoked = true
 	case Choke:
 		p.unchoked = false
-		f.forget(p, false) // the server drops them; ask elsewhere
-	case Integrity:
-		for _, bh := range m.Hashes {
-			if !f.inTree(bh.Bin) {
-				f.drop(p, fmt.Errorf("%w: INTEGRITY bin %v outside the tree", ErrProtocol, bh.Bin), false)
-				return nil
-			}
-			p.hashes[bh.Bin] = bh.Hash
-		}
-	case Data:
-		return f.data(p, m)
+		f.forget(p) // the server drops them; ask elsewhere
 	}
 	// REQUEST, CANCEL, PEX and unknown types: Fetch serves nothing.
-	return nil
 }
 
 // inTree reports whether b is a node of the covering tree below the root.
@@ -491,70 +588,49 @@ func (f *fetcher) inTree(b Bin) bool {
 	return l < f.height && b.Offset() < uint64(1)<<(f.height-l)
 }
 
-// forget gives back every request in flight at p (cancelling them at p if
-// cancel is set).
-func (f *fetcher) forget(p *fpeer, cancel bool) {
-	var cs []uint64
-	for c := range p.inflight {
-		f.asked[c]--
-		cs = append(cs, c)
-	}
-	clear(p.inflight)
-	if cancel && len(cs) > 0 {
-		p.out.push(Cancel{Ranges: toRanges(cs)})
-	}
+// unask gives back one request for a missing chunk c: it may be asked
+// again (of a second peer in the end game).
+func (f *fetcher) unask(c uint64) {
+	f.asked[c]--
+	f.gen++
 }
 
-// data verifies and stores a chunk.
-func (f *fetcher) data(p *fpeer, m Data) error {
-	c := uint64(m.Bin) >> 1
-	if c >= f.n {
-		f.drop(p, fmt.Errorf("%w: DATA chunk %d of %d", ErrProtocol, c, f.n), false)
-		return nil
+// forget gives back every request in flight at p.
+func (f *fetcher) forget(p *fpeer) {
+	for c := range p.inflight {
+		f.unask(c)
 	}
-	size := int64(len(m.Data))
-	p.stats.Bytes += size
-	if _, ok := p.inflight[c]; !ok || f.done[c] {
+	clear(p.inflight)
+}
+
+// data takes a chunk p's reader verified: a fresh one joins the batch,
+// an unrequested or duplicate one is counted and dropped.
+func (f *fetcher) data(p *fpeer, v *verified) {
+	c := v.index
+	size := int64(len(v.data))
+	st := f.pstats(p)
+	st.Bytes += size
+	at, ok := p.inflight[c]
+	if ok {
+		delete(p.inflight, c)
+		f.asked[c]-- // not back in the pool: it is done now or was before
+	}
+	if !ok || f.done[c] {
 		f.stats.DupBytes += size // late, cancelled or already stored
-		if ok {
-			delete(p.inflight, c)
-			f.asked[c]--
-		}
-		return nil
+		return
 	}
-	delete(p.inflight, c)
-	f.asked[c]--
 	p.strikes = 0
-	uncles := make([][]byte, 0, f.height)
-	for b := ChunkBin(c); b.Layer() < f.height; b = b.Parent() {
-		u := b.Sibling()
-		h, ok := p.hashes[u]
-		if !ok && u.BaseOffset() >= f.n {
-			h, ok = make([]byte, f.info.Hash.Size()), true // padding
-		}
-		if !ok {
-			f.drop(p, fmt.Errorf("%w: chunk %d: uncle %v not sent", ErrBadChunk, c, u), true)
-			return nil
-		}
-		uncles = append(uncles, h)
-	}
-	if err := f.info.VerifyChunk(c, m.Data, uncles); err != nil {
-		f.drop(p, err, true)
-		return nil
-	}
-	// The chunk and its new uncles are verified: batch them.
-	if len(f.pending) > 0 && (len(f.pending) >= f.cfg.BatchChunks || f.pendingBytes+len(m.Data) > f.cfg.BatchBytes) {
-		if err := f.flush(); err != nil {
-			return err
-		}
+	f.adapt(p, time.Since(at))
+	if len(f.pending) > 0 && (len(f.pending) >= f.cfg.BatchChunks || f.pendingBytes+len(v.data) > f.cfg.BatchBytes) {
+		f.flush()
 	}
 	if len(f.pending) == 0 {
 		f.pendingSince = time.Now()
 	}
-	f.pending = append(f.pending, Chunk{Index: c, Data: m.Data})
-	f.pendingBytes += len(m.Data)
+	f.pending = append(f.pending, Chunk{Index: c, Data: v.data})
+	f.pendingBytes += len(v.data)
 	b := ChunkBin(c)
-	for _, h := range uncles {
+	for _, h := range v.uncles {
 		if u := b.Sibling(); !f.putBins[u] && u.BaseOffset() < f.n {
 			f.pendingHash[u] = h
 			f.putBins[u] = true
@@ -562,14 +638,15 @@ func (f *fetcher) data(p *fpeer, m Data) error {
 		b = b.Parent()
 	}
 	if len(f.pending) >= f.cfg.BatchChunks {
-		if err := f.flush(); err != nil {
-			return err
-		}
+		f.flush()
 	}
 	f.done[c] = true
 	f.missing--
+	if f.cfg.Window > 0 || f.missing <= uint64(max(f.cfg.EndGame, 0)) {
+		f.gen++ // the window moved, or the end game may give idle peers something to ask
+	}
 	f.stats.Bytes += size
-	p.stats.Chunks++
+	st.Chunks++
 	// End game: withdraw the duplicate requests.
 	for _, q := range f.peers {
 		if _, ok := q.inflight[c]; ok && !q.dead {
@@ -578,51 +655,108 @@ func (f *fetcher) data(p *fpeer, m Data) error {
 			q.out.push(Cancel{Ranges: []Range{{First: c, Last: c}}})
 		}
 	}
-	return nil
 }
 
-// flush writes the batch to dst: the hashes first, so that a chunk in dst
-// always has its uncles there, then the chunks. On failure the batch's
-// chunks count as missing again and the fetch must end.
-func (f *fetcher) flush() error {
+// adapt moves p's request window after a chunk that took took from
+// request to arrival (see targetDelay).
+func (f *fetcher) adapt(p *fpeer, took time.Duration) {
+	if took < targetDelay {
+		p.limit = min(p.limit+1, p.maxLimit)
+	} else {
+		p.limit = max(p.limit-1, min(minInFlight, p.maxLimit))
+	}
+}
+
+// flush hands the batch to the writer: the hashes go first, so that a
+// chunk in dst always has its uncles there.
+func (f *fetcher) flush() {
 	if len(f.pending) == 0 && len(f.pendingHash) == 0 {
-		return nil
+		return
 	}
-	chunks := f.pending
+	f.wr.put(batch{chunks: f.pending, hashes: f.pendingHash}, f.ctx.Done())
 	f.pending, f.pendingBytes = nil, 0
-	hashes := f.pendingHash
 	f.pendingHash = make(map[Bin][]byte)
-	if err := f.flushHashes(hashes); err != nil {
-		f.missing += uint64(len(chunks))
-		return err
-	}
-	if len(chunks) == 0 {
-		return nil
-	}
-	if err := f.dst.PutChunks(f.id, chunks); err != nil {
-		f.missing += uint64(len(chunks))
-		return fmt.Errorf("swarm: fetch: store chunks %d to %d (%d of them): %w",
-			chunks[0].Index, chunks[len(chunks)-1].Index, len(chunks), err)
-	}
-	return nil
 }
 
-// flushHashes writes hashes to dst, maxHashBatch at a time.
-func (f *fetcher) flushHashes(hashes map[Bin][]byte) error {
-	put := make(map[Bin][]byte, min(len(hashes), maxHashBatch))
-	for b, h := range hashes {
-		put[b] = h
-		if len(put) == maxHashBatch {
-			if err := f.dst.PutHashes(f.id, put); err != nil {
+// batch is verified chunks and the new hashes they came with.
+type batch struct {
+	chunks []Chunk
+	hashes map[Bin][]byte
+}
+
+// batchWriter writes batches to the sink in order on a goroutine of its
+// own, so that the sink's writes overlap the network. One batch waits
+// while another is written; put blocks beyond that.
+type batchWriter struct {
+	dst  ChunkSink
+	id   cid.Cid
+	in   chan batch
+	exit chan struct{} // closed when the goroutine has returned
+	// failed is closed on the first failure, after err is set; the
+	// writer then takes no more batches.
+	failed chan struct{}
+	err    error
+	stored uint64 // chunks written; read after exit
+}
+
+func newBatchWriter(dst ChunkSink, id cid.Cid) *batchWriter {
+	w := &batchWriter{dst: dst, id: id, in: make(chan batch, 1), exit: make(chan struct{}), failed: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+func (w *batchWriter) run() {
+	defer close(w.exit)
+	for b := range w.in {
+		if err := w.write(b); err != nil {
+			w.err = err
+			close(w.failed)
+			return
+		}
+		w.stored += uint64(len(b.chunks))
+	}
+}
+
+// put queues a batch; it gives up once the writer failed or stop closes
+// (the batch is then lost, as the fetch ends).
+func (w *batchWriter) put(b batch, stop <-chan struct{}) {
+	select {
+	case w.in <- b:
+	case <-w.failed:
+	case <-stop:
+	}
+}
+
+// close waits for the queued batches and returns the first failure.
+func (w *batchWriter) close() error {
+	close(w.in)
+	<-w.exit
+	return w.err
+}
+
+// write puts one batch's hashes, maxHashBatch at a time, then its chunks.
+func (w *batchWriter) write(b batch) error {
+	put := make(map[Bin][]byte, min(len(b.hashes), maxHashBatch))
+	for bin, h := range b.hashes {
+		put[bin] = h
+		if len(put) == maxHashBatch || len(put) == len(b.hashes) {
+			if err := w.dst.PutHashes(w.id, put); err != nil {
 				return fmt.Errorf("swarm: fetch: store hashes: %w", err)
 			}
 			clear(put)
 		}
 	}
 	if len(put) > 0 {
-		if err := f.dst.PutHashes(f.id, put); err != nil {
+		if err := w.dst.PutHashes(w.id, put); err != nil {
 			return fmt.Errorf("swarm: fetch: store hashes: %w", err)
 		}
+	}
+	if len(b.chunks) == 0 {
+		return nil
+	}
+	if err := w.dst.PutChunks(w.id, b.chunks); err != nil {
+		return fmt.Errorf("swarm: fetch: store chunks %d to %d (%d of them): %w",
+			b.chunks[0].Index, b.chunks[len(b.chunks)-1].Index, len(b.chunks), err)
 	}
 	return nil
 }
@@ -634,85 +768,101 @@ func (f *fetcher) expire(now time.Time) {
 			continue
 		}
 		if !p.hs {
-			if !now.Before(f.deadline) {
+			if !now.Before(p.hsDue) {
 				f.drop(p, fmt.Errorf("%w: no HANDSHAKE within %v", ErrProtocol, f.cfg.Timeout), false)
 			}
 			continue
 		}
 		var late []uint64
-		for c, d := range p.inflight {
-			if !now.Before(d) {
+		for c, at := range p.inflight {
+			if now.Sub(at) >= f.cfg.Timeout {
 				late = append(late, c)
 			}
 		}
 		if len(late) == 0 {
 			continue
 		}
+		slices.Sort(late)
 		for _, c := range late {
 			delete(p.inflight, c)
-			f.asked[c]--
+			f.unask(c)
 			p.timedOut[c] = true
 		}
 		f.stats.Timeouts += len(late)
-		p.out.push(Cancel{Ranges: toRanges(late)})
+		p.limit = max(p.limit/2, min(minInFlight, p.maxLimit))
+		p.out.pushRanges(late, asCancel)
 		if p.strikes++; p.strikes >= 2 {
 			f.drop(p, fmt.Errorf("swarm: fetch: peer stalled (%d requests timed out)", len(late)), false)
 		}
 	}
 }
 
-// schedule fills every ready peer's request window.
+// schedule refills the request window of every ready peer once a quarter
+// of it is free, so that one scan for chunks serves several requests.
 func (f *fetcher) schedule() {
 	now := time.Now()
 	for _, p := range f.peers {
-		if p.dead || !p.hs || !p.unchoked {
+		if p.dead || !p.hs || !p.unchoked || p.starved == f.gen+1 {
 			continue
 		}
-		var req []uint64
-		for len(p.inflight) < p.limit {
-			c, ok := f.pick(p)
-			if !ok {
-				break
-			}
-			p.inflight[c] = now.Add(f.cfg.Timeout)
+		free := p.limit - len(p.inflight)
+		if free <= 0 || free < p.limit/4 && len(p.inflight) > 0 {
+			continue
+		}
+		req := f.pick(p, free)
+		if len(req) == 0 {
+			p.starved = f.gen + 1 // nothing until gen moves
+			continue
+		}
+		for _, c := range req {
+			p.inflight[c] = now
 			f.asked[c]++
-			req = append(req, c)
 		}
-		if len(req) > 0 {
-			p.out.push(Request{Ranges: toRanges(req)})
-		}
+		p.out.pushRanges(req, asRequest)
 	}
 }
 
-// pick chooses the next chunk to ask of p: a missing chunk p holds that no
+// pick chooses up to k chunks to ask of p: missing chunks p holds that no
 // one is asked for, rarest first, lowest index among equals (inside the
-// window in streaming mode); in the end game, one asked of a single other
-// peer.
-func (f *fetcher) pick(p *fpeer) (uint64, bool) {
-	lo, hi := uint64(0), f.n
+// window in streaming mode); in the end game, chunks asked of one other
+// peer. The result is sorted rarest first.
+func (f *fetcher) pick(p *fpeer, k int) []uint64 {
+	for f.lo < f.n && f.done[f.lo] {
+		f.lo++
+	}
+	lo, hi := f.lo, f.n
 	if f.cfg.Window > 0 {
-		for lo < f.n && f.done[lo] {
-			lo++
-		}
 		hi = min(f.n, lo+uint64(f.cfg.Window))
 	}
-	best, found := uint64(0), false
+	// byAvail[a-1] holds the first k candidates held by a live peers.
+	var byAvail [][]uint64
 	for c := lo; c < hi; c++ {
 		if f.done[c] || !p.have[c] || f.asked[c] > 0 || p.timedOut[c] && f.avail[c] > 1 {
 			continue
 		}
-		if !found || f.avail[c] < f.avail[best] {
-			best, found = c, true
+		a := max(f.avail[c], 1)
+		for len(byAvail) < a {
+			byAvail = append(byAvail, nil)
+		}
+		if len(byAvail[a-1]) < k {
+			byAvail[a-1] = append(byAvail[a-1], c)
+		}
+		if a == 1 && len(byAvail[0]) == k {
+			break // none can be rarer
 		}
 	}
-	if found || f.cfg.EndGame < 0 || f.missing > uint64(f.cfg.EndGame) {
-		return best, found
+	var out []uint64
+	for _, cs := range byAvail {
+		out = append(out, cs[:min(len(cs), k-len(out))]...)
 	}
-	for c := lo; c < hi; c++ {
+	if len(out) > 0 || f.cfg.EndGame < 0 || f.missing > uint64(f.cfg.EndGame) {
+		return out
+	}
+	for c := lo; c < hi && len(out) < k; c++ {
 		if _, mine := p.inflight[c]; f.done[c] || !p.have[c] || mine || f.asked[c] > 1 {
 			continue
 		}
-		return c, true
+		out = append(out, c)
 	}
-	return 0, false
+	return out
 }

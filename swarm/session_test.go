@@ -192,11 +192,21 @@ func runFetch(t *testing.T, sn *swarmNet, o object, sink swarm.ChunkSink, wraps 
 		conns = append(conns, sn.connect(t, ctx, i+1, src, o.info, w))
 	}
 	start := time.Now()
-	st, err := swarm.Fetch(ctx, o.info, conns, sink, cfg)
+	st, err := swarm.Fetch(ctx, o.info, peersOf(conns...), sink, cfg)
 	took := time.Since(start)
 	cancel()
 	sn.serveWG.Wait()
 	return st, took, start, err
+}
+
+// peersOf returns a closed channel holding conns.
+func peersOf(conns ...swarm.Conn) <-chan swarm.Conn {
+	ch := make(chan swarm.Conn, len(conns))
+	for _, c := range conns {
+		ch <- c
+	}
+	close(ch)
+	return ch
 }
 
 func TestFetchSingleSeeder(t *testing.T) {

@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/sdk"
 )
 
@@ -89,8 +91,16 @@ terminal. The last line printed is "wrote FILE (N bytes)".`,
 	}
 	objects := &cobra.Command{
 		Use:   "objects",
-		Short: "List the objects this node holds: CID, size, chunks held/total, pinned",
-		Args:  cobra.NoArgs,
+		Short: "List the objects this node holds: CID, size, chunks held/total, pinned, leased or cached",
+		Long: `List the objects this node holds, one per line:
+
+  CID SIZE HELD/CHUNKS STATE [leases=N until=TIME]
+
+STATE is "pinned" (pinned here), "leased" (a valid lease entry in a feed this node holds
+keeps it) or "cached" (evicted least recently used first when the cache is over
+cache_bytes). leases= counts the valid leases, this node's own included, and until= is
+the latest end among them (RFC 3339, UTC).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.withClient(cmd, func(ctx context.Context, cl *sdk.Client) error {
 				objs, err := cl.ObjectList(ctx)
@@ -99,17 +109,29 @@ terminal. The last line printed is "wrote FILE (N bytes)".`,
 				}
 				w := cmd.OutOrStdout()
 				for _, o := range objs {
-					pinned := "-"
-					if o.Pinned {
-						pinned = "pinned"
-					}
-					fmt.Fprintf(w, "%s %d %d/%d %s\n", o.CID, o.Size, o.Held, o.Chunks, pinned)
+					fmt.Fprintln(w, objectLine(o))
 				}
 				return nil
 			})
 		},
 	}
 	return []*cobra.Command{put, get, pin, unpin, objects}
+}
+
+// objectLine is one line of the objects command.
+func objectLine(o api.Object) string {
+	state := "cached"
+	switch {
+	case o.Pinned:
+		state = "pinned"
+	case o.Leases > 0:
+		state = "leased"
+	}
+	line := fmt.Sprintf("%s %d %d/%d %s", o.CID, o.Size, o.Held, o.Chunks, state)
+	if o.Leases > 0 {
+		line += fmt.Sprintf(" leases=%d until=%s", o.Leases, o.LeasedUntil.UTC().Format(time.RFC3339))
+	}
+	return line
 }
 
 // getBar draws get's progress bar on a terminal and nothing elsewhere.

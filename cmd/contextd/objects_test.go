@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contextd/contextd/rpc/api"
 )
@@ -29,7 +30,7 @@ func TestObjectsThroughDHT(t *testing.T) {
 	}
 	id := strings.TrimSpace(c.cli(a, "put", in))
 	t.Logf("A put %s", id)
-	if objs := c.cli(a, "objects"); !strings.Contains(objs, id+" 1048576 64/64 pinned") {
+	if objs := c.cli(a, "objects"); !strings.Contains(objs, id+" 1048576 64/64 pinned leases=1 until=") {
 		t.Fatalf("A's objects:\n%s", objs)
 	}
 
@@ -50,7 +51,7 @@ func TestObjectsThroughDHT(t *testing.T) {
 	if !bytes.Equal(back, data) {
 		t.Fatalf("B's copy differs (%d bytes, want %d)", len(back), len(data))
 	}
-	if objs := c.cli(b, "objects"); !strings.Contains(objs, id+" 1048576 64/64 -") {
+	if objs := c.cli(b, "objects"); !strings.Contains(objs, id+" 1048576 64/64 cached") {
 		t.Fatalf("B's objects:\n%s", objs)
 	}
 	c.cli(b, "pin", id)
@@ -59,7 +60,7 @@ func TestObjectsThroughDHT(t *testing.T) {
 	}
 	c.cli(b, "unpin", id)
 	st, err := clB.ObjectStat(c.ctx, id)
-	if err != nil || st.Pinned || !st.Complete() {
+	if err != nil || st.Pinned || st.Leases != 0 || !st.Cached() || !st.Complete() {
 		t.Fatalf("B's stat after unpin: %+v (%v)", st, err)
 	}
 
@@ -80,5 +81,29 @@ func TestObjectsThroughDHT(t *testing.T) {
 	}
 	if _, err := b.CLI(c.ctx, "put", filepath.Join(c.dir, "missing")); err == nil || !strings.Contains(err.Error(), "bad path") {
 		t.Errorf("put of a missing file: %v", err)
+	}
+}
+
+func TestObjectLine(t *testing.T) {
+	until := time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))
+	base := api.Object{CID: "bafkreiabc", Size: 2048, Chunks: 2, Held: 1}
+	for _, tc := range []struct {
+		pinned bool
+		leases int
+		want   string
+	}{
+		{false, 0, "bafkreiabc 2048 1/2 cached"},
+		{true, 0, "bafkreiabc 2048 1/2 pinned"},
+		{false, 2, "bafkreiabc 2048 1/2 leased leases=2 until=2030-01-02T02:04:05Z"},
+		{true, 1, "bafkreiabc 2048 1/2 pinned leases=1 until=2030-01-02T02:04:05Z"},
+	} {
+		o := base
+		o.Pinned, o.Leases = tc.pinned, tc.leases
+		if tc.leases > 0 {
+			o.LeasedUntil = until
+		}
+		if got := objectLine(o); got != tc.want {
+			t.Errorf("objectLine(pinned %v, %d leases) = %q, want %q", tc.pinned, tc.leases, got, tc.want)
+		}
 	}
 }

@@ -75,7 +75,7 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 	if err != nil {
 		return err
 	}
-	n, err := node.New(node.Config{Home: c.home, Listen: listen, Bootstrap: bootstrap, Hops: fc.Hops, Logger: log})
+	n, err := node.New(node.Config{Home: c.home, Listen: listen, Bootstrap: bootstrap, Hops: fc.Hops, CacheBytes: fc.CacheBytes, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,10 @@
 package api
 
-import "github.com/contextd/contextd/feed"
+import (
+	"time"
+
+	"github.com/contextd/contextd/feed"
+)
 
 // Object IDs are CIDv1 strings (swarm.Info.ID): a raw CID for a
 // single-chunk object, the swarm-root codec for a larger one. A malformed
@@ -57,18 +61,31 @@ type ObjectParams struct {
 }
 
 // Object is what the node holds of one object: the result of object.stat
-// and an element of object.list.
+// and an element of object.list. An object is kept while it is pinned here
+// or leased; otherwise it is cache, evicted least recently used first
+// under the node's cache_bytes.
 type Object struct {
 	CID       string `json:"cid"`
 	Size      int64  `json:"size"`
 	ChunkSize int    `json:"chunkSize"`
 	Chunks    uint64 `json:"chunks"` // chunks of the object
 	Held      uint64 `json:"held"`   // chunks the node holds
-	Pinned    bool   `json:"pinned"`
+	// Pinned: this node pinned it (object.pin, object.put); it also
+	// leases it in its own feed while pinned.
+	Pinned bool `json:"pinned"`
+	// Leases counts the valid leases on the object: lease entries, in the
+	// feeds the node holds (its own too), whose end is after now.
+	// LeasedUntil is the latest of those ends (absent if none).
+	Leases      int       `json:"leases"`
+	LeasedUntil time.Time `json:"leasedUntil,omitzero"`
 }
 
 // Complete reports whether the node holds every chunk.
 func (o Object) Complete() bool { return o.Held == o.Chunks }
+
+// Cached reports whether the object is neither pinned nor leased: the
+// node may evict it.
+func (o Object) Cached() bool { return !o.Pinned && o.Leases == 0 }
 
 // ObjectsResult is the result of object.list, ordered by CID.
 type ObjectsResult struct {
