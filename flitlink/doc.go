@@ -2,7 +2,7 @@
 // nodes: one link per peer pair over any reliable, ordered byte stream, with
 // numbered circuits inside it. A circuit is opened by service name ("ebt/1",
 // "swarm", …) and QoS class, and carries whole messages; messages larger
-// than a flit (16 KiB by default) are fragmented into bounded frames and
+// than a flit (16 KiB + 64 B by default) are fragmented into bounded frames and
 // reassembled. The wire format is specified in docs/protocols/flitlink.md.
 //
 // Guarantees:
