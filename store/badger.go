@@ -101,9 +101,20 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if dir == "" {
 		return nil, errors.New("store: open badger: empty directory name")
 	}
+	// Durability is chosen per write rather than for all (Badger's
+	// SyncWrites syncs the value log and the WAL on every commit, which
+	// cost more CPU than the network when swarming bulk chunks): writes
+	// whose loss would hurt (feed entries, since an author losing its own
+	// latest entries would fork its feed; fork proofs; object records and
+	// pins) sync before they return (synced). Chunks, tree hashes, access
+	// order and peer clocks can be fetched or learnt again: a power loss
+	// may take the latest of them, up to the next synced write or
+	// eviction pass. Values are checksummed on read, so such a loss shows
+	// as ErrCorrupt (a chunk to fetch again), never as wrong bytes.
 	bo := badger.DefaultOptions(dir).
 		WithLogger(nil).
-		WithSyncWrites(true). // an author losing its own latest entries would fork its feed
+		WithSyncWrites(false).
+		WithVerifyValueChecksum(true).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
 		WithMemTableSize(badgerMemTableSize).
@@ -122,7 +133,7 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open badger %s: %w", dir, err)
 	}
-	if err := checkSchema(db); err != nil {
+	if err := synced(db, checkSchema(db)); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
 	}
 	s := &Badger{db: db}
@@ -130,6 +141,15 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
 	}
 	return s, nil
+}
+
+// synced makes the writes before it durable (db.Sync) if err, the error of
+// the write, is nil; it returns the first error.
+func synced(db *badger.DB, err error) error {
+	if err != nil {
+		return err
+	}
+	return db.Sync()
 }
 
 // checkSchema writes the schema version into a new database and refuses a
@@ -245,7 +265,7 @@ func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 	if err := txn.Set(idKey(prefixHead, b.author), encodeHead(b.head())); err != nil {
 		return badgerWriteErr(err)
 	}
-	if err := txn.Commit(); err != nil {
+	if err := synced(s.db, txn.Commit()); err != nil {
 		return badgerWriteErr(err)
 	}
 	if b.leases {
@@ -570,7 +590,7 @@ func (s *Badger) AddForkProof(p *feed.ForkProof) error {
 	if err := txn.Set(key, p.Encode()); err != nil {
 		return fmt.Errorf("store: add fork proof: %w", err)
 	}
-	if err := txn.Commit(); err != nil {
+	if err := synced(s.db, txn.Commit()); err != nil {
 		return fmt.Errorf("store: add fork proof: %w", err)
 	}
 	return nil

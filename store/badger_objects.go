@@ -326,7 +326,8 @@ func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
 	info.Root = bytes.Clone(info.Root)
 	m := &objMeta{id: id, info: info, access: x.next(nil)}
 	var leases map[feed.ID]int64 // leases that came before the object
-	err = s.update(func(txn *badger.Txn) error {
+	// Synced: no chunk written after it may outlive its object record.
+	err = synced(s.db, s.update(func(txn *badger.Txn) error {
 		var err error
 		if leases, err = readLeases(txn, id); err != nil {
 			return err
@@ -335,7 +336,7 @@ func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
 			return err
 		}
 		return txn.Set(objKey(prefixObjState, id, nil), encodeState(stateOf(m)))
-	})
+	}))
 	if err != nil {
 		return objErr(err, "put object", id)
 	}
@@ -570,9 +571,9 @@ func (s *Badger) setPinned(id cid.Cid, pinned bool) error {
 		}
 		st := stateOf(m)
 		st.pinned = pinned
-		if err := s.db.Update(func(txn *badger.Txn) error {
+		if err := synced(s.db, s.db.Update(func(txn *badger.Txn) error {
 			return txn.Set(objKey(prefixObjState, id, nil), encodeState(st))
-		}); err != nil {
+		})); err != nil {
 			return err
 		}
 		m.pinned = pinned
@@ -597,12 +598,22 @@ func (s *Badger) Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool
 		return nil, err
 	}
 	defer s.mu.RUnlock()
+	// Syncing first and last keeps what the value log GC moves durable
+	// (it deletes the old files as soon as it has rewritten them), and
+	// bounds how long unsynced chunks stay at risk.
+	if err := s.db.Sync(); err != nil {
+		return nil, fmt.Errorf("store: evict: %w", err)
+	}
 	out, err := s.evict(now, cacheBytes, inUse)
 	if len(out) > 0 {
 		// Rewrite value log files that are mostly garbage; stop at the
 		// first that is not (badger.ErrNoRewrite) or after a few.
 		for range 4 {
-			if s.db.RunValueLogGC(0.5) != nil {
+			gcErr := s.db.RunValueLogGC(0.5)
+			if serr := s.db.Sync(); serr != nil && err == nil {
+				err = fmt.Errorf("store: evict: %w", serr)
+			}
+			if gcErr != nil {
 				break
 			}
 		}

@@ -18,7 +18,12 @@
 // linkage (seq and prev) and structure, never signatures: verifying is the
 // caller's job (ebt verifies batches, node signs its own). Badger syncs every
 // Append to disk before returning, so an author cannot lose entries it has
-// already published and then fork its own feed after a power loss. Returned
+// already published and then fork its own feed after a power loss. Object
+// records and pins are synced too; chunks, tree hashes, access order and
+// peer clocks are not (they can be fetched or learnt again): a power loss
+// may take the latest of them, up to the next synced write or Evict, and
+// values are checksummed on read, so such a loss reads as ErrCorrupt
+// rather than as wrong bytes. Returned
 // entries and proofs are the caller's to keep and modify.
 //
 // Batches are bounded, not split: at most MaxBatch entries per Append

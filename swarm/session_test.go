@@ -527,3 +527,63 @@ func TestServeViolations(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchLateSeeders: Fetch starts with the one seeder at hand; when it
+// dies, Fetch waits on the open peers channel instead of giving up, and a
+// seeder that comes later finishes the object. Once the channel is closed
+// and no session is left, Fetch returns ErrNoPeers.
+func TestFetchLateSeeders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		o := newObject(t, 1<<20, 16<<10)
+		sink := newSink(t, o)
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
+		src := o.seederStore(t)
+		peers := make(chan swarm.Conn)
+		half := int(o.tree.Chunks()) / 2
+		died := make(chan struct{})
+		sink.put = func(n int) {
+			if n == half {
+				sn.net.Endpoint(nodeID(1)).Close()
+				close(died)
+			}
+		}
+		type result struct {
+			st  swarm.FetchStats
+			err error
+		}
+		res := make(chan result, 1)
+		go func() {
+			st, err := swarm.Fetch(ctx, o.info, peers, sink, swarm.FetchConfig{})
+			res <- result{st, err}
+		}()
+		peers <- sn.connect(t, ctx, 1, src, o.info, nil)
+		<-died
+		time.Sleep(10 * time.Second) // virtual: far past every timeout
+		synctest.Wait()
+		select {
+		case r := <-res:
+			t.Fatalf("Fetch returned with the peers channel open: %+v, %v", r.st, r.err)
+		default:
+		}
+		peers <- sn.connect(t, ctx, 2, src, o.info, nil)
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("Fetch: %v", r.err)
+		}
+		sink.check(t)
+		if len(r.st.Peers) != 2 || r.st.Peers[0].Err == nil || r.st.Peers[1].Chunks == 0 {
+			t.Errorf("stats %+v", r.st)
+		}
+
+		// A fetch whose only seeder is gone and whose channel closes.
+		sink2 := newSink(t, o)
+		peers2 := make(chan swarm.Conn, 1)
+		peers2 <- sn.connect(t, ctx, 3, src, o.info, nil)
+		sn.net.Endpoint(nodeID(3)).Close()
+		close(peers2)
+		if _, err := swarm.Fetch(ctx, o.info, peers2, sink2, swarm.FetchConfig{}); !errors.Is(err, swarm.ErrNoPeers) {
+			t.Errorf("Fetch with no seeder left = %v, want ErrNoPeers", err)
+		}
+	})
+}

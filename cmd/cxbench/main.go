@@ -19,7 +19,7 @@ type workload struct {
 var workloads = map[string]workload{
 	"quic":    {"quic --bytes N: raw quic-go baseline; one stream over loopback to a second process, N bytes one way", runQUIC},
 	"repl":    {"repl --entries N --size B [--feeds F]: two daemon processes; the second follows and syncs F feeds of N entries held by the first", runRepl},
-	"swarm":   {"swarm --bytes N --seeders K: K seeder daemons hold a random object of N bytes; one more daemon gets it, timed", runSwarm},
+	"swarm":   {"swarm --bytes N --seeders K: K seeder daemons hold a random object of N bytes; one more daemon gets it into its store, timed, then writes it to a file (out_secs)", runSwarm},
 	"sim-ebt": {"sim-ebt --nodes N --extra-edges E --authors A --msgs M --live L --seeds S [--kill-fraction F]: the EBT core on a simulated network under a virtual clock", runSimEBT},
 }
 

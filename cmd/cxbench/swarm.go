@@ -20,8 +20,10 @@ import (
 // first puts it, the others get it from the swarm first), then one more
 // daemon gets it. Every daemon bootstraps via a DHT node D, through which
 // they find each other as providers. Once the fetcher's DHT lists every
-// seeder, the clock runs over its get only (fetch, store and write of the
-// output file); the output must hash like the input.
+// seeder, the clock runs over its get into the store (find, probe, fetch,
+// verify, store: secs and MB_per_s), then over a second get that writes
+// the object it now holds to a file (out_secs: read back and write with
+// fsync); the file must hash like the input.
 func runSwarm(ctx context.Context, args []string) (string, error) {
 	fs := flag.NewFlagSet("swarm", flag.ContinueOnError)
 	size := fs.Int64("bytes", 64<<20, "object size in bytes")
@@ -106,13 +108,18 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 	if err := waitProviders(ctx, fcl, put.CID, *seeders); err != nil {
 		return "", fmt.Errorf("fetcher: %w", err)
 	}
-	out := filepath.Join(dir, "out.bin")
 	fmt.Fprintf(os.Stderr, "fetcher gets it from %d seeders…\n", *seeders)
 	t0 := time.Now()
-	if _, err := fcl.ObjectGet(ctx, put.CID, out, nil); err != nil {
+	if _, err := fcl.ObjectGet(ctx, put.CID, "", nil); err != nil {
 		return "", fmt.Errorf("fetcher: get: %w", err)
 	}
 	secs := time.Since(t0).Seconds()
+	out := filepath.Join(dir, "out.bin")
+	t1 := time.Now()
+	if _, err := fcl.ObjectGet(ctx, put.CID, out, nil); err != nil {
+		return "", fmt.Errorf("fetcher: get -o: %w", err)
+	}
+	outSecs := time.Since(t1).Seconds()
 	got, err := hashFile(out)
 	if err != nil {
 		return "", err
@@ -120,8 +127,8 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 	if got != want {
 		return "", fmt.Errorf("fetcher's copy differs from the input (sha256 %x, want %x)", got, want)
 	}
-	return fmt.Sprintf("bench=swarm bytes=%d seeders=%d secs=%.3f MB_per_s=%.2f",
-		*size, *seeders, secs, float64(*size)/secs/1e6), nil
+	return fmt.Sprintf("bench=swarm bytes=%d seeders=%d secs=%.3f MB_per_s=%.2f out_secs=%.3f",
+		*size, *seeders, secs, float64(*size)/secs/1e6, outSecs), nil
 }
 
 // waitProviders waits until cl's DHT lists at least n providers of id.
