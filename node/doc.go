@@ -4,8 +4,9 @@
 // calls the RPC API serves. It is the only package that knows all others;
 // only cmd/ and tests import it.
 //
-// Lifecycle: New opens the store and starts the host; Run runs replication
-// and accepts links until its context ends; Close shuts down in order
+// Lifecycle: New opens the store and starts the host; Run runs replication,
+// the lease heartbeat and the cache eviction passes (pins.go) and accepts
+// links until its context ends; Close shuts down in order
 // (listeners, links and sessions, host, store last) and waits for every
 // goroutine. The node's methods are safe for concurrent use; appends to the
 // node's own feed are serialised.

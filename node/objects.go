@@ -39,7 +39,8 @@ const (
 	// probeTimeout bounds reaching one provider: dial, link, circuit and
 	// its HANDSHAKE.
 	probeTimeout = 10 * time.Second
-	// maxSources is how many providers a get asks at once.
+	// maxSources bounds the linked peers and, apart, the DHT providers
+	// a get probes.
 	maxSources = 8
 )
 
