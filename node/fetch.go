@@ -255,9 +255,9 @@ func (n *Node) writeObject(id cid.Cid, info swarm.Info, path string) (err error)
 			os.Remove(tmp.Name())
 		}
 	}()
+	var b []byte
 	for i := range info.Chunks() {
-		b, err := n.store.GetChunk(id, i)
-		if err != nil {
+		if b, err = n.store.AppendChunk(b[:0], id, i); err != nil {
 			return fmt.Errorf("node: read chunk %d of %s: %w", i, id, err)
 		}
 		if _, err := tmp.Write(b); err != nil {

@@ -467,20 +467,20 @@ func (s *Badger) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
 	return objErr(err, "put chunks", id)
 }
 
-// GetChunk implements Objects.
-func (s *Badger) GetChunk(id cid.Cid, index uint64) ([]byte, error) {
+// AppendChunk implements Objects.
+func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
 	if err := checkObjectID(id); err != nil {
-		return nil, objErr(err, "get chunk", id)
+		return dst, objErr(err, "get chunk", id)
 	}
-	var out []byte
+	out := dst
 	err := s.view(func(txn *badger.Txn) error {
 		return readValue(txn, objKeyU64(prefixChunk, id, index), func(v []byte) error {
-			out = append([]byte(nil), v...)
+			out = append(dst, v...)
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, objErr(err, "get chunk", id)
+		return dst, objErr(err, "get chunk", id)
 	}
 	if out == nil {
 		out = []byte{}

@@ -51,7 +51,7 @@ func TestBadgerObjectsReopen(t *testing.T) {
 				t.Fatalf("object %d lease after reopen: %v, want %v", i, got.Leases[h], until)
 			}
 		}
-		if c, err := s.GetChunk(o[i].id, 1); err != nil || !bytes.Equal(c, o[i].chunk(t, 1)) {
+		if c, err := s.AppendChunk(nil, o[i].id, 1); err != nil || !bytes.Equal(c, o[i].chunk(t, 1)) {
 			t.Fatalf("chunk after reopen: %v", err)
 		}
 		if h, err := s.GetHash(o[i].id, 1); err != nil || !bytes.Equal(h, o[i].tree.Node(1)) {

@@ -156,21 +156,20 @@ func (m *Mem) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
 	})
 }
 
-// GetChunk implements Objects.
-func (m *Mem) GetChunk(id cid.Cid, index uint64) ([]byte, error) {
-	var out []byte
+// AppendChunk implements Objects.
+func (m *Mem) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
 	err := m.withObject(id, func(o *memObjects, _ *objMeta) error {
 		c, ok := o.chunks[id.KeyString()][index]
 		if !ok {
 			return ErrNotFound
 		}
-		out = bytes.Clone(c)
-		if out == nil {
-			out = []byte{}
+		dst = append(dst, c...)
+		if dst == nil {
+			dst = []byte{}
 		}
 		return nil
 	})
-	return out, err
+	return dst, err
 }
 
 // Have implements Objects.

@@ -25,11 +25,12 @@ type Conn interface {
 }
 
 // ObjectSource is what Serve reads of the local object store
-// (store.Objects satisfies it): the have-bitmap, held chunks, the verified
-// tree hashes that serve as uncles, and Touch once per REQUEST served.
+// (store.Objects satisfies it): the have-bitmap, held chunks (appended to a
+// buffer Serve reuses), the verified tree hashes that serve as uncles, and
+// Touch once per REQUEST served.
 type ObjectSource interface {
 	Have(id cid.Cid) ([]byte, error)
-	GetChunk(id cid.Cid, index uint64) ([]byte, error)
+	AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error)
 	GetHash(id cid.Cid, bin Bin) ([]byte, error)
 	Touch(id cid.Cid) error
 }
@@ -139,6 +140,7 @@ type server struct {
 	sig   chan struct{} // capacity 1: the queue grew
 
 	sent map[Bin]bool // writer's: hashes already sent in this session
+	msg  []byte       // writer's: the DATA message buffer, reused
 }
 
 // Serve answers one peer's requests for one object over c until the peer
@@ -184,8 +186,12 @@ func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error
 }
 
 func (s *server) send(ctx context.Context, m Message) error {
-	if err := s.conn.Send(ctx, m.Append(nil)); err != nil {
-		return fmt.Errorf("swarm: send %v: %w", m.Type(), err)
+	return s.sendEncoded(ctx, m.Type(), m.Append(nil))
+}
+
+func (s *server) sendEncoded(ctx context.Context, t MsgType, b []byte) error {
+	if err := s.conn.Send(ctx, b); err != nil {
+		return fmt.Errorf("swarm: send %v: %w", t, err)
 	}
 	return nil
 }
@@ -243,13 +249,21 @@ func (s *server) next() (uint64, bool) {
 }
 
 // answer sends INTEGRITY (if any uncle is new to the peer) and DATA for
-// chunk i. A chunk the source does not hold is skipped.
+// chunk i. A chunk the source does not hold is skipped. The chunk is read
+// straight into the DATA message, whose buffer serves every chunk (Send
+// keeps no message).
 func (s *server) answer(ctx context.Context, i uint64) error {
-	data, err := s.src.GetChunk(s.id, i)
+	n := s.info.chunkLen(i)
+	hdr := appendDataHeader(s.msg[:0], ChunkBin(i), n)
+	msg, err := s.src.AppendChunk(hdr, s.id, i)
+	if err == nil && len(msg)-len(hdr) != n {
+		err = fmt.Errorf("%w: %d bytes, want %d", ErrBadChunk, len(msg)-len(hdr), n)
+	}
 	if err != nil {
 		s.log.Debug("swarm: requested chunk not served", "chunk", i, "err", err)
 		return nil
 	}
+	s.msg = msg
 	var integ Integrity
 	h := s.info.Height()
 	for b := ChunkBin(i); b.Layer() < h; b = b.Parent() {
@@ -271,7 +285,7 @@ func (s *server) answer(ctx context.Context, i uint64) error {
 			s.sent[bh.Bin] = true
 		}
 	}
-	return s.send(ctx, Data{Bin: ChunkBin(i), Data: data})
+	return s.sendEncoded(ctx, TypeData, msg)
 }
 
 // read receives the peer's messages and queues its requests.

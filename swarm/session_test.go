@@ -111,7 +111,7 @@ func (s *checkedSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
 func (s *checkedSink) check(t *testing.T) {
 	t.Helper()
 	for i := range s.o.tree.Chunks() {
-		got, err := s.GetChunk(s.o.id, i)
+		got, err := s.AppendChunk(nil, s.o.id, i)
 		if err != nil || !bytes.Equal(got, s.o.chunk(i)) {
 			t.Fatalf("chunk %d: %v", i, err)
 		}

@@ -245,10 +245,15 @@ func (m Integrity) Append(dst []byte) []byte {
 
 // Append encodes the DATA message.
 func (m Data) Append(dst []byte) []byte {
+	return append(appendDataHeader(dst, m.Bin, len(m.Data)), m.Data...)
+}
+
+// appendDataHeader appends what precedes the bytes of an n-byte chunk in
+// a DATA message.
+func appendDataHeader(dst []byte, b Bin, n int) []byte {
 	dst = append(dst, byte(TypeData))
-	dst = binary.AppendUvarint(dst, uint64(m.Bin))
-	dst = binary.AppendUvarint(dst, uint64(len(m.Data)))
-	return append(dst, m.Data...)
+	dst = binary.AppendUvarint(dst, uint64(b))
+	return binary.AppendUvarint(dst, uint64(n))
 }
 
 // Append encodes the PEX message.
