@@ -105,8 +105,11 @@ func (s *Server) dispatch(ctx context.Context, cl *call, req api.Request) (res a
 			res, err = nil, api.NewError(api.CodeInternal, "internal error in %s", req.Method)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
+	if !m.long || cl.conn == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.CallTimeout)
+		defer cancel()
+	}
 	s.log.Debug("rpc: call", "method", req.Method)
 	return m.handle(ctx, s, cl, req.Params)
 }

@@ -18,6 +18,11 @@ type handler func(ctx context.Context, s *Server, cl *call, params json.RawMessa
 type method struct {
 	handle handler
 	wsOnly bool // needs a WebSocket (subscriptions)
+	// long: the call takes as long as its data needs (an object of any
+	// size). Over a WebSocket it is not bounded by CallTimeout but by the
+	// connection (a client that goes away ends it) and by the method's
+	// own progress checks; over POST, CallTimeout bounds it like any other.
+	long bool
 }
 
 // methods is the one table of every RPC method.
@@ -42,8 +47,8 @@ var methods = map[string]method{
 	api.MethodEBTProgress: {handle: noParams(ebtProgress)},
 	api.MethodEBTPeers:    {handle: noParams(ebtPeers)},
 
-	api.MethodObjectPut:       {handle: withParams(objectPut)},
-	api.MethodObjectGet:       {handle: withParams(objectGet)},
+	api.MethodObjectPut:       {handle: withParams(objectPut), long: true},
+	api.MethodObjectGet:       {handle: withParams(objectGet), long: true},
 	api.MethodObjectStat:      {handle: withParams(objectStat)},
 	api.MethodObjectPin:       {handle: withParams(objectPin)},
 	api.MethodObjectUnpin:     {handle: withParams(objectUnpin)},

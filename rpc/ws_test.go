@@ -300,3 +300,31 @@ func TestSubscriptionEndsOnNodeError(t *testing.T) {
 	}
 	wantCode(t, c.call(api.MethodFeedUnsubscribe, api.UnsubscribeParams{Subscription: sub}), api.CodeNotFound, sub)
 }
+
+// TestLongCalls: object.get over a WebSocket runs without CallTimeout
+// (an object of any size takes what it takes; the connection bounds it),
+// while over POST, and for every other method, CallTimeout applies.
+func TestLongCalls(t *testing.T) {
+	e := newEnv(t, Config{})
+	var mu sync.Mutex
+	var deadlines []bool
+	e.node.OnGetObject(func(ctx context.Context) {
+		_, ok := ctx.Deadline()
+		mu.Lock()
+		deadlines = append(deadlines, ok)
+		mu.Unlock()
+	})
+	params := api.ObjectGetParams{CID: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}
+	if r := e.ws(t).call(api.MethodObjectGet, params); r.Error == nil || r.Error.Code != api.CodeNotFound {
+		t.Fatalf("object.get of an unknown object over WebSocket: %+v", r)
+	}
+	p, _ := json.Marshal(params)
+	if status, body := e.post(t, testToken, fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":%s}`, api.MethodObjectGet, p)); status != http.StatusOK || !strings.Contains(string(body), `"error"`) {
+		t.Fatalf("object.get over POST: %d %s", status, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deadlines) != 2 || deadlines[0] || !deadlines[1] {
+		t.Fatalf("deadlines seen by GetObject (WebSocket, POST) = %v, want [false true]", deadlines)
+	}
+}

@@ -21,8 +21,17 @@ const MaxObjectSize = 1 << 20
 
 // objects is the fake's object store: whole objects in memory.
 type objects struct {
-	mu   sync.Mutex // guards objs
-	objs map[string]*object
+	mu    sync.Mutex // guards objs and onGet
+	objs  map[string]*object
+	onGet func(ctx context.Context)
+}
+
+// OnGetObject sets a function GetObject calls first with its context, so
+// that tests can see how the server bounds the call.
+func (n *Node) OnGetObject(f func(ctx context.Context)) {
+	n.objs.mu.Lock()
+	n.objs.onGet = f
+	n.objs.mu.Unlock()
 }
 
 type object struct {
@@ -91,6 +100,12 @@ func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult,
 // GetObject writes a held object to path, reporting progress once; it
 // fetches nothing.
 func (n *Node) GetObject(ctx context.Context, id cid.Cid, path string, progress func(done, total int64)) (api.ObjectGetResult, error) {
+	n.objs.mu.Lock()
+	onGet := n.objs.onGet
+	n.objs.mu.Unlock()
+	if onGet != nil {
+		onGet(ctx)
+	}
 	if path != "" && !filepath.IsAbs(path) {
 		return api.ObjectGetResult{}, fmt.Errorf("%w: %q is not an absolute path", api.ErrInvalidParams, path)
 	}
