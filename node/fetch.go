@@ -134,7 +134,7 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 	if err := n.store.PutObject(id, info); err != nil {
 		return store.ObjectStat{}, fmt.Errorf("node: put object %s: %w", id, err)
 	}
-	sink := &progressSink{Objects: n.store, id: id, total: info.Size, progress: progress}
+	sink := &progressSink{Objects: n.store, grew: n.grew, id: id, total: info.Size, progress: progress}
 	if st, err := n.store.Object(id); err == nil {
 		sink.done = st.Bytes
 	}
@@ -210,6 +210,7 @@ func (n *Node) probe(ctx context.Context, ai peer.AddrInfo, id cid.Cid) probed {
 // progressSink is the store seen by Fetch, counting the bytes stored.
 type progressSink struct {
 	store.Objects
+	grew     func(id cid.Cid) // tells the sessions serving the object
 	id       cid.Cid
 	total    int64
 	progress func(done, total int64)
@@ -222,6 +223,7 @@ func (s *progressSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
 	if err := s.Objects.PutChunks(id, chunks); err != nil {
 		return err
 	}
+	s.grew(id)
 	n := 0
 	for _, c := range chunks {
 		n += len(c.Data)
@@ -274,4 +276,38 @@ func (n *Node) writeObject(id cid.Cid, info swarm.Info, path string) (err error)
 		return fmt.Errorf("%w: %w", ErrBadPath, err)
 	}
 	return nil
+}
+
+// watchGrowth returns a channel signalled (coalesced) whenever a fetch
+// stores chunks of id, for a swarm/1 session serving it meanwhile, and the
+// function that stops the signals.
+func (n *Node) watchGrowth(id cid.Cid) (<-chan struct{}, func()) {
+	k := id.KeyString()
+	ch := make(chan struct{}, 1)
+	n.growMu.Lock()
+	if n.growths[k] == nil {
+		n.growths[k] = map[chan struct{}]struct{}{}
+	}
+	n.growths[k][ch] = struct{}{}
+	n.growMu.Unlock()
+	return ch, func() {
+		n.growMu.Lock()
+		defer n.growMu.Unlock()
+		delete(n.growths[k], ch)
+		if len(n.growths[k]) == 0 {
+			delete(n.growths, k)
+		}
+	}
+}
+
+// grew signals the sessions watching id.
+func (n *Node) grew(id cid.Cid) {
+	n.growMu.Lock()
+	defer n.growMu.Unlock()
+	for ch := range n.growths[id.KeyString()] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }

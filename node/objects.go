@@ -91,11 +91,13 @@ func (n *Node) provide(ctx context.Context, id cid.Cid) {
 // serveSwarm serves one swarm/1 circuit from the store.
 func (n *Node) serveSwarm(ctx context.Context, c *flitlink.Circuit, p feed.ID) {
 	hctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	var complete bool
 	info, conn, err := swarm.Accept(hctx, c, func(id cid.Cid) (swarm.Info, error) {
 		st, err := n.store.Object(id)
 		if err != nil {
 			return swarm.Info{}, fmt.Errorf("%w: %s: %w", swarm.ErrUnknownObject, id, err)
 		}
+		complete = st.Complete()
 		return st.Info, nil
 	})
 	cancel()
@@ -103,7 +105,15 @@ func (n *Node) serveSwarm(ctx context.Context, c *flitlink.Circuit, p feed.ID) {
 		n.log.Debug("swarm circuit refused", "peer", p, "err", err)
 		return
 	}
-	if err := swarm.Serve(ctx, conn, n.store, swarm.ServeConfig{Info: info, Logger: n.log}); err != nil && ctx.Err() == nil {
+	cfg := swarm.ServeConfig{Info: info, Logger: n.log}
+	if !complete {
+		// Held in part: a fetch is storing the rest (or was, and a
+		// later get resumes it); tell the peer of chunks as they come.
+		var stop func()
+		cfg.Grown, stop = n.watchGrowth(info.ID())
+		defer stop()
+	}
+	if err := swarm.Serve(ctx, conn, n.store, cfg); err != nil && ctx.Err() == nil {
 		n.log.Info("swarm session ended", "peer", p, "cid", info.ID(), "err", err)
 	}
 }

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/rpc/api"
+	"github.com/contextd/contextd/swarm"
 )
 
 func TestObjectLocal(t *testing.T) {
@@ -92,4 +94,58 @@ func TestObjectBadInput(t *testing.T) {
 	check("stat unknown", err, api.ErrNotFound)
 	check("pin unknown", n.PinObject(ctx, unknown), api.ErrNotFound)
 	check("unpin unknown", n.UnpinObject(unknown), api.ErrNotFound)
+}
+
+// TestServeWhileFetching: B holds half of an object, as while it is still
+// fetching it; C, linked to B alone, gets that half from B, and the rest
+// as soon as B stores it (B's swarm/1 session announces new chunks in
+// later HAVEs), ending with every byte right.
+func TestServeWhileFetching(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	b, c := startNode(t, ctx), startNode(t, ctx)
+	data := make([]byte, 40*16<<10+100)
+	rand.Read(data)
+	tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, info, n := tree.ID(), tree.Info(), tree.Chunks()
+	chunk := func(i uint64) swarm.Chunk {
+		cs := uint64(info.ChunkSize)
+		return swarm.Chunk{Index: i, Data: data[i*cs : min(uint64(len(data)), (i+1)*cs)]}
+	}
+	store := func(from, to uint64) {
+		var cs []swarm.Chunk
+		for i := from; i < to; i++ {
+			cs = append(cs, chunk(i))
+		}
+		if err := b.store.PutChunks(id, cs); err != nil {
+			t.Error(err)
+		}
+		b.grew(id)
+	}
+	if err := b.store.PutObject(id, info); err != nil {
+		t.Fatal(err)
+	}
+	if err := swarm.PutTreeHashes(b.store, id, tree); err != nil {
+		t.Fatal(err)
+	}
+	store(0, n/2)
+	if err := c.Connect(ctx, addrOf(t, b)); err != nil {
+		t.Fatal(err)
+	}
+	half := int64(n/2) * int64(info.ChunkSize)
+	var once sync.Once
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := c.GetObject(ctx, id, out, func(done, total int64) {
+		if done >= half {
+			once.Do(func() { store(n/2, n) }) // B's fetch goes on
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("C's copy differs (%v)", err)
+	}
 }

@@ -49,6 +49,9 @@ const (
 	// DefaultFlushDelay is how long a verified chunk may wait in a batch
 	// that is not full.
 	DefaultFlushDelay = 20 * time.Millisecond
+	// DefaultIdle is how long a fetch waits with chunks missing and no
+	// peer saying anything before it gives up (ErrStalled).
+	DefaultIdle = 30 * time.Second
 )
 
 // The per-peer request window: it starts at startInFlight and moves by one
@@ -67,6 +70,11 @@ const (
 // ErrNoPeers is returned by Fetch when every peer has gone (dropped, failed
 // or closed) and no more will come before the object is complete.
 var ErrNoPeers = errors.New("swarm: no peer left to fetch from")
+
+// ErrStalled is returned by Fetch when no peer came or sent anything for
+// FetchConfig.Idle while chunks were missing: the peers at hand lack them
+// and nothing suggests they will get them.
+var ErrStalled = errors.New("swarm: fetch stalled: no peer has the missing chunks")
 
 // FetchConfig configures Fetch. The zero value means the defaults.
 type FetchConfig struct {
@@ -95,6 +103,11 @@ type FetchConfig struct {
 	BatchChunks int
 	BatchBytes  int
 	FlushDelay  time.Duration
+	// Idle is how long Fetch waits, with chunks missing, for any peer to
+	// come or send anything before it returns ErrStalled (0: DefaultIdle).
+	// Peers that hold part of the object announce more as they get it, so
+	// a quiet swarm is waited for this long.
+	Idle time.Duration
 	// Logger receives per-peer events at Debug level (nil: discard).
 	Logger *slog.Logger
 }
@@ -118,6 +131,9 @@ func (c FetchConfig) fill() FetchConfig {
 	}
 	if c.FlushDelay <= 0 {
 		c.FlushDelay = DefaultFlushDelay
+	}
+	if c.Idle <= 0 {
+		c.Idle = DefaultIdle
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -240,8 +256,9 @@ type fetcher struct {
 	wg      sync.WaitGroup // the peers' readers and writers
 	ctx     context.Context
 	events  chan fevent
-	done    []bool // chunk verified (and stored or on its way)
-	lo      uint64 // no chunk below lo is missing
+	done    []bool    // chunk verified (and stored or on its way)
+	lo      uint64    // no chunk below lo is missing
+	heard   time.Time // when a peer last came or sent anything
 	missing uint64
 	held    uint64 // chunks held before Fetch
 	avail   []int  // live peers holding each chunk
@@ -439,22 +456,23 @@ func (f *fetcher) write(ctx context.Context, p *fpeer) {
 func (f *fetcher) run(peers <-chan Conn) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	f.heard = time.Now()
 	for f.missing > 0 {
 		if peers == nil && f.live() == 0 {
 			return ErrNoPeers
 		}
+		if time.Since(f.heard) >= f.cfg.Idle {
+			return fmt.Errorf("%w (%d of %d chunks, %d peers, nothing for %v)", ErrStalled, f.n-f.missing, f.n, f.live(), f.cfg.Idle)
+		}
 		f.schedule()
-		d, ok := f.nextDeadline()
-		if len(f.pending) > 0 {
-			if at := f.pendingSince.Add(f.cfg.FlushDelay); !ok || at.Before(d) {
-				d, ok = at, true
-			}
+		d := f.heard.Add(f.cfg.Idle)
+		if t, ok := f.nextDeadline(); ok && t.Before(d) {
+			d = t
 		}
-		if ok {
-			timer.Reset(time.Until(d))
-		} else {
-			timer.Stop()
+		if at := f.pendingSince.Add(f.cfg.FlushDelay); len(f.pending) > 0 && at.Before(d) {
+			d = at
 		}
+		timer.Reset(time.Until(d))
 		select {
 		case c, ok := <-peers:
 			if !ok {
@@ -462,10 +480,12 @@ func (f *fetcher) run(peers <-chan Conn) error {
 				continue
 			}
 			f.add(c)
+			f.heard = time.Now()
 		case ev := <-f.events:
 			if ev.p.dead {
 				continue
 			}
+			f.heard = time.Now()
 			if ev.err != nil {
 				f.drop(ev.p, ev.err, ev.bad)
 				continue

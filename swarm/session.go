@@ -96,6 +96,11 @@ type ServeConfig struct {
 	// MaxRequests is the bound on requested chunks in flight announced in
 	// HANDSHAKE (0: DefaultMaxRequests; at most MaxRequestsInFlight).
 	MaxRequests int
+	// Grown, if not nil, signals that the source may hold more chunks
+	// than before (a fetch of the object is storing them); Serve then
+	// sends HAVEs for those it holds now and has not announced. Signals
+	// may be coalesced (a channel of capacity 1 that is never closed).
+	Grown <-chan struct{}
 	// Logger receives per-session events at Debug level (nil: discard).
 	Logger *slog.Logger
 }
@@ -108,11 +113,12 @@ func checkHandshake(h Handshake, id cid.Cid, info Info) error {
 	return nil
 }
 
-// haveRanges turns a have-bitmap of n chunks into ranges.
-func haveRanges(bits []byte, n uint64) []Range {
+// newRanges returns, as ranges, the chunks (of n) set in the have-bitmap
+// bits and not in old (nil: none).
+func newRanges(bits, old []byte, n uint64) []Range {
 	var rs []Range
 	for i := uint64(0); i < n; i++ {
-		if i/8 >= uint64(len(bits)) || bits[i/8]&(1<<(i%8)) == 0 {
+		if !bitSet(bits, i) || bitSet(old, i) {
 			continue
 		}
 		if k := len(rs) - 1; k >= 0 && rs[k].Last+1 == i {
@@ -122,6 +128,10 @@ func haveRanges(bits []byte, n uint64) []Range {
 		}
 	}
 	return rs
+}
+
+func bitSet(bits []byte, i uint64) bool {
+	return i/8 < uint64(len(bits)) && bits[i/8]&(1<<(i%8)) != 0
 }
 
 // server is one Serve call. The reader queues requested chunks; the writer
@@ -139,15 +149,18 @@ type server struct {
 	queue []uint64      // requested chunks not yet sent, in request order
 	sig   chan struct{} // capacity 1: the queue grew
 
-	sent map[Bin]bool // writer's: hashes already sent in this session
-	msg  []byte       // writer's: the DATA message buffer, reused
+	sent      map[Bin]bool    // writer's: hashes already sent in this session
+	msg       []byte          // writer's: the DATA message buffer, reused
+	announced []byte          // writer's: the have-bitmap sent in HAVEs so far
+	grown     <-chan struct{} // ServeConfig.Grown
 }
 
 // Serve answers one peer's requests for one object over c until the peer
 // closes the session (nil), ctx ends (nil), the peer breaks the protocol
 // (an error wrapping ErrMalformed, ErrProtocol or ErrMismatch) or the
 // connection or the source fails. It sends HANDSHAKE, HAVE (what src holds
-// now), UNCHOKE, then for each requested chunk, in request order, an
+// now; later HAVEs as ServeConfig.Grown signals more), UNCHOKE, then for
+// each requested chunk, in request order, an
 // INTEGRITY with the uncle hashes not yet sent in this session followed by
 // the DATA. It skips chunks cancelled before they are sent and chunks it
 // does not hold. Serve closes c.
@@ -169,7 +182,7 @@ func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error
 		conn: c, src: src, id: info.ID(), info: info, n: n,
 		limit: cfg.MaxRequests, log: cfg.Logger,
 		sig:  make(chan struct{}, 1),
-		sent: make(map[Bin]bool),
+		sent: make(map[Bin]bool), grown: cfg.Grown,
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -205,11 +218,47 @@ func (s *server) write(ctx context.Context) error {
 	if err := s.send(ctx, hs); err != nil {
 		return err
 	}
+	if err := s.announce(ctx); err != nil {
+		return err
+	}
+	if err := s.send(ctx, Unchoke{}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-s.grown:
+			if err := s.announce(ctx); err != nil {
+				return err
+			}
+		default:
+		}
+		i, ok := s.next()
+		if !ok {
+			select {
+			case <-s.sig:
+			case <-s.grown:
+				if err := s.announce(ctx); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		if err := s.answer(ctx, i); err != nil {
+			return err
+		}
+	}
+}
+
+// announce sends HAVEs for the chunks the source holds that the peer has
+// not been told of, at most MaxRanges ranges per message.
+func (s *server) announce(ctx context.Context) error {
 	bits, err := s.src.Have(s.id)
 	if err != nil {
 		return fmt.Errorf("swarm: serve: have: %w", err)
 	}
-	rs := haveRanges(bits, s.n)
+	rs := newRanges(bits, s.announced, s.n)
 	for len(rs) > 0 {
 		k := min(len(rs), MaxRanges)
 		if err := s.send(ctx, Have{Ranges: rs[:k]}); err != nil {
@@ -217,23 +266,8 @@ func (s *server) write(ctx context.Context) error {
 		}
 		rs = rs[k:]
 	}
-	if err := s.send(ctx, Unchoke{}); err != nil {
-		return err
-	}
-	for {
-		i, ok := s.next()
-		if !ok {
-			select {
-			case <-s.sig:
-				continue
-			case <-ctx.Done():
-				return nil
-			}
-		}
-		if err := s.answer(ctx, i); err != nil {
-			return err
-		}
-	}
+	s.announced = bits
+	return nil
 }
 
 // next pops the first queued chunk.

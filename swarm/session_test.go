@@ -138,7 +138,8 @@ type swarmNet struct {
 	net     *memlink.Network
 	serveWG sync.WaitGroup
 	mu      sync.Mutex
-	served  map[int]error // seeder → what Serve returned
+	served  map[int]error   // seeder → what Serve returned
+	grown   <-chan struct{} // ServeConfig.Grown of the seeders connected next
 }
 
 func newSwarmNet(cfg memlink.Config) *swarmNet {
@@ -168,7 +169,7 @@ func (sn *swarmNet) connect(t *testing.T, ctx context.Context, i int, src swarm.
 		if wrap != nil {
 			conn = wrap(c)
 		}
-		err = swarm.Serve(ctx, conn, src, swarm.ServeConfig{Info: info})
+		err = swarm.Serve(ctx, conn, src, swarm.ServeConfig{Info: info, Grown: sn.grown})
 		sn.mu.Lock()
 		sn.served[i] = err
 		sn.mu.Unlock()
@@ -585,5 +586,84 @@ func TestFetchLateSeeders(t *testing.T) {
 		if _, err := swarm.Fetch(ctx, o.info, peers2, sink2, swarm.FetchConfig{}); !errors.Is(err, swarm.ErrNoPeers) {
 			t.Errorf("Fetch with no seeder left = %v, want ErrNoPeers", err)
 		}
+	})
+}
+
+// partialStore returns a store holding the object's tree and its first k
+// chunks, and a function that stores chunks [from, to).
+func (o object) partialStore(t *testing.T, k uint64) (*store.Mem, func(from, to uint64)) {
+	t.Helper()
+	src := store.NewMem()
+	t.Cleanup(func() { src.Close() })
+	if err := src.PutObject(o.id, o.info); err != nil {
+		t.Fatal(err)
+	}
+	if err := swarm.PutTreeHashes(src, o.id, o.tree); err != nil {
+		t.Fatal(err)
+	}
+	putChunks := func(from, to uint64) {
+		for i := from; i < to; i++ {
+			if err := src.PutChunk(o.id, i, o.chunk(i)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	putChunks(0, k)
+	return src, putChunks
+}
+
+// TestFetchStalls: when the only seeder holds half the object and says
+// nothing more, Fetch keeps that half and gives up after FetchConfig.Idle
+// with ErrStalled instead of waiting forever.
+func TestFetchStalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newObject(t, 1<<20, 16<<10)
+		sink := newSink(t, o)
+		src, _ := o.partialStore(t, o.tree.Chunks()/2)
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
+		start := time.Now()
+		st, err := swarm.Fetch(t.Context(), o.info, peersOf(sn.connect(t, t.Context(), 1, src, o.info, nil)), sink, swarm.FetchConfig{Idle: 5 * time.Second})
+		if !errors.Is(err, swarm.ErrStalled) {
+			t.Fatalf("Fetch = %v, want ErrStalled", err)
+		}
+		if took := time.Since(start); took < 5*time.Second || took > 7*time.Second {
+			t.Errorf("gave up after %v, want about 5s after the last chunk", took)
+		}
+		if st.Chunks != o.tree.Chunks()/2 {
+			t.Errorf("%d chunks kept, want %d", st.Chunks, o.tree.Chunks()/2)
+		}
+	})
+}
+
+// TestServeAnnouncesGrowth: a seeder that holds half the object when the
+// session starts announces the rest in later HAVEs once it has it (as a
+// node does while it is still fetching), and the fetch completes from it.
+func TestServeAnnouncesGrowth(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		o := newObject(t, 1<<20, 16<<10)
+		sink := newSink(t, o)
+		n := o.tree.Chunks()
+		src, putChunks := o.partialStore(t, n/2)
+		grown := make(chan struct{}, 1)
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
+		sn.grown = grown
+		sink.put = func(k int) {
+			if k == int(n/2) {
+				putChunks(n/2, n)
+				grown <- struct{}{}
+			}
+		}
+		st, err := swarm.Fetch(ctx, o.info, peersOf(sn.connect(t, ctx, 1, src, o.info, nil)), sink, swarm.FetchConfig{})
+		if err != nil {
+			t.Fatalf("Fetch: %v (%+v)", err, st)
+		}
+		sink.check(t)
+		if st.Peers[0].Chunks != n {
+			t.Errorf("stats %+v", st)
+		}
+		cancel()
+		sn.serveWG.Wait()
 	})
 }
