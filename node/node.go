@@ -75,6 +75,7 @@ type Node struct {
 
 	pubMu sync.Mutex // serialises appends to the node's own feed
 
+	leaseMu   sync.Mutex    // serialises reading the own leases with writing them (pins.go)
 	evictKick chan struct{} // asks runObjects for an eviction pass (pins.go)
 	useMu     sync.Mutex
 	inUse     map[string]int // guarded by useMu: objects being put or read out, by id.KeyString()

@@ -113,10 +113,13 @@ func (n *Node) applyLease(id cid.Cid, act leaseAction, now time.Time) error {
 	return nil
 }
 
-// syncLease brings the node's own lease on id in line with its pin. A
+// syncLease brings the node's own lease on id in line with its pin (one
+// at a time with the heartbeat, so neither writes a lease twice). A
 // failure is logged, not returned: the pin itself holds, and the next
 // heartbeat tries again.
 func (n *Node) syncLease(id cid.Cid) {
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
 	st, err := n.store.Object(id)
 	if err != nil {
 		n.log.Warn("lease not updated; the heartbeat retries", "cid", id, "err", err)
@@ -133,6 +136,8 @@ func (n *Node) syncLease(id cid.Cid) {
 // ends those on unpinned ones, at most maxLeaseWrites of them, soonest
 // ending first.
 func (n *Node) heartbeat() {
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
 	ids, err := n.store.ObjectIDs()
 	if err != nil {
 		n.log.Warn("lease heartbeat", "err", err)
