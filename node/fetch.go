@@ -39,8 +39,8 @@ func (n *Node) GetObject(ctx context.Context, id cid.Cid, outPath string, progre
 	if _, err := swarm.InfoFromID(id); err != nil {
 		return api.ObjectGetResult{}, fmt.Errorf("%w: %w", api.ErrInvalidParams, err)
 	}
+	defer n.evictSoon()     // runs last: after the object is released
 	defer n.useObject(id)() // eviction spares it while it is fetched and written out
-	defer n.evictSoon()
 	st, err := n.store.Object(id)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return api.ObjectGetResult{}, err
@@ -103,6 +103,8 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 		}
 	}
 	switch {
+	case first.conn == nil && ctx.Err() != nil:
+		return store.ObjectStat{}, ctx.Err()
 	case asked == 0:
 		return store.ObjectStat{}, fmt.Errorf("%w: object %s: no peer provides it", api.ErrNotFound, id)
 	case first.conn == nil && refused == asked:

@@ -90,8 +90,8 @@ type FetchConfig struct {
 	// of one peer to be asked of a second (0: DefaultEndGame; <0: never).
 	EndGame int
 	// Window, if positive, is the streaming mode: chunks are picked among
-	// the first Window missing ones (rarest first inside the window), so
-	// the object arrives roughly in order.
+	// the Window chunks from the first missing one on (rarest first inside
+	// the window), so the object arrives roughly in order.
 	Window int
 	// BatchChunks and BatchBytes bound the batches of verified chunks
 	// written to the sink with one PutChunks (0: DefaultBatchChunks,
@@ -145,8 +145,8 @@ func (c FetchConfig) fill() FetchConfig {
 type FetchStats struct {
 	Chunks uint64 // chunks verified and stored (held before Fetch included)
 	Bytes  int64  // payload bytes verified for storing
-	// DupBytes is payload received but not stored: end-game duplicates and
-	// answers that came after a timeout or cancel.
+	// DupBytes is payload received but not stored: chunks already stored
+	// (end-game duplicates, late answers to requests asked elsewhere).
 	DupBytes int64
 	Timeouts int // requests that timed out and were asked elsewhere
 	Peers    []PeerStats
@@ -223,6 +223,11 @@ func (o *outbox) take() [][]byte {
 	o.q = nil
 	return q
 }
+
+// eventQueue is how many events the peers' readers may queue for the
+// fetch loop: they verify ahead while the loop is busy, and a queued event
+// tells the idle check that the peers are not silent.
+const eventQueue = 64
 
 // fevent is what a peer's reader or writer tells the fetch loop: a
 // message, a chunk the reader verified, or why the session ended.
@@ -305,7 +310,7 @@ func Fetch(ctx context.Context, info Info, peers <-chan Conn, dst ChunkSink, cfg
 	f := &fetcher{
 		cfg: cfg, id: info.ID(), info: info, n: n, height: info.Height(), log: cfg.Logger,
 		ctx:         ctx,
-		events:      make(chan fevent),
+		events:      make(chan fevent, eventQueue),
 		done:        make([]bool, n),
 		avail:       make([]int, n),
 		asked:       make([]int, n),
@@ -461,9 +466,6 @@ func (f *fetcher) run(peers <-chan Conn) error {
 		if peers == nil && f.live() == 0 {
 			return ErrNoPeers
 		}
-		if time.Since(f.heard) >= f.cfg.Idle {
-			return fmt.Errorf("%w (%d of %d chunks, %d peers, nothing for %v)", ErrStalled, f.n-f.missing, f.n, f.live(), f.cfg.Idle)
-		}
 		f.schedule()
 		d := f.heard.Add(f.cfg.Idle)
 		if t, ok := f.nextDeadline(); ok && t.Before(d) {
@@ -499,6 +501,11 @@ func (f *fetcher) run(peers <-chan Conn) error {
 			return f.wr.err
 		case <-timer.C:
 			now := time.Now()
+			// Idle only if no event waits either: the loop itself may
+			// have been held up (by the sink), not the peers.
+			if now.Sub(f.heard) >= f.cfg.Idle && len(f.events) == 0 {
+				return fmt.Errorf("%w (%d of %d chunks, %d peers, nothing for %v)", ErrStalled, f.n-f.missing, f.n, f.live(), f.cfg.Idle)
+			}
 			if len(f.pending) > 0 && !now.Before(f.pendingSince.Add(f.cfg.FlushDelay)) {
 				f.flush()
 			}
@@ -555,6 +562,7 @@ func (f *fetcher) drop(p *fpeer, err error, bad bool) {
 			f.avail[c]--
 		}
 	}
+	f.gen++ // a chunk only p shunned may now be pickable elsewhere
 	p.cancel()
 	p.conn.Close()
 }
@@ -630,17 +638,22 @@ func (f *fetcher) data(p *fpeer, v *verified) {
 	size := int64(len(v.data))
 	st := f.pstats(p)
 	st.Bytes += size
-	at, ok := p.inflight[c]
-	if ok {
+	at, asked := p.inflight[c]
+	if asked {
 		delete(p.inflight, c)
 		f.asked[c]-- // not back in the pool: it is done now or was before
 	}
-	if !ok || f.done[c] {
-		f.stats.DupBytes += size // late, cancelled or already stored
+	if f.done[c] {
+		f.stats.DupBytes += size // an end-game duplicate, or already stored
 		return
 	}
+	// A chunk that comes after its request timed out or was cancelled is
+	// verified and still missing: keep it (requests for it elsewhere are
+	// withdrawn below).
 	p.strikes = 0
-	f.adapt(p, time.Since(at))
+	if asked {
+		f.adapt(p, time.Since(at))
+	}
 	if len(f.pending) > 0 && (len(f.pending) >= f.cfg.BatchChunks || f.pendingBytes+len(v.data) > f.cfg.BatchBytes) {
 		f.flush()
 	}
@@ -693,7 +706,7 @@ func (f *fetcher) flush() {
 	if len(f.pending) == 0 && len(f.pendingHash) == 0 {
 		return
 	}
-	f.wr.put(batch{chunks: f.pending, hashes: f.pendingHash}, f.ctx.Done())
+	f.wr.put(batch{chunks: f.pending, hashes: f.pendingHash})
 	f.pending, f.pendingBytes = nil, 0
 	f.pendingHash = make(map[Bin][]byte)
 }
@@ -737,13 +750,14 @@ func (w *batchWriter) run() {
 	}
 }
 
-// put queues a batch; it gives up once the writer failed or stop closes
-// (the batch is then lost, as the fetch ends).
-func (w *batchWriter) put(b batch, stop <-chan struct{}) {
+// put queues a batch. It gives up only once the writer has failed (the
+// fetch then ends with that error); otherwise every batch is written, in
+// order, so that no chunk reaches the sink without the uncles an earlier
+// batch carried.
+func (w *batchWriter) put(b batch) {
 	select {
 	case w.in <- b:
 	case <-w.failed:
-	case <-stop:
 	}
 }
 
@@ -854,10 +868,20 @@ func (f *fetcher) pick(p *fpeer, k int) []uint64 {
 	if f.cfg.Window > 0 {
 		hi = min(f.n, lo+uint64(f.cfg.Window))
 	}
-	// byAvail[a-1] holds the first k candidates held by a live peers.
+	// byAvail[a-1] holds the first k candidates held by a live peers;
+	// retry, those that timed out at p before and that others hold too:
+	// they come last, so another peer gets them first, but are never
+	// excluded (they may have timed out at every holder).
 	var byAvail [][]uint64
+	var retry []uint64
 	for c := lo; c < hi; c++ {
-		if f.done[c] || !p.have[c] || f.asked[c] > 0 || p.timedOut[c] && f.avail[c] > 1 {
+		if f.done[c] || !p.have[c] || f.asked[c] > 0 {
+			continue
+		}
+		if p.timedOut[c] && f.avail[c] > 1 {
+			if len(retry) < k {
+				retry = append(retry, c)
+			}
 			continue
 		}
 		a := max(f.avail[c], 1)
@@ -872,7 +896,7 @@ func (f *fetcher) pick(p *fpeer, k int) []uint64 {
 		}
 	}
 	var out []uint64
-	for _, cs := range byAvail {
+	for _, cs := range append(byAvail, retry) {
 		out = append(out, cs[:min(len(cs), k-len(out))]...)
 	}
 	if len(out) > 0 || f.cfg.EndGame < 0 || f.missing > uint64(f.cfg.EndGame) {

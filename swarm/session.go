@@ -17,7 +17,8 @@ import (
 
 // Conn is a reliable, ordered message channel to one peer: what a session
 // needs of a flitlink circuit (*flitlink.Circuit satisfies it). Send blocks
-// for flow-control credit; Recv returns io.EOF once the peer has closed.
+// for flow-control credit and keeps no reference to msg once it returns
+// (Serve reuses its buffer); Recv returns io.EOF once the peer has closed.
 type Conn interface {
 	Send(ctx context.Context, msg []byte) error
 	Recv(ctx context.Context) ([]byte, error)
