@@ -218,10 +218,12 @@ func TestLeaseKeepsCopies(t *testing.T) {
 	if err := b.Connect(ctx, addrOf(t, a)); err != nil {
 		t.Fatal(err)
 	}
+	// B holds A's leases before the copies: every get is followed by an
+	// eviction pass, which would take a copy whose lease has not come yet.
+	waitHead(t, ctx, b, a.ID(), ownHead(t, a))
 	for _, id := range []cid.Cid{leased, unpinned, later} {
 		mustGet(t, ctx, b, id)
 	}
-	waitHead(t, ctx, b, a.ID(), ownHead(t, a))
 	st := mustStatObject(t, b, leased)
 	if st.Pinned || st.Leases != 1 || !st.LeasedUntil.Equal(clockA.Now().Add(leaseTTL)) || st.Cached() {
 		t.Fatalf("B's copy of a leased object: %+v", st)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -72,10 +73,15 @@ type BadgerOptions struct {
 	Logger *slog.Logger
 }
 
-// Badger is a Store on a Badger v4 database in one directory. Writes are
-// synced to disk before Append returns. It is safe for concurrent use.
+// Badger is a Store on two Badger v4 databases in one directory. db, in
+// the directory itself, holds feeds, the graph, clocks, object records,
+// pins and leases, with every write synced before it returns. blobs, in
+// its subdirectory blobsDir, holds what can be fetched again: chunks and
+// tree hashes, written unsynced (see OpenBadger). It is safe for
+// concurrent use.
 type Badger struct {
-	db *badger.DB
+	db    *badger.DB
+	blobs *badger.DB
 
 	// mu guards closed and keeps Close from running while any call uses db:
 	// every call holds it for reading, Close for writing. It is taken
@@ -95,25 +101,39 @@ type Badger struct {
 
 var _ Store = (*Badger)(nil)
 
+// blobsDir is the subdirectory of a Badger store that holds the blobs
+// database.
+const blobsDir = "blobs"
+
+// Blobs database configuration: keys and pointers only in the LSM tree
+// (chunks go to the value log), so small memtables and caches do.
+const (
+	blobsMemTableSize   = 8 << 20
+	blobsNumMemtables   = 2
+	blobsBlockCacheSize = 8 << 20
+	blobsIndexCacheSize = 8 << 20
+)
+
 // OpenBadger opens (creating if needed) the store in dir. Only one process
 // may have a directory open at a time.
+//
+// Durability differs between the two databases. Every write to db is
+// synced before it returns (SyncWrites): an author that lost its own
+// latest entries would fork its feed, and object records, pins and leases
+// must not go back in time. The blobs database is not synced on write:
+// syncing the value log and the write-ahead log for each batch of chunks
+// cost more CPU than the network when swarming; a power loss may take
+// chunks or hashes written in the last seconds, which are fetched again.
+// Values are checksummed on read (both databases), so a chunk torn by a
+// power loss reads as ErrCorrupt, and is then forgotten (AppendChunk), not
+// served.
 func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if dir == "" {
 		return nil, errors.New("store: open badger: empty directory name")
 	}
-	// Durability is chosen per write rather than for all (Badger's
-	// SyncWrites syncs the value log and the WAL on every commit, which
-	// cost more CPU than the network when swarming bulk chunks): writes
-	// whose loss would hurt (feed entries, since an author losing its own
-	// latest entries would fork its feed; fork proofs; object records and
-	// pins) sync before they return (synced). Chunks, tree hashes, access
-	// order and peer clocks can be fetched or learnt again: a power loss
-	// may take the latest of them, up to the next synced write or
-	// eviction pass. Values are checksummed on read, so such a loss shows
-	// as ErrCorrupt (a chunk to fetch again), never as wrong bytes.
 	bo := badger.DefaultOptions(dir).
 		WithLogger(nil).
-		WithSyncWrites(false).
+		WithSyncWrites(true).
 		WithVerifyValueChecksum(true).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
@@ -133,23 +153,27 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open badger %s: %w", dir, err)
 	}
-	if err := synced(db, checkSchema(db)); err != nil {
+	if err := checkSchema(db); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
 	}
-	s := &Badger{db: db}
+	blobs, err := badger.Open(bo.WithDir(filepath.Join(dir, blobsDir)).
+		WithValueDir(filepath.Join(dir, blobsDir)).
+		WithSyncWrites(false).
+		WithMemTableSize(blobsMemTableSize).
+		WithNumMemtables(blobsNumMemtables).
+		WithBlockCacheSize(blobsBlockCacheSize).
+		WithIndexCacheSize(blobsIndexCacheSize))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open badger %s: blobs: %w", dir, err), db.Close())
+	}
+	if err := checkSchema(blobs); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open badger %s: blobs: %w", dir, err), blobs.Close(), db.Close())
+	}
+	s := &Badger{db: db, blobs: blobs}
 	if err := s.loadObjects(); err != nil {
-		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
+		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), blobs.Close(), db.Close())
 	}
 	return s, nil
-}
-
-// synced makes the writes before it durable (db.Sync) if err, the error of
-// the write, is nil; it returns the first error.
-func synced(db *badger.DB, err error) error {
-	if err != nil {
-		return err
-	}
-	return db.Sync()
 }
 
 // checkSchema writes the schema version into a new database and refuses a
@@ -188,13 +212,18 @@ func (s *Badger) rlock() error {
 	return nil
 }
 
-// view runs fn in a read transaction.
-func (s *Badger) view(fn func(txn *badger.Txn) error) error {
+// view runs fn in a read transaction of the main database.
+func (s *Badger) view(fn func(txn *badger.Txn) error) error { return s.viewOf(s.db, fn) }
+
+// viewBlobs runs fn in a read transaction of the blobs database.
+func (s *Badger) viewBlobs(fn func(txn *badger.Txn) error) error { return s.viewOf(s.blobs, fn) }
+
+func (s *Badger) viewOf(db *badger.DB, fn func(txn *badger.Txn) error) error {
 	if err := s.rlock(); err != nil {
 		return err
 	}
 	defer s.mu.RUnlock()
-	return s.db.View(fn)
+	return db.View(fn)
 }
 
 // Append implements Store.
@@ -265,7 +294,7 @@ func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 	if err := txn.Set(idKey(prefixHead, b.author), encodeHead(b.head())); err != nil {
 		return badgerWriteErr(err)
 	}
-	if err := synced(s.db, txn.Commit()); err != nil {
+	if err := txn.Commit(); err != nil {
 		return badgerWriteErr(err)
 	}
 	if b.leases {
@@ -590,7 +619,7 @@ func (s *Badger) AddForkProof(p *feed.ForkProof) error {
 	if err := txn.Set(key, p.Encode()); err != nil {
 		return fmt.Errorf("store: add fork proof: %w", err)
 	}
-	if err := synced(s.db, txn.Commit()); err != nil {
+	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("store: add fork proof: %w", err)
 	}
 	return nil
@@ -651,7 +680,7 @@ func (s *Badger) Close() error {
 		return nil
 	}
 	s.closed = true
-	if err := s.db.Close(); err != nil {
+	if err := errors.Join(s.blobs.Close(), s.db.Close()); err != nil {
 		return fmt.Errorf("store: close badger: %w", err)
 	}
 	return nil

@@ -36,8 +36,8 @@ var _ Objects = (*Badger)(nil)
 
 // Object record encodings.
 const (
-	objInfoFixed = 8 + 4 + 8     // hash code, chunk size, size; the root follows
-	objStateLen  = 8 + 8 + 8 + 1 // held, bytes, access, pinned
+	objInfoFixed = 8 + 4 + 8 // hash code, chunk size, size; the root follows
+	objStateLen  = 8 + 1     // access, pinned
 )
 
 // objKey is an object key: prefix, ID length, ID bytes, then suffix.
@@ -90,22 +90,20 @@ func decodeInfo(v []byte) (swarm.Info, error) {
 	return info, nil
 }
 
-// objState is the mutable part of an object's index entry.
+// objState is the stored mutable part of an object's index entry; the
+// chunks held (and their bytes) are counted from the blobs database on
+// open.
 type objState struct {
-	held   uint64
-	bytes  int64
 	access uint64
 	pinned bool
 }
 
 func stateOf(m *objMeta) objState {
-	return objState{held: m.held, bytes: m.bytes, access: m.access, pinned: m.pinned}
+	return objState{access: m.access, pinned: m.pinned}
 }
 
 func encodeState(s objState) []byte {
 	v := make([]byte, 0, objStateLen)
-	v = binary.BigEndian.AppendUint64(v, s.held)
-	v = binary.BigEndian.AppendUint64(v, uint64(s.bytes))
 	v = binary.BigEndian.AppendUint64(v, s.access)
 	if s.pinned {
 		return append(v, 1)
@@ -114,19 +112,10 @@ func encodeState(s objState) []byte {
 }
 
 func decodeState(v []byte) (objState, error) {
-	if len(v) != objStateLen || v[24] > 1 {
+	if len(v) != objStateLen || v[8] > 1 {
 		return objState{}, fmt.Errorf("%w: object state %x", ErrCorrupt, v)
 	}
-	s := objState{
-		held:   binary.BigEndian.Uint64(v),
-		bytes:  int64(binary.BigEndian.Uint64(v[8:])),
-		access: binary.BigEndian.Uint64(v[16:]),
-		pinned: v[24] == 1,
-	}
-	if s.bytes < 0 || s.held > MaxObjectChunks {
-		return objState{}, fmt.Errorf("%w: object state %x", ErrCorrupt, v)
-	}
-	return s, nil
+	return objState{access: binary.BigEndian.Uint64(v), pinned: v[8] == 1}, nil
 }
 
 // loadObjects finishes interrupted deletions and rebuilds the object index.
@@ -171,7 +160,7 @@ func (s *Badger) loadObjects() error {
 			if m == nil {
 				return fmt.Errorf("%w: state of unknown object %s", ErrCorrupt, id)
 			}
-			m.held, m.bytes, m.pinned = st.held, st.bytes, st.pinned
+			m.pinned = st.pinned
 			x.setAccess(m, st.access)
 			return nil
 		})
@@ -196,6 +185,56 @@ func (s *Badger) loadObjects() error {
 	for _, m := range x.objs {
 		if m.access == 0 {
 			return fmt.Errorf("load objects: %w: object %s has no state", ErrCorrupt, m.id)
+		}
+	}
+	if err := s.countBlobs(); err != nil {
+		return fmt.Errorf("load objects: %w", err)
+	}
+	return nil
+}
+
+// countBlobs counts each indexed object's chunks (and their bytes) in the
+// blobs database, and deletes the blobs of objects that are not indexed:
+// those whose deletion a crash interrupted after its tombstone was gone
+// (the blobs database is not synced, so deletions there may be lost).
+func (s *Badger) countBlobs() error {
+	x := &s.objs.index
+	orphans := map[string]cid.Cid{}
+	err := s.blobs.View(func(txn *badger.Txn) error {
+		for _, prefix := range []byte{prefixChunk, prefixTreeHash} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}})
+			for it.Seek([]byte{prefix}); it.ValidForPrefix([]byte{prefix}); it.Next() {
+				id, suffix, err := decodeObjKey(it.Item().Key(), 8)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				m := x.objs[id.KeyString()]
+				if m == nil {
+					orphans[id.KeyString()] = id
+					continue
+				}
+				if prefix != prefixChunk {
+					continue
+				}
+				n, err := chunkLen(m.info, binary.BigEndian.Uint64(suffix))
+				if err != nil {
+					it.Close()
+					return fmt.Errorf("%w: %w", ErrCorrupt, err)
+				}
+				m.held++
+				m.bytes += int64(n)
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range orphans {
+		if err := s.deleteBlobs(id); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -284,9 +323,10 @@ func objErr(err error, op string, id cid.Cid) error {
 	return fmt.Errorf("store: %s %s: %w", op, id, err)
 }
 
-// update runs fn in a write transaction and commits it.
-func (s *Badger) update(fn func(txn *badger.Txn) error) error {
-	txn := s.db.NewTransaction(true)
+// update runs fn in a write transaction of db (s.db or s.blobs) and
+// commits it.
+func update(db *badger.DB, fn func(txn *badger.Txn) error) error {
+	txn := db.NewTransaction(true)
 	defer txn.Discard()
 	if err := fn(txn); err != nil {
 		return err
@@ -326,8 +366,7 @@ func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
 	info.Root = bytes.Clone(info.Root)
 	m := &objMeta{id: id, info: info, access: x.next(nil)}
 	var leases map[feed.ID]int64 // leases that came before the object
-	// Synced: no chunk written after it may outlive its object record.
-	err = synced(s.db, s.update(func(txn *badger.Txn) error {
+	err = update(s.db, func(txn *badger.Txn) error {
 		var err error
 		if leases, err = readLeases(txn, id); err != nil {
 			return err
@@ -336,7 +375,7 @@ func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
 			return err
 		}
 		return txn.Set(objKey(prefixObjState, id, nil), encodeState(stateOf(m)))
-	}))
+	})
 	if err != nil {
 		return objErr(err, "put object", id)
 	}
@@ -385,59 +424,24 @@ func (s *Badger) ObjectIDs() ([]cid.Cid, error) {
 	return s.objs.index.ids(), nil
 }
 
-// PutChunk implements Objects. The chunk and the object's new state are
-// one transaction.
+// PutChunk implements Objects.
 func (s *Badger) PutChunk(id cid.Cid, index uint64, data []byte) error {
-	err := s.withObject(id, func(m *objMeta) error {
-		n, err := chunkLen(m.info, index)
-		if err == nil && len(data) != n {
-			err = fmt.Errorf("%w: chunk %d is %d bytes, want %d", ErrBadObject, index, len(data), n)
-		}
-		if err != nil {
-			return err
-		}
-		x := &s.objs.index
-		st := stateOf(m)
-		st.held++
-		st.bytes += int64(len(data))
-		st.access = x.next(m)
-		key := objKeyU64(prefixChunk, id, index)
-		held := false
-		err = s.update(func(txn *badger.Txn) error {
-			if _, err := txn.Get(key); err == nil {
-				held = true
-				return nil
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
-			}
-			if err := txn.Set(key, data); err != nil {
-				return err
-			}
-			return txn.Set(objKey(prefixObjState, id, nil), encodeState(st))
-		})
-		if err != nil || held {
-			return err
-		}
-		m.held, m.bytes = st.held, st.bytes
-		x.setAccess(m, st.access)
-		return nil
-	})
-	return objErr(err, "put chunk", id)
+	return objErr(s.putChunks(id, []swarm.Chunk{{Index: index, Data: data}}), "put chunk", id)
 }
 
-// PutChunks implements Objects. The chunks and the object's new state are
-// one transaction.
+// PutChunks implements Objects. The chunks are one transaction of the
+// blobs database; the access order moves in the main one.
 func (s *Badger) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
-	err := s.withObject(id, func(m *objMeta) error {
+	return objErr(s.putChunks(id, chunks), "put chunks", id)
+}
+
+func (s *Badger) putChunks(id cid.Cid, chunks []swarm.Chunk) error {
+	return s.withObject(id, func(m *objMeta) error {
 		if err := checkChunks(m.info, chunks); err != nil {
 			return err
 		}
-		if len(chunks) == 0 {
-			return nil
-		}
-		x := &s.objs.index
-		st := stateOf(m)
-		err := s.update(func(txn *badger.Txn) error {
+		held, bytes := m.held, m.bytes
+		err := update(s.blobs, func(txn *badger.Txn) error {
 			for _, c := range chunks {
 				key := objKeyU64(prefixChunk, id, c.Index)
 				if _, err := txn.Get(key); err == nil {
@@ -448,37 +452,56 @@ func (s *Badger) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
 				if err := txn.Set(key, c.Data); err != nil {
 					return err
 				}
-				st.held++
-				st.bytes += int64(len(c.Data))
+				held++
+				bytes += int64(len(c.Data))
 			}
-			if st.held == m.held {
-				return nil
-			}
-			st.access = x.next(m)
-			return txn.Set(objKey(prefixObjState, id, nil), encodeState(st))
+			return nil
 		})
-		if err != nil || st.held == m.held {
+		if err != nil || held == m.held {
 			return err
 		}
-		m.held, m.bytes = st.held, st.bytes
-		x.setAccess(m, st.access)
-		return nil
+		m.held, m.bytes = held, bytes
+		return s.touchLocked(m)
 	})
-	return objErr(err, "put chunks", id)
 }
 
-// AppendChunk implements Objects.
+// AppendChunk implements Objects. Badger reads a value it cannot read
+// (torn by a power loss: the blobs database is not synced) as empty and
+// only logs the error, so every chunk's length is checked against the
+// object's info.
 func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
 	if err := checkObjectID(id); err != nil {
 		return dst, objErr(err, "get chunk", id)
 	}
+	var want int
+	err := s.withObject(id, func(m *objMeta) error {
+		var err error
+		want, err = chunkLen(m.info, index)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrBadObject) {
+			err = ErrNotFound // no such chunk
+		}
+		return dst, objErr(err, "get chunk", id)
+	}
 	out := dst
-	err := s.view(func(txn *badger.Txn) error {
-		return readValue(txn, objKeyU64(prefixChunk, id, index), func(v []byte) error {
+	key := objKeyU64(prefixChunk, id, index)
+	err = s.viewBlobs(func(txn *badger.Txn) error {
+		return readValue(txn, key, func(v []byte) error {
+			if len(v) != want {
+				return fmt.Errorf("%w: chunk %d reads as %d bytes, want %d", ErrCorrupt, index, len(v), want)
+			}
 			out = append(dst, v...)
 			return nil
 		})
 	})
+	if errors.Is(err, ErrCorrupt) {
+		// Forget the chunk, so that a get fetches it again.
+		if ferr := s.forgetChunk(id, key); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}
 	if err != nil {
 		return dst, objErr(err, "get chunk", id)
 	}
@@ -486,6 +509,31 @@ func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, erro
 		out = []byte{}
 	}
 	return out, nil
+}
+
+// forgetChunk deletes an unreadable chunk's key and counts it no longer
+// held.
+func (s *Badger) forgetChunk(id cid.Cid, key []byte) error {
+	return s.withObject(id, func(m *objMeta) error {
+		gone := false
+		err := update(s.blobs, func(txn *badger.Txn) error {
+			if _, err := txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
+				gone = true // forgotten already
+				return nil
+			}
+			return txn.Delete(key)
+		})
+		if err != nil || gone {
+			return err
+		}
+		n, err := chunkLen(m.info, binary.BigEndian.Uint64(key[len(key)-8:]))
+		if err != nil {
+			return err
+		}
+		m.held--
+		m.bytes -= int64(n)
+		return nil
+	})
 }
 
 // Have implements Objects. It reads the chunk keys only.
@@ -499,7 +547,7 @@ func (s *Badger) Have(id cid.Cid) ([]byte, error) {
 		return nil, objErr(err, "have", id)
 	}
 	bits := make([]byte, (chunks+7)/8)
-	err = s.view(func(txn *badger.Txn) error {
+	err = s.viewBlobs(func(txn *badger.Txn) error {
 		p := objKey(prefixChunk, id, nil)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
 		defer it.Close()
@@ -531,7 +579,7 @@ func (s *Badger) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
 		if len(hashes) == 0 {
 			return nil
 		}
-		return s.update(func(txn *badger.Txn) error {
+		return update(s.blobs, func(txn *badger.Txn) error {
 			for b, h := range hashes {
 				if err := txn.Set(objKeyU64(prefixTreeHash, id, uint64(b)), h); err != nil {
 					return err
@@ -543,14 +591,26 @@ func (s *Badger) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
 	return objErr(err, "put hashes", id)
 }
 
-// GetHash implements Objects.
+// GetHash implements Objects. As for chunks, a hash that reads with
+// another length than the object's digest is ErrCorrupt.
 func (s *Badger) GetHash(id cid.Cid, bin swarm.Bin) ([]byte, error) {
 	if err := checkObjectID(id); err != nil {
 		return nil, objErr(err, "get hash", id)
 	}
+	var want int
+	err := s.withObject(id, func(m *objMeta) error {
+		want = m.info.Hash.Size()
+		return nil
+	})
+	if err != nil {
+		return nil, objErr(err, "get hash", id)
+	}
 	var out []byte
-	err := s.view(func(txn *badger.Txn) error {
+	err = s.viewBlobs(func(txn *badger.Txn) error {
 		return readValue(txn, objKeyU64(prefixTreeHash, id, uint64(bin)), func(v []byte) error {
+			if len(v) != want {
+				return fmt.Errorf("%w: hash of bin %v reads as %d bytes, want %d", ErrCorrupt, bin, len(v), want)
+			}
 			out = append([]byte(nil), v...)
 			return nil
 		})
@@ -571,9 +631,9 @@ func (s *Badger) setPinned(id cid.Cid, pinned bool) error {
 		}
 		st := stateOf(m)
 		st.pinned = pinned
-		if err := synced(s.db, s.db.Update(func(txn *badger.Txn) error {
+		if err := s.db.Update(func(txn *badger.Txn) error {
 			return txn.Set(objKey(prefixObjState, id, nil), encodeState(st))
-		})); err != nil {
+		}); err != nil {
 			return err
 		}
 		m.pinned = pinned
@@ -598,22 +658,14 @@ func (s *Badger) Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	// Syncing first and last keeps what the value log GC moves durable
-	// (it deletes the old files as soon as it has rewritten them), and
-	// bounds how long unsynced chunks stay at risk.
-	if err := s.db.Sync(); err != nil {
-		return nil, fmt.Errorf("store: evict: %w", err)
-	}
 	out, err := s.evict(now, cacheBytes, inUse)
 	if len(out) > 0 {
-		// Rewrite value log files that are mostly garbage; stop at the
-		// first that is not (badger.ErrNoRewrite) or after a few.
+		// Rewrite blobs value log files that are mostly garbage; stop at
+		// the first that is not (badger.ErrNoRewrite) or after a few. A
+		// power loss may lose what a rewrite moved: chunks only, which
+		// then read as ErrCorrupt and are fetched again.
 		for range 4 {
-			gcErr := s.db.RunValueLogGC(0.5)
-			if serr := s.db.Sync(); serr != nil && err == nil {
-				err = fmt.Errorf("store: evict: %w", serr)
-			}
-			if gcErr != nil {
+			if s.blobs.RunValueLogGC(0.5) != nil {
 				break
 			}
 		}
@@ -627,7 +679,7 @@ func (s *Badger) evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool
 	x := &s.objs.index
 	var out []cid.Cid
 	for _, m := range x.victims(now, cacheBytes, inUse) {
-		err := s.update(func(txn *badger.Txn) error {
+		err := update(s.db, func(txn *badger.Txn) error {
 			if err := txn.Delete(objKey(prefixObject, m.id, nil)); err != nil {
 				return err
 			}
@@ -649,14 +701,24 @@ func (s *Badger) evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool
 	return out, nil
 }
 
-// sweepObject deletes every chunk and hash key of id, at most
-// badgerDeleteBatch per transaction, then its tombstone.
+// sweepObject deletes the blobs of id, then its tombstone.
 func (s *Badger) sweepObject(id cid.Cid) error {
+	if err := s.deleteBlobs(id); err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete(objKey(prefixTombstone, id, nil))
+	})
+}
+
+// deleteBlobs deletes every chunk and hash key of id from the blobs
+// database, at most badgerDeleteBatch per transaction.
+func (s *Badger) deleteBlobs(id cid.Cid) error {
 	for _, prefix := range []byte{prefixChunk, prefixTreeHash} {
 		p := objKey(prefix, id, nil)
 		for {
 			n := 0
-			err := s.update(func(txn *badger.Txn) error {
+			err := update(s.blobs, func(txn *badger.Txn) error {
 				var keys [][]byte
 				it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
 				for it.Seek(p); it.ValidForPrefix(p) && len(keys) < badgerDeleteBatch; it.Next() {
@@ -679,7 +741,5 @@ func (s *Badger) sweepObject(id cid.Cid) error {
 			}
 		}
 	}
-	return s.db.Update(func(txn *badger.Txn) error {
-		return txn.Delete(objKey(prefixTombstone, id, nil))
-	})
+	return nil
 }

@@ -3,10 +3,13 @@ package store
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
 )
@@ -100,31 +103,127 @@ func TestBadgerObjectsSweepOnOpen(t *testing.T) {
 	}
 	s = openBadger(t, dir)
 	checkGone(t, s, o[0])
-	err = s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{})
-		defer it.Close()
-		p := objKey(0, o[0].id, nil)[1:]
-		leases := 0
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			switch {
-			case len(k) <= 1 || !bytes.HasPrefix(k[1:], p):
-			case k[0] == prefixLease:
-				leases++
-			default:
-				t.Errorf("key %x of the evicted object is left", k)
+	if leases := countObjKeys(t, s, o[0].id); leases != 1 {
+		t.Errorf("%d lease keys of the evicted object are left, want 1", leases)
+	}
+	if st := mustStat(t, s, o[1].id); !st.Complete() {
+		t.Fatalf("the other object: %+v", st)
+	}
+}
+
+// countObjKeys fails the test if any key of id but its leases is left in
+// either database, and returns how many lease keys there are.
+func countObjKeys(t *testing.T, s *Badger, id cid.Cid) int {
+	t.Helper()
+	p := objKey(0, id, nil)[1:]
+	leases := 0
+	for _, db := range []*badger.DB{s.db, s.blobs} {
+		err := db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := it.Item().Key()
+				switch {
+				case len(k) <= 1 || !bytes.HasPrefix(k[1:], p):
+				case k[0] == prefixLease && db == s.db:
+					leases++
+				default:
+					t.Errorf("key %x of the evicted object is left", k)
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if leases != 1 {
-			t.Errorf("%d lease keys of the evicted object are left, want 1", leases)
+	}
+	return leases
+}
+
+// TestBadgerObjectsOrphanBlobs: blobs of an object with no record (their
+// deletion was lost with the unsynced blobs database while the tombstone's
+// was not) are deleted on open and do not count for anything.
+func TestBadgerObjectsOrphanBlobs(t *testing.T) {
+	dir := t.TempDir()
+	s := openBadger(t, dir)
+	o := putObjects(t, s, 2)
+	// Drop o[0]'s records from the main database only.
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, k := range [][]byte{objKey(prefixObject, o[0].id, nil), objKey(prefixObjState, o[0].id, nil)} {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := mustStat(t, s, o[1].id); !st.Complete() {
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBadger(t, dir)
+	checkGone(t, s, o[0])
+	countObjKeys(t, s, o[0].id)
+	if st := mustStat(t, s, o[1].id); !st.Complete() || st.Bytes != int64(len(o[1].data)) {
 		t.Fatalf("the other object: %+v", st)
+	}
+}
+
+// TestBadgerObjectsTornChunk: a chunk whose bytes in the blobs value log
+// no longer match their checksum (a power loss tore them) reads as
+// ErrCorrupt, never as other bytes, and is then forgotten: no longer held,
+// so a get fetches it again.
+func TestBadgerObjectsTornChunk(t *testing.T) {
+	dir := t.TempDir()
+	s := openBadger(t, dir)
+	o := newTestObject(t, 3, 3*testChunk)
+	o.put(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Flip a byte of chunk 1 where the value log holds it.
+	chunk := o.data[testChunk : 2*testChunk]
+	vlogs, err := filepath.Glob(filepath.Join(dir, blobsDir, "*.vlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := false
+	for _, path := range vlogs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(b, chunk); i >= 0 {
+			b[i+10] ^= 0xff
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			torn = true
+		}
+	}
+	if !torn {
+		t.Fatal("chunk 1 not found in the blobs value log")
+	}
+	s = openBadger(t, dir)
+	if c, err := s.AppendChunk(nil, o.id, 1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("AppendChunk of the torn chunk = %d bytes, %v; want ErrCorrupt", len(c), err)
+	}
+	st := mustStat(t, s, o.id)
+	if st.Held != 2 || st.Bytes != int64(2*testChunk) {
+		t.Fatalf("after the torn chunk was read: %+v", st)
+	}
+	if have, err := s.Have(o.id); err != nil || have[0] != 0b101 {
+		t.Fatalf("Have = %08b, %v; want chunk 1 gone", have, err)
+	}
+	if c, err := s.AppendChunk(nil, o.id, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("AppendChunk again = %d bytes, %v; want ErrNotFound", len(c), err)
+	}
+	if err := s.PutChunk(o.id, 1, chunk); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStat(t, s, o.id); !st.Complete() {
+		t.Fatalf("after the chunk was put again: %+v", st)
 	}
 }
 
@@ -150,7 +249,7 @@ func TestBadgerObjectsManyChunks(t *testing.T) {
 func FuzzDecodeObjectRecords(f *testing.F) {
 	o := newTestObject(f, 1, 3*testChunk)
 	f.Add(encodeInfo(o.tree.Info()), 0)
-	f.Add(encodeState(objState{held: 3, bytes: 3000, access: 9, pinned: true}), 0)
+	f.Add(encodeState(objState{access: 9, pinned: true}), 0)
 	f.Add(objKey(prefixObject, o.id, nil), 0)
 	f.Add(objKeyU64(prefixChunk, o.id, 7), 8)
 	f.Add(objKey(prefixLease, o.id, make([]byte, idLen)), idLen)

@@ -18,12 +18,11 @@
 // linkage (seq and prev) and structure, never signatures: verifying is the
 // caller's job (ebt verifies batches, node signs its own). Badger syncs every
 // Append to disk before returning, so an author cannot lose entries it has
-// already published and then fork its own feed after a power loss. Object
-// records and pins are synced too; chunks, tree hashes, access order and
-// peer clocks are not (they can be fetched or learnt again): a power loss
-// may take the latest of them, up to the next synced write or Evict, and
-// values are checksummed on read, so such a loss reads as ErrCorrupt
-// rather than as wrong bytes. Returned
+// already published and then fork its own feed after a power loss. Chunks and
+// tree hashes live in a second Badger database (blobs/) that is not synced
+// on write: a power loss may take those written in the last seconds (they
+// are fetched again), and one torn by it reads as ErrCorrupt, never as
+// other bytes, and is forgotten (see OpenBadger). Returned
 // entries and proofs are the caller's to keep and modify.
 //
 // Batches are bounded, not split: at most MaxBatch entries per Append
@@ -35,7 +34,7 @@
 // Every key starts with a one-byte prefix. IDs are the 32 bytes of the
 // ed25519 key; integers are big-endian, so keys of one feed sort by seq.
 //
-//	'v'                      → schema version (1 byte, currently 1)
+//	'v'                      → schema version (1 byte, currently 2; in both databases)
 //	'e' author(32) seq(8)    → canonical entry encoding (feed.Entry.Encode)
 //	'h' author(32)           → head: seq(8) entry ID(32)
 //	'c' author(32) target(32)→ relation (1 byte: 1 follow, 2 block); absent = none
@@ -43,10 +42,11 @@
 //	'f' author(32)           → fork proof (feed.ForkProof.Encode)
 //
 // Object keys carry the object ID (CID bytes, at most MaxObjectIDLen) after
-// a length byte L; integers are big-endian:
+// a length byte L; integers are big-endian. 'k' and 't' are in the blobs
+// database, the rest in the main one:
 //
 //	'o' L id                 → info: hash code(8) chunk size(4) size(8) root
-//	's' L id                 → state: chunks held(8) bytes held(8) access counter(8) pinned(1)
+//	's' L id                 → state: access counter(8) pinned(1)
 //	'k' L id index(8)        → chunk bytes (value log from 64 bytes on)
 //	't' L id bin(8)          → verified tree hash
 //	'l' L id author(32)      → end of the author's latest lease entry on the object, Unix nanoseconds (int64, 8 bytes; an ended lease has no key)
@@ -55,7 +55,9 @@
 // The access counter orders objects for eviction; the in-memory index of
 // objects (info, state, and the leases on the objects held) is rebuilt from
 // 'o', 's' and 'l' on open, which first finishes any deletion a tombstone
-// records. Append writes 'l' keys, whether the object is held or not, in
+// records, then counts each object's chunks from its 'k' keys and deletes
+// the blobs of objects without an 'o' key (a deletion whose blobs part a
+// power loss undid). Append writes 'l' keys, whether the object is held or not, in
 // the transaction of the lease entries; PutObject reads the object's 'l'
 // keys into the index. Evicting an object drops 'o' and 's' and writes 'd'
 // in one transaction, deletes its 'k' and 't' keys in bounded transactions,
@@ -66,8 +68,9 @@
 // and compactions move only keys and pointers. Values under 64 bytes (heads,
 // contacts, clocks, leases, the schema version) are kept inline. Of the feed
 // data nothing but heads, peer clocks, contacts and leases is ever
-// overwritten or deleted, and all are inline; evicted chunks are the only garbage in the
-// value log, and Evict runs Badger's value log GC after deleting. Each Append is one
+// overwritten or deleted, and all are inline, so the main value log holds
+// no garbage; evicted chunks are garbage in the blobs value log, and Evict
+// runs Badger's value log GC there after deleting. Each Append is one
 // transaction and one sync (of the value log and the LSM's write-ahead
 // log), however many entries it carries.
 //

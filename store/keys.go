@@ -19,17 +19,19 @@ const (
 
 	// Object keys (badger_objects.go): the object ID is the CID's bytes
 	// after a length byte, so one ID's keys never share a prefix with
-	// another's.
+	// another's. Chunks and tree hashes are in the blobs database, the
+	// rest in the main one.
 	prefixObject    = 'o' // o idlen id → object info
-	prefixObjState  = 's' // s idlen id → held(8) bytes(8) access(8) pinned(1)
-	prefixChunk     = 'k' // k idlen id indexBE8 → chunk bytes
-	prefixTreeHash  = 't' // t idlen id binBE8 → tree hash
+	prefixObjState  = 's' // s idlen id → access(8) pinned(1)
+	prefixChunk     = 'k' // blobs: k idlen id indexBE8 → chunk bytes
+	prefixTreeHash  = 't' // blobs: t idlen id binBE8 → tree hash
 	prefixLease     = 'l' // l idlen id author → until, Unix ns int64 BE8 (from lease entries)
-	prefixTombstone = 'd' // d idlen id → empty: the object's keys are being deleted
+	prefixTombstone = 'd' // d idlen id → empty: the object's blobs are being deleted
 )
 
-// schemaVersion is the layout this build reads and writes.
-const schemaVersion = 1
+// schemaVersion is the layout this build reads and writes (2: chunks and
+// tree hashes moved to the blobs database; object state without counts).
+const schemaVersion = 2
 
 const (
 	idLen       = len(feed.ID{})

@@ -308,7 +308,10 @@ func (s *server) answer(ctx context.Context, i uint64) error {
 		}
 		hash, err := s.src.GetHash(s.id, u)
 		if err != nil {
-			return fmt.Errorf("swarm: serve chunk %d: uncle %v: %w", i, u, err)
+			// Lost with a power loss, say: serve the chunks it proves
+			// to nobody rather than end the session.
+			s.log.Debug("swarm: requested chunk not served", "chunk", i, "uncle", u, "err", err)
+			return nil
 		}
 		integ.Hashes = append(integ.Hashes, BinHash{Bin: u, Hash: hash})
 	}
