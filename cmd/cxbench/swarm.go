@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/contextd/contextd/cmd/internal/daemon"
@@ -23,7 +24,8 @@ import (
 // seeder, the clock runs over its get into the store (find, probe, fetch,
 // verify, store: secs and MB_per_s), then over a second get that writes
 // the object it now holds to a file (out_secs: read back and write with
-// fsync); the file must hash like the input.
+// fsync); the file must hash like the input. Each timed phase starts after
+// a sync(2), so that neither pays for writing back what came before it.
 func runSwarm(ctx context.Context, args []string) (string, error) {
 	fs := flag.NewFlagSet("swarm", flag.ContinueOnError)
 	size := fs.Int64("bytes", 64<<20, "object size in bytes")
@@ -109,12 +111,17 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 		return "", fmt.Errorf("fetcher: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "fetcher gets it from %d seeders…\n", *seeders)
+	// Each timed phase starts with the disk quiet: the kernel writing back
+	// what the setup (or the phase before) left dirty would otherwise run
+	// in whichever phase comes next.
+	syscall.Sync()
 	t0 := time.Now()
 	if _, err := fcl.ObjectGet(ctx, put.CID, "", nil); err != nil {
 		return "", fmt.Errorf("fetcher: get: %w", err)
 	}
 	secs := time.Since(t0).Seconds()
 	out := filepath.Join(dir, "out.bin")
+	syscall.Sync()
 	t1 := time.Now()
 	if _, err := fcl.ObjectGet(ctx, put.CID, out, nil); err != nil {
 		return "", fmt.Errorf("fetcher: get -o: %w", err)
