@@ -212,7 +212,7 @@ func (n *Node) probe(ctx context.Context, ai peer.AddrInfo, id cid.Cid) probed {
 // progressSink is the store seen by Fetch, counting the bytes stored.
 type progressSink struct {
 	store.Objects
-	grew     func(id cid.Cid) // tells the sessions serving the object
+	grew     func(id cid.Cid, chunks []swarm.Chunk) // tells the sessions serving the object
 	id       cid.Cid
 	total    int64
 	progress func(done, total int64)
@@ -225,7 +225,7 @@ func (s *progressSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
 	if err := s.Objects.PutChunks(id, chunks); err != nil {
 		return err
 	}
-	s.grew(id)
+	s.grew(id, chunks)
 	n := 0
 	for _, c := range chunks {
 		n += len(c.Data)
@@ -280,36 +280,41 @@ func (n *Node) writeObject(id cid.Cid, info swarm.Info, path string) (err error)
 	return nil
 }
 
-// watchGrowth returns a channel signalled (coalesced) whenever a fetch
-// stores chunks of id, for a swarm/1 session serving it meanwhile, and the
-// function that stops the signals.
-func (n *Node) watchGrowth(id cid.Cid) (<-chan struct{}, func()) {
+// watchGrowth returns the Growth through which a swarm/1 session serving
+// id learns of the chunks a fetch stores meanwhile, and the function that
+// stops it.
+func (n *Node) watchGrowth(id cid.Cid) (*swarm.Growth, func()) {
 	k := id.KeyString()
-	ch := make(chan struct{}, 1)
+	g := swarm.NewGrowth()
 	n.growMu.Lock()
 	if n.growths[k] == nil {
-		n.growths[k] = map[chan struct{}]struct{}{}
+		n.growths[k] = map[*swarm.Growth]struct{}{}
 	}
-	n.growths[k][ch] = struct{}{}
+	n.growths[k][g] = struct{}{}
 	n.growMu.Unlock()
-	return ch, func() {
+	return g, func() {
 		n.growMu.Lock()
 		defer n.growMu.Unlock()
-		delete(n.growths[k], ch)
+		delete(n.growths[k], g)
 		if len(n.growths[k]) == 0 {
 			delete(n.growths, k)
 		}
 	}
 }
 
-// grew signals the sessions watching id.
-func (n *Node) grew(id cid.Cid) {
+// grew tells the sessions serving id of chunks just stored.
+func (n *Node) grew(id cid.Cid, chunks []swarm.Chunk) {
 	n.growMu.Lock()
 	defer n.growMu.Unlock()
-	for ch := range n.growths[id.KeyString()] {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+	gs := n.growths[id.KeyString()]
+	if len(gs) == 0 {
+		return
+	}
+	is := make([]uint64, len(chunks))
+	for i, c := range chunks {
+		is[i] = c.Index
+	}
+	for g := range gs {
+		g.Add(is...)
 	}
 }

@@ -82,7 +82,7 @@ type Node struct {
 	// growths: the swarm/1 sessions serving an object that is still being
 	// fetched, signalled as its chunks are stored (fetch.go)
 	growMu  sync.Mutex
-	growths map[string]map[chan struct{}]struct{} // guarded by growMu, by id.KeyString()
+	growths map[string]map[*swarm.Growth]struct{} // guarded by growMu, by id.KeyString()
 
 	ctx       context.Context // the node's lifetime: links and sessions run under it
 	cancel    context.CancelFunc
@@ -137,7 +137,7 @@ func New(cfg Config) (*Node, error) {
 		watchers:  map[feed.ID]map[chan struct{}]struct{}{},
 		evictKick: make(chan struct{}, 1),
 		inUse:     map[string]int{},
-		growths:   map[string]map[chan struct{}]struct{}{},
+		growths:   map[string]map[*swarm.Growth]struct{}{},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.store, err = store.OpenBadger(StoreDir(cfg.Home), store.BadgerOptions{Logger: cfg.Logger})

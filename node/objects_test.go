@@ -123,7 +123,7 @@ func TestServeWhileFetching(t *testing.T) {
 		if err := b.store.PutChunks(id, cs); err != nil {
 			t.Error(err)
 		}
-		b.grew(id)
+		b.grew(id, cs)
 	}
 	if err := b.store.PutObject(id, info); err != nil {
 		t.Fatal(err)

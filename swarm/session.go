@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -97,11 +98,10 @@ type ServeConfig struct {
 	// MaxRequests is the bound on requested chunks in flight announced in
 	// HANDSHAKE (0: DefaultMaxRequests; at most MaxRequestsInFlight).
 	MaxRequests int
-	// Grown, if not nil, signals that the source may hold more chunks
-	// than before (a fetch of the object is storing them); Serve then
-	// sends HAVEs for those it holds now and has not announced. Signals
-	// may be coalesced (a channel of capacity 1 that is never closed).
-	Grown <-chan struct{}
+	// Grown, if not nil, tells of chunks the source gains while Serve
+	// runs (a fetch of the object is storing them); Serve sends HAVEs for
+	// them.
+	Grown *Growth
 	// Logger receives per-session events at Debug level (nil: discard).
 	Logger *slog.Logger
 }
@@ -114,12 +114,11 @@ func checkHandshake(h Handshake, id cid.Cid, info Info) error {
 	return nil
 }
 
-// newRanges returns, as ranges, the chunks (of n) set in the have-bitmap
-// bits and not in old (nil: none).
-func newRanges(bits, old []byte, n uint64) []Range {
+// haveRanges turns a have-bitmap of n chunks into ranges.
+func haveRanges(bits []byte, n uint64) []Range {
 	var rs []Range
 	for i := uint64(0); i < n; i++ {
-		if !bitSet(bits, i) || bitSet(old, i) {
+		if !bitSet(bits, i) {
 			continue
 		}
 		if k := len(rs) - 1; k >= 0 && rs[k].Last+1 == i {
@@ -150,10 +149,10 @@ type server struct {
 	queue []uint64      // requested chunks not yet sent, in request order
 	sig   chan struct{} // capacity 1: the queue grew
 
-	sent      map[Bin]bool    // writer's: hashes already sent in this session
-	msg       []byte          // writer's: the DATA message buffer, reused
-	announced []byte          // writer's: the have-bitmap sent in HAVEs so far
-	grown     <-chan struct{} // ServeConfig.Grown
+	sent      map[Bin]bool // writer's: hashes already sent in this session
+	msg       []byte       // writer's: the DATA message buffer, reused
+	announced []byte       // writer's: the have-bitmap sent in HAVEs so far
+	grown     *Growth      // ServeConfig.Grown, or nil
 }
 
 // Serve answers one peer's requests for one object over c until the peer
@@ -225,10 +224,14 @@ func (s *server) write(ctx context.Context) error {
 	if err := s.send(ctx, Unchoke{}); err != nil {
 		return err
 	}
+	var grown <-chan struct{} // nil (never ready) without ServeConfig.Grown
+	if s.grown != nil {
+		grown = s.grown.sig
+	}
 	for {
 		select {
-		case <-s.grown:
-			if err := s.announce(ctx); err != nil {
+		case <-grown:
+			if err := s.announceGrowth(ctx); err != nil {
 				return err
 			}
 		default:
@@ -237,8 +240,8 @@ func (s *server) write(ctx context.Context) error {
 		if !ok {
 			select {
 			case <-s.sig:
-			case <-s.grown:
-				if err := s.announce(ctx); err != nil {
+			case <-grown:
+				if err := s.announceGrowth(ctx); err != nil {
 					return err
 				}
 			case <-ctx.Done():
@@ -252,14 +255,32 @@ func (s *server) write(ctx context.Context) error {
 	}
 }
 
-// announce sends HAVEs for the chunks the source holds that the peer has
-// not been told of, at most MaxRanges ranges per message.
+// announce sends HAVEs for what the source holds, at most MaxRanges
+// ranges per message.
 func (s *server) announce(ctx context.Context) error {
 	bits, err := s.src.Have(s.id)
 	if err != nil {
 		return fmt.Errorf("swarm: serve: have: %w", err)
 	}
-	rs := newRanges(bits, s.announced, s.n)
+	s.announced = bits
+	return s.sendHaves(ctx, haveRanges(bits, s.n))
+}
+
+// announceGrowth sends HAVEs for the chunks ServeConfig.Grown told of that
+// the peer has not been told of.
+func (s *server) announceGrowth(ctx context.Context) error {
+	var fresh []uint64
+	for _, i := range s.grown.take() {
+		if i < s.n && !bitSet(s.announced, i) {
+			s.announced[i/8] |= 1 << (i % 8)
+			fresh = append(fresh, i)
+		}
+	}
+	slices.Sort(fresh)
+	return s.sendHaves(ctx, toRanges(fresh))
+}
+
+func (s *server) sendHaves(ctx context.Context, rs []Range) error {
 	for len(rs) > 0 {
 		k := min(len(rs), MaxRanges)
 		if err := s.send(ctx, Have{Ranges: rs[:k]}); err != nil {
@@ -267,8 +288,38 @@ func (s *server) announce(ctx context.Context) error {
 		}
 		rs = rs[k:]
 	}
-	s.announced = bits
 	return nil
+}
+
+// Growth carries the chunks a Serve session's source gains while it runs:
+// the code storing them calls Add; the session takes them. It is safe for
+// concurrent use.
+type Growth struct {
+	mu    sync.Mutex // guards added
+	added []uint64
+	sig   chan struct{} // capacity 1: added grew
+}
+
+// NewGrowth returns an empty Growth.
+func NewGrowth() *Growth { return &Growth{sig: make(chan struct{}, 1)} }
+
+// Add records that the source now holds these chunks. It never blocks.
+func (g *Growth) Add(indices ...uint64) {
+	g.mu.Lock()
+	g.added = append(g.added, indices...)
+	g.mu.Unlock()
+	select {
+	case g.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (g *Growth) take() []uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	added := g.added
+	g.added = nil
+	return added
 }
 
 // next pops the first queued chunk.

@@ -138,8 +138,8 @@ type swarmNet struct {
 	net     *memlink.Network
 	serveWG sync.WaitGroup
 	mu      sync.Mutex
-	served  map[int]error   // seeder → what Serve returned
-	grown   <-chan struct{} // ServeConfig.Grown of the seeders connected next
+	served  map[int]error // seeder → what Serve returned
+	grown   *swarm.Growth // ServeConfig.Grown of the seeders connected next
 }
 
 func newSwarmNet(cfg memlink.Config) *swarmNet {
@@ -646,13 +646,15 @@ func TestServeAnnouncesGrowth(t *testing.T) {
 		sink := newSink(t, o)
 		n := o.tree.Chunks()
 		src, putChunks := o.partialStore(t, n/2)
-		grown := make(chan struct{}, 1)
+		grown := swarm.NewGrowth()
 		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
 		sn.grown = grown
 		sink.put = func(k int) {
 			if k == int(n/2) {
 				putChunks(n/2, n)
-				grown <- struct{}{}
+				for i := n / 2; i < n; i++ {
+					grown.Add(i)
+				}
 			}
 		}
 		st, err := swarm.Fetch(ctx, o.info, peersOf(sn.connect(t, ctx, 1, src, o.info, nil)), sink, swarm.FetchConfig{})
