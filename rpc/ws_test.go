@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -301,30 +302,52 @@ func TestSubscriptionEndsOnNodeError(t *testing.T) {
 	wantCode(t, c.call(api.MethodFeedUnsubscribe, api.UnsubscribeParams{Subscription: sub}), api.CodeNotFound, sub)
 }
 
-// TestLongCalls: object.get over a WebSocket runs without CallTimeout
-// (an object of any size takes what it takes; the connection bounds it),
-// while over POST, and for every other method, CallTimeout applies.
+// TestLongCalls: object.put and object.get over a WebSocket run without
+// CallTimeout (an object of any size takes what it takes; the connection
+// bounds it); over POST they are bounded, and so is any other method
+// (object.pin here) everywhere.
 func TestLongCalls(t *testing.T) {
 	e := newEnv(t, Config{})
 	var mu sync.Mutex
-	var deadlines []bool
-	e.node.OnGetObject(func(ctx context.Context) {
+	deadlines := map[string]bool{} // method, transport → had a deadline
+	transport := "ws"
+	e.node.OnObjectCall(func(method string, ctx context.Context) {
 		_, ok := ctx.Deadline()
 		mu.Lock()
-		deadlines = append(deadlines, ok)
+		deadlines[method+" "+transport] = ok
 		mu.Unlock()
 	})
-	params := api.ObjectGetParams{CID: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}
-	if r := e.ws(t).call(api.MethodObjectGet, params); r.Error == nil || r.Error.Code != api.CodeNotFound {
-		t.Fatalf("object.get of an unknown object over WebSocket: %+v", r)
+	const unknown = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+	calls := []struct {
+		method string
+		params any
+	}{
+		{api.MethodObjectGet, api.ObjectGetParams{CID: unknown}},
+		{api.MethodObjectPut, api.ObjectPutParams{Path: "/nonexistent/file"}},
+		{api.MethodObjectPin, api.ObjectParams{CID: unknown}},
 	}
-	p, _ := json.Marshal(params)
-	if status, body := e.post(t, testToken, fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":%s}`, api.MethodObjectGet, p)); status != http.StatusOK || !strings.Contains(string(body), `"error"`) {
-		t.Fatalf("object.get over POST: %d %s", status, body)
+	ws := e.ws(t)
+	for _, c := range calls {
+		if r := ws.call(c.method, c.params); r.Error == nil {
+			t.Fatalf("%s over WebSocket: %+v, want an error", c.method, r)
+		}
+	}
+	mu.Lock()
+	transport = "post"
+	mu.Unlock()
+	for _, c := range calls {
+		p, _ := json.Marshal(c.params)
+		if status, body := e.post(t, testToken, fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":%s}`, c.method, p)); status != http.StatusOK || !strings.Contains(string(body), `"error"`) {
+			t.Fatalf("%s over POST: %d %s", c.method, status, body)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(deadlines) != 2 || deadlines[0] || !deadlines[1] {
-		t.Fatalf("deadlines seen by GetObject (WebSocket, POST) = %v, want [false true]", deadlines)
+	want := map[string]bool{
+		"GetObject ws": false, "PutObject ws": false, "PinObject ws": true,
+		"GetObject post": true, "PutObject post": true, "PinObject post": true,
+	}
+	if !maps.Equal(deadlines, want) {
+		t.Fatalf("deadlines seen by the node = %v, want %v", deadlines, want)
 	}
 }

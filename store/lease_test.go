@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -34,8 +35,14 @@ func FuzzParseLease(f *testing.F) {
 		if (r.until == 0) != l.Ended() || r.until < 0 {
 			t.Fatalf("parseLease gave until %d for %v", r.until, l.Until)
 		}
-		if !l.Ended() && r.until < l.Until.UnixMilli() {
-			t.Fatalf("parseLease gave until %d ns for %d ms", r.until, l.Until.UnixMilli())
+		if ms := l.Until.UnixMilli(); !l.Ended() {
+			want := int64(math.MaxInt64) // past the year 2262
+			if ms <= math.MaxInt64/int64(time.Millisecond) {
+				want = ms * int64(time.Millisecond)
+			}
+			if r.until != want {
+				t.Fatalf("parseLease gave until %d ns for %d ms, want %d", r.until, ms, want)
+			}
 		}
 	})
 }

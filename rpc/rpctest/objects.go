@@ -21,17 +21,27 @@ const MaxObjectSize = 1 << 20
 
 // objects is the fake's object store: whole objects in memory.
 type objects struct {
-	mu    sync.Mutex // guards objs and onGet
-	objs  map[string]*object
-	onGet func(ctx context.Context)
+	mu     sync.Mutex // guards objs and onCall
+	objs   map[string]*object
+	onCall func(method string, ctx context.Context)
 }
 
-// OnGetObject sets a function GetObject calls first with its context, so
-// that tests can see how the server bounds the call.
-func (n *Node) OnGetObject(f func(ctx context.Context)) {
+// OnObjectCall sets a function that PutObject, GetObject and PinObject
+// call first with their name and context, so that tests can see how the
+// server bounds the call.
+func (n *Node) OnObjectCall(f func(method string, ctx context.Context)) {
 	n.objs.mu.Lock()
-	n.objs.onGet = f
+	n.objs.onCall = f
 	n.objs.mu.Unlock()
+}
+
+func (n *Node) called(method string, ctx context.Context) {
+	n.objs.mu.Lock()
+	f := n.objs.onCall
+	n.objs.mu.Unlock()
+	if f != nil {
+		f(method, ctx)
+	}
 }
 
 type object struct {
@@ -74,6 +84,7 @@ func (n *Node) object(id cid.Cid) (*object, error) {
 // PutObject reads the file at path (absolute, at most MaxObjectSize bytes)
 // and stores it pinned.
 func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult, error) {
+	n.called("PutObject", ctx)
 	if !filepath.IsAbs(path) {
 		return api.ObjectPutResult{}, fmt.Errorf("%w: %q is not an absolute path", api.ErrInvalidParams, path)
 	}
@@ -100,12 +111,7 @@ func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult,
 // GetObject writes a held object to path, reporting progress once; it
 // fetches nothing.
 func (n *Node) GetObject(ctx context.Context, id cid.Cid, path string, progress func(done, total int64)) (api.ObjectGetResult, error) {
-	n.objs.mu.Lock()
-	onGet := n.objs.onGet
-	n.objs.mu.Unlock()
-	if onGet != nil {
-		onGet(ctx)
-	}
+	n.called("GetObject", ctx)
 	if path != "" && !filepath.IsAbs(path) {
 		return api.ObjectGetResult{}, fmt.Errorf("%w: %q is not an absolute path", api.ErrInvalidParams, path)
 	}
@@ -136,7 +142,10 @@ func (n *Node) StatObject(id cid.Cid) (api.Object, error) {
 }
 
 // PinObject pins a held object.
-func (n *Node) PinObject(ctx context.Context, id cid.Cid) error { return n.setPin(id, true) }
+func (n *Node) PinObject(ctx context.Context, id cid.Cid) error {
+	n.called("PinObject", ctx)
+	return n.setPin(id, true)
+}
 
 // UnpinObject unpins a held object.
 func (n *Node) UnpinObject(id cid.Cid) error { return n.setPin(id, false) }
