@@ -395,7 +395,7 @@ func (f *fetcher) read(ctx context.Context, p *fpeer) {
 			ev.m = nil
 		case Data:
 			ev.chunk, ev.err = f.verify(m, hashes)
-			ev.bad = ev.err != nil && errors.Is(ev.err, ErrBadChunk)
+			ev.bad = errors.Is(ev.err, ErrBadChunk)
 			ev.m = nil
 		}
 		if ev.m == nil && ev.chunk == nil && ev.err == nil {
