@@ -10,9 +10,7 @@ import (
 	"sync"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/store"
 	"github.com/contextd/contextd/swarm"
@@ -65,32 +63,22 @@ func (n *Node) GetObject(ctx context.Context, id cid.Cid, outPath string, progre
 	return res, nil
 }
 
-// probed is one source after its probe: a session ready for Fetch with
-// the object's Info, or why not.
-type probed struct {
-	peer peer.ID
-	info swarm.Info
-	conn swarm.Conn
-	err  error
-}
-
 // fetch gets the chunks of id the store lacks. Sources are probed as they
 // are found (linked peers at once, DHT providers as the lookup yields
-// them); the fetch starts with the first that serves the object and the
-// others join it as their probes succeed, so a slow or dead provider
-// delays nothing.
+// them, peers a PEX names while the fetch runs); the fetch starts with the
+// first that serves the object and the others join it as their probes
+// succeed, so a slow or dead provider delays nothing.
 func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total int64)) (store.ObjectStat, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	probes := make(chan probed)
-	go n.probeSources(ctx, id, probes)
+	src := n.findSources(ctx, id)
 	var (
 		first   probed
 		errs    []error
 		asked   int
 		refused int // sources that closed the circuit: they lack the object
 	)
-	for r := range probes {
+	for r := range src.results {
 		asked++
 		if r.err == nil {
 			first = r
@@ -112,21 +100,10 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 	case first.conn == nil:
 		return store.ObjectStat{}, fmt.Errorf("%w: object %s: none of %d providers serves it: %w", api.ErrUnavailable, id, asked, errors.Join(errs...))
 	}
-	// The sessions Fetch has not taken are closed once it returns (the
-	// buffer holds every source probeSources may find).
-	conns := make(chan swarm.Conn, 2*maxSources)
-	conns <- first.conn
-	go func() {
-		defer close(conns)
-		for r := range probes {
-			if r.err != nil {
-				n.log.Debug("object source unusable", "cid", id, "peer", r.peer, "err", r.err)
-				continue
-			}
-			conns <- r.conn // Fetch drops a seeder whose size differs
-		}
-	}()
+	conns := src.sessions(first.conn)
 	defer func() {
+		// Sessions Fetch has not taken are closed; the channel closes
+		// once every probe has ended.
 		cancel()
 		for c := range conns {
 			c.Close()
@@ -141,72 +118,12 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 		sink.done = st.Bytes
 	}
 	sink.report()
-	stats, err := swarm.Fetch(ctx, info, conns, sink, swarm.FetchConfig{Logger: n.log})
+	stats, err := swarm.Fetch(ctx, info, conns, sink, swarm.FetchConfig{OnPex: src.pex, Logger: n.log})
 	if err != nil {
 		return store.ObjectStat{}, fmt.Errorf("%w: fetch %s: %w", api.ErrUnavailable, id, err)
 	}
 	n.log.Info("object fetched", "cid", id, "size", info.Size, "chunks", stats.Chunks, "peers", len(stats.Peers))
 	return n.store.Object(id)
-}
-
-// probeSources probes up to maxSources linked peers (who may hold id
-// without having announced it) and up to maxSources DHT providers of id,
-// all at once, and sends each result on out as it comes; it closes out
-// when all are in. Once ctx ends, results not taken are dropped (their
-// sessions closed).
-func (n *Node) probeSources(ctx context.Context, id cid.Cid, out chan<- probed) {
-	var wg sync.WaitGroup
-	defer func() {
-		wg.Wait()
-		close(out)
-	}()
-	seen := map[peer.ID]bool{n.host.ID(): true}
-	try := func(ai peer.AddrInfo) {
-		if seen[ai.ID] {
-			return
-		}
-		seen[ai.ID] = true
-		wg.Go(func() {
-			r := n.probe(ctx, ai, id)
-			select {
-			case out <- r:
-			case <-ctx.Done():
-				if r.conn != nil {
-					r.conn.Close()
-				}
-			}
-		})
-	}
-	for i, p := range n.Peers() {
-		if i == maxSources {
-			break
-		}
-		try(peer.AddrInfo{ID: peer.ID(p.ID.PeerIDBytes())})
-	}
-	dctx, cancel := context.WithTimeout(ctx, dhtTimeout)
-	defer cancel()
-	for ai := range n.dht.StreamProviders(dctx, id, maxSources) {
-		try(ai)
-	}
-}
-
-// probe reaches one source and starts a session for id there.
-func (n *Node) probe(ctx context.Context, ai peer.AddrInfo, id cid.Cid) probed {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	r := probed{peer: ai.ID}
-	l, err := n.link(ctx, ai)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	c, err := l.Open(ctx, swarm.Service, flitlink.Data)
-	if err != nil {
-		r.err = fmt.Errorf("node: open swarm circuit: %w", err)
-		return r
-	}
-	r.info, r.conn, r.err = swarm.Probe(ctx, c, id)
-	return r
 }
 
 // progressSink is the store seen by Fetch, counting the bytes stored.

@@ -83,6 +83,7 @@ type Node struct {
 	// fetched, signalled as its chunks are stored (fetch.go)
 	growMu  sync.Mutex
 	growths map[string]map[*swarm.Growth]struct{} // guarded by growMu, by id.KeyString()
+	recent  swarmPeers                            // who the node had swarm/1 sessions with (sources.go)
 
 	ctx       context.Context // the node's lifetime: links and sessions run under it
 	cancel    context.CancelFunc
@@ -138,6 +139,7 @@ func New(cfg Config) (*Node, error) {
 		evictKick: make(chan struct{}, 1),
 		inUse:     map[string]int{},
 		growths:   map[string]map[*swarm.Growth]struct{}{},
+		recent:    swarmPeers{peers: map[string]map[peer.ID]time.Time{}},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.store, err = store.OpenBadger(StoreDir(cfg.Home), store.BadgerOptions{Logger: cfg.Logger})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/contextd/contextd/feed"
@@ -105,7 +106,12 @@ func (n *Node) serveSwarm(ctx context.Context, c *flitlink.Circuit, p feed.ID) {
 		n.log.Debug("swarm circuit refused", "peer", p, "err", err)
 		return
 	}
-	cfg := swarm.ServeConfig{Info: info, Logger: n.log}
+	n.swarmPeer(info.ID(), peer.ID(p.PeerIDBytes()))
+	cfg := swarm.ServeConfig{
+		Info:   info,
+		Peers:  func() []swarm.PexPeer { return n.pexPeers(info.ID(), p) },
+		Logger: n.log,
+	}
 	if !complete {
 		// Held in part: a fetch is storing the rest (or was, and a
 		// later get resumes it); tell the peer of chunks as they come.

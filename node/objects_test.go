@@ -7,10 +7,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/swarm"
@@ -147,5 +150,77 @@ func TestServeWhileFetching(t *testing.T) {
 	}
 	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("C's copy differs (%v)", err)
+	}
+}
+
+// TestPexSources: a node that had a swarm/1 session about an object names
+// that peer in its PEX (pexPeers); a fetch that is told of a peer by PEX
+// probes it and gets a session there (D holds the object but is known to
+// no one: only the PEX leads to it); once the fetch ends and its sessions
+// are closed, no more results come (the results channel closes).
+func TestPexSources(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	a, b, c, d := startNode(t, ctx), startNode(t, ctx), startNode(t, ctx), startNode(t, ctx)
+	data := make([]byte, 100_000)
+	rand.Read(data)
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var id cid.Cid
+	for _, n := range []*Node{a, d} {
+		put, err := n.PutObject(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, err = cid.Decode(put.CID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Connect(ctx, addrOf(t, a)); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, ctx, b, id) // B's session with A: A remembers B
+	if named := a.pexPeers(id, c.ID()); len(named) != 1 || named[0].ID != b.ID() || len(named[0].Addr) == 0 {
+		t.Fatalf("A names %+v to C, want B with an address", named)
+	}
+	if got := a.pexPeers(id, b.ID()); len(got) != 0 {
+		t.Fatalf("A names %+v to B itself", got)
+	}
+
+	if err := c.Connect(ctx, addrOf(t, a)); err != nil {
+		t.Fatal(err)
+	}
+	fctx, fcancel := context.WithCancel(ctx)
+	src := c.findSources(fctx, id)
+	first := <-src.results
+	if first.err != nil || first.peer != peer.ID(a.ID().PeerIDBytes()) {
+		t.Fatalf("first source: %v, %v; want A", first.peer, first.err)
+	}
+	addr, err := multiaddr.NewMultiaddr(strings.TrimSuffix(addrOf(t, d), "/p2p/"+peer.ID(d.ID().PeerIDBytes()).String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.pex([]swarm.PexPeer{{ID: d.ID(), Addr: addr.Bytes()}})
+	var second probed
+	for second = range src.results {
+		if second.peer == peer.ID(d.ID().PeerIDBytes()) {
+			break
+		}
+		if second.conn != nil { // B, if the DHT found it meanwhile
+			second.conn.Close()
+		}
+	}
+	if second.err != nil || second.peer != peer.ID(d.ID().PeerIDBytes()) || second.info.Size != 100_000 {
+		t.Fatalf("source named by PEX: %v, %+v, %v; want D's session", second.peer, second.info, second.err)
+	}
+	fcancel()
+	first.conn.Close()
+	second.conn.Close()
+	for r := range src.results {
+		if r.conn != nil {
+			r.conn.Close()
+		}
 	}
 }

@@ -108,6 +108,10 @@ type FetchConfig struct {
 	// Peers that hold part of the object announce more as they get it, so
 	// a quiet swarm is waited for this long.
 	Idle time.Duration
+	// OnPex, if not nil, is called from the fetch loop with the peers each
+	// PEX names, so that the caller can reach them and hand their sessions
+	// in on the peers channel. It must not block.
+	OnPex func(peers []PexPeer)
 	// Logger receives per-peer events at Debug level (nil: discard).
 	Logger *slog.Logger
 }
@@ -606,8 +610,12 @@ func (f *fetcher) handle(p *fpeer, m Message) {
 	case Choke:
 		p.unchoked = false
 		f.forget(p) // the server drops them; ask elsewhere
+	case Pex:
+		if f.cfg.OnPex != nil {
+			f.cfg.OnPex(m.Peers)
+		}
 	}
-	// REQUEST, CANCEL, PEX and unknown types: Fetch serves nothing.
+	// REQUEST, CANCEL and unknown types: Fetch serves nothing.
 }
 
 // inTree reports whether b is a node of the covering tree below the root.

@@ -102,6 +102,9 @@ type ServeConfig struct {
 	// runs (a fetch of the object is storing them); Serve sends HAVEs for
 	// them.
 	Grown *Growth
+	// Peers, if not nil, gives other peers of the swarm of this object;
+	// Serve sends them in one PEX (at most MaxPeers) after UNCHOKE.
+	Peers func() []PexPeer
 	// Logger receives per-session events at Debug level (nil: discard).
 	Logger *slog.Logger
 }
@@ -149,18 +152,20 @@ type server struct {
 	queue []uint64      // requested chunks not yet sent, in request order
 	sig   chan struct{} // capacity 1: the queue grew
 
-	sent      map[Bin]bool // writer's: hashes already sent in this session
-	msg       []byte       // writer's: the DATA message buffer, reused
-	announced []byte       // writer's: the have-bitmap sent in HAVEs so far
-	grown     *Growth      // ServeConfig.Grown, or nil
+	sent      map[Bin]bool     // writer's: hashes already sent in this session
+	msg       []byte           // writer's: the DATA message buffer, reused
+	announced []byte           // writer's: the have-bitmap sent in HAVEs so far
+	grown     *Growth          // ServeConfig.Grown, or nil
+	peers     func() []PexPeer // ServeConfig.Peers, or nil
 }
 
 // Serve answers one peer's requests for one object over c until the peer
 // closes the session (nil), ctx ends (nil), the peer breaks the protocol
 // (an error wrapping ErrMalformed, ErrProtocol or ErrMismatch) or the
 // connection or the source fails. It sends HANDSHAKE, HAVE (what src holds
-// now; later HAVEs as ServeConfig.Grown signals more), UNCHOKE, then for
-// each requested chunk, in request order, an
+// now; later HAVEs as ServeConfig.Grown tells of more), UNCHOKE, PEX (if
+// ServeConfig.Peers names any), then for each requested chunk, in request
+// order, an
 // INTEGRITY with the uncle hashes not yet sent in this session followed by
 // the DATA. It skips chunks cancelled before they are sent and chunks it
 // does not hold. Serve closes c.
@@ -182,7 +187,7 @@ func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error
 		conn: c, src: src, id: info.ID(), info: info, n: n,
 		limit: cfg.MaxRequests, log: cfg.Logger,
 		sig:  make(chan struct{}, 1),
-		sent: make(map[Bin]bool), grown: cfg.Grown,
+		sent: make(map[Bin]bool), grown: cfg.Grown, peers: cfg.Peers,
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -223,6 +228,13 @@ func (s *server) write(ctx context.Context) error {
 	}
 	if err := s.send(ctx, Unchoke{}); err != nil {
 		return err
+	}
+	if s.peers != nil {
+		if ps := s.peers(); len(ps) > 0 {
+			if err := s.send(ctx, Pex{Peers: ps[:min(len(ps), MaxPeers)]}); err != nil {
+				return err
+			}
+		}
 	}
 	var grown <-chan struct{} // nil (never ready) without ServeConfig.Grown
 	if s.grown != nil {

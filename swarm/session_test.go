@@ -138,8 +138,9 @@ type swarmNet struct {
 	net     *memlink.Network
 	serveWG sync.WaitGroup
 	mu      sync.Mutex
-	served  map[int]error // seeder → what Serve returned
-	grown   *swarm.Growth // ServeConfig.Grown of the seeders connected next
+	served  map[int]error          // seeder → what Serve returned
+	grown   *swarm.Growth          // ServeConfig.Grown of the seeders connected next
+	peers   func() []swarm.PexPeer // ServeConfig.Peers of the seeders connected next
 }
 
 func newSwarmNet(cfg memlink.Config) *swarmNet {
@@ -169,7 +170,7 @@ func (sn *swarmNet) connect(t *testing.T, ctx context.Context, i int, src swarm.
 		if wrap != nil {
 			conn = wrap(c)
 		}
-		err = swarm.Serve(ctx, conn, src, swarm.ServeConfig{Info: info, Grown: sn.grown})
+		err = swarm.Serve(ctx, conn, src, swarm.ServeConfig{Info: info, Grown: sn.grown, Peers: sn.peers})
 		sn.mu.Lock()
 		sn.served[i] = err
 		sn.mu.Unlock()
@@ -667,5 +668,25 @@ func TestServeAnnouncesGrowth(t *testing.T) {
 		}
 		cancel()
 		sn.serveWG.Wait()
+	})
+}
+
+// TestPex: a seeder names the other peers of the swarm in a PEX after
+// UNCHOKE (ServeConfig.Peers); Fetch hands them to FetchConfig.OnPex.
+func TestPex(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newObject(t, 64<<10, 16<<10)
+		sink := newSink(t, o)
+		named := []swarm.PexPeer{{ID: nodeID(7), Addr: []byte{4, 127, 0, 0, 1}}, {ID: nodeID(8)}}
+		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond})
+		sn.peers = func() []swarm.PexPeer { return named }
+		var got []swarm.PexPeer
+		cfg := swarm.FetchConfig{OnPex: func(ps []swarm.PexPeer) { got = append(got, ps...) }}
+		if _, _, _, err := runFetch(t, sn, o, sink, make([]func(swarm.Conn) swarm.Conn, 1), cfg); err != nil {
+			t.Fatalf("Fetch: %v", err)
+		}
+		if len(got) != 2 || got[0].ID != nodeID(7) || !bytes.Equal(got[0].Addr, named[0].Addr) || got[1].ID != nodeID(8) || len(got[1].Addr) != 0 {
+			t.Fatalf("OnPex got %+v, want %+v", got, named)
+		}
 	})
 }
