@@ -29,7 +29,7 @@ type object struct {
 	id   cid.Cid
 }
 
-func newObject(t *testing.T, size, chunkSize int) object {
+func newObject(t testing.TB, size, chunkSize int) object {
 	t.Helper()
 	data := make([]byte, size)
 	r := rand.New(rand.NewPCG(uint64(size), 7))
