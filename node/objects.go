@@ -23,8 +23,9 @@ import (
 )
 
 // Objects (DESIGN §7): PutObject stores and pins a file and provides it in
-// the DHT; GetObject fetches one from the peers that provide it over swarm/1
-// circuits, verifying every chunk before it is stored, then provides it too.
+// the DHT; GetObject (fetch.go, sources.go) fetches one from the peers that
+// provide it over swarm/1 circuits, verifying every chunk before it is
+// stored, then provides it too.
 // Pins are also leases in the node's feed; pins.go keeps them and the cache.
 //
 // A fetcher knows only the object's ID; it learns the size and chunk size
@@ -134,9 +135,10 @@ func checkPath(path string) error {
 }
 
 // PutObject stores the file at path (absolute) as an object, pins it
-// (leasing it in the node's feed) and provides it. The file is read twice, a chunk at a time: once to build the
-// tree, once to store the chunks, each verified against the tree (so a file
-// changed in between fails the put rather than storing bad chunks).
+// (leasing it in the node's feed) and provides it. The file is read twice,
+// a chunk at a time: once to build the tree, once to store the chunks, each
+// verified against the tree (so a file changed in between fails the put
+// rather than storing bad chunks).
 func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult, error) {
 	if err := checkPath(path); err != nil {
 		return api.ObjectPutResult{}, err

@@ -57,8 +57,8 @@ var (
 // after the now given to Evict; otherwise it is cached and evicted least
 // recently used first. Access order is a counter: PutObject, PutChunk and
 // PutChunks (when they add a chunk) and Touch make the object the most
-// recently used. AppendChunk, GetHash and the other reads do not, so reads stay reads;
-// callers Touch once per request they serve. The store has no clock: time
+// recently used. AppendChunk, GetHash and the other reads do not, so reads
+// stay reads; callers Touch once per request they serve. The store has no clock: time
 // comes in through Evict.
 //
 // Leases are not set through this interface: they are read from lease
@@ -92,6 +92,8 @@ type Objects interface {
 	PutChunks(id cid.Cid, chunks []swarm.Chunk) error
 	// AppendChunk appends a held chunk to dst and returns the extended
 	// slice (never nil), or ErrNotFound. Readers reuse dst across chunks.
+	// A chunk that reads back wrong (Badger: torn by a power loss) is
+	// ErrCorrupt, and the store forgets it, so that it is fetched again.
 	AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error)
 	// Have returns the object's have-bitmap: bit i%8 of byte i/8 is set
 	// when chunk i is held; it is ⌈chunks/8⌉ bytes long.
