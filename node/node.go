@@ -306,6 +306,9 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 		}
 		n.wg.Go(func() { n.serveEBT(ctx, c, p, false) })
 	}
+	// A peer gets at most maxSwarmSessions swarm/1 sessions at once: each
+	// may hold a circuit window of unread messages here.
+	swarmSlots := make(chan struct{}, maxSwarmSessions)
 	for {
 		c, err := l.Accept(ctx)
 		if err != nil {
@@ -315,7 +318,16 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 		case ebt.Service:
 			n.wg.Go(func() { n.serveEBT(ctx, c, p, true) })
 		case swarm.Service:
-			n.wg.Go(func() { n.serveSwarm(ctx, c, p) })
+			select {
+			case swarmSlots <- struct{}{}:
+				n.wg.Go(func() {
+					defer func() { <-swarmSlots }()
+					n.serveSwarm(ctx, c, p)
+				})
+			default:
+				n.log.Debug("swarm circuit refused: too many sessions", "peer", p, "limit", maxSwarmSessions)
+				c.Close()
+			}
 		default:
 			n.log.Debug("unknown circuit service", "peer", p, "service", c.Service())
 			c.Close()

@@ -44,6 +44,9 @@ const (
 	// maxSources bounds the linked peers and, apart, the DHT providers
 	// a get probes.
 	maxSources = 8
+	// maxSwarmSessions bounds the swarm/1 sessions one peer may have
+	// with this node at once (one per object it fetches from here).
+	maxSwarmSessions = 16
 )
 
 // ErrBadPath reports a file path the node cannot use.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/swarm"
 )
@@ -222,5 +224,38 @@ func TestPexSources(t *testing.T) {
 		if r.conn != nil {
 			r.conn.Close()
 		}
+	}
+}
+
+// TestSwarmSessionLimit: a peer gets at most maxSwarmSessions swarm/1
+// sessions at once; a circuit beyond them is closed unanswered.
+func TestSwarmSessionLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	a, b := startNode(t, ctx), startNode(t, ctx)
+	id := putFile(t, ctx, a, 1000)
+	ai, err := peer.AddrInfoFromString(addrOf(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := b.link(ctx, *ai)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []*flitlink.Circuit
+	for range maxSwarmSessions + 1 {
+		c, err := l.Open(ctx, swarm.Service, flitlink.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+	}
+	// The sessions wait for a HANDSHAKE that never comes; one more is
+	// refused (closed unanswered) even for an object A holds.
+	if _, _, err := swarm.Probe(ctx, open[maxSwarmSessions], id); !errors.Is(err, io.EOF) {
+		t.Fatalf("session %d: %v, want refused (io.EOF)", maxSwarmSessions+1, err)
+	}
+	for _, c := range open[:maxSwarmSessions] {
+		c.Close()
 	}
 }
