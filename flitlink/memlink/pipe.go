@@ -159,12 +159,12 @@ func (e *end) Write(b []byte) (int, error) {
 	h := &p.dir[e.i]
 	for {
 		switch {
+		case h.err != nil: // killed: the kill's cause wins over the ends closing after it
+			p.mu.Unlock()
+			return 0, h.err
 		case p.closed[e.i] || p.closed[1-e.i]:
 			p.mu.Unlock()
 			return 0, io.ErrClosedPipe
-		case h.err != nil:
-			p.mu.Unlock()
-			return 0, h.err
 		}
 		if h.unread < p.buffer {
 			break
