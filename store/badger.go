@@ -188,8 +188,13 @@ func checkSchema(db *badger.DB) error {
 			return err
 		}
 		return item.Value(func(v []byte) error {
-			if len(v) != 1 || v[0] != schemaVersion {
-				return fmt.Errorf("%w: schema version %x, this build reads %d", ErrCorrupt, v, schemaVersion)
+			if len(v) != 1 {
+				return fmt.Errorf("%w: schema version %x", ErrCorrupt, v)
+			}
+			if v[0] != schemaVersion {
+				return fmt.Errorf("%w: schema version %d, this build reads %d; another contextd version "+
+					"wrote it: move the directory away to start afresh (feeds sync again from peers, "+
+					"the node's own feed too)", ErrSchema, v[0], schemaVersion)
 			}
 			return nil
 		})

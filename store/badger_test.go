@@ -207,11 +207,11 @@ func TestBadgerSchemaVersion(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := OpenBadger(dir, BadgerOptions{}); !errors.Is(err, ErrCorrupt) {
+	if s, err := OpenBadger(dir, BadgerOptions{}); !errors.Is(err, ErrSchema) {
 		if err == nil {
 			s.Close()
 		}
-		t.Fatalf("OpenBadger of another schema version = %v, want ErrCorrupt", err)
+		t.Fatalf("OpenBadger of another schema version = %v, want ErrSchema", err)
 	}
 }
 

@@ -31,6 +31,9 @@ var (
 	ErrBatchTooLarge = errors.New("store: batch too large")
 	// ErrCorrupt reports a stored record that does not decode.
 	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrSchema reports a Badger store written in a layout this build
+	// does not read (another contextd version's).
+	ErrSchema = errors.New("store: unsupported layout")
 )
 
 // Store is what both implementations offer; consumers declare their own
