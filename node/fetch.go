@@ -23,8 +23,9 @@ import (
 // GetObject makes the node hold object id, fetching what it lacks from the
 // peers that provide it (DHT providers and linked peers), then writes it to
 // outPath (absolute; none if empty) through a temporary file in the same
-// directory. A fetched object is then provided in the background. progress, if not nil, is called with the bytes
-// held and the size as chunks arrive, from one goroutine at a time.
+// directory. A fetched object is then provided in the background.
+// progress, if not nil, is called with the bytes held and the size as
+// chunks arrive, from one goroutine at a time.
 func (n *Node) GetObject(ctx context.Context, id cid.Cid, outPath string, progress func(done, total int64)) (api.ObjectGetResult, error) {
 	if outPath != "" {
 		if err := checkPath(outPath); err != nil {
@@ -113,7 +114,7 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 	if err := n.store.PutObject(id, info); err != nil {
 		return store.ObjectStat{}, fmt.Errorf("node: put object %s: %w", id, err)
 	}
-	sink := &progressSink{Objects: n.store, grew: n.grew, id: id, total: info.Size, progress: progress}
+	sink := &progressSink{Objects: n.store, grew: n.grew, total: info.Size, progress: progress}
 	if st, err := n.store.Object(id); err == nil {
 		sink.done = st.Bytes
 	}
@@ -126,11 +127,11 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 	return n.store.Object(id)
 }
 
-// progressSink is the store seen by Fetch, counting the bytes stored.
+// progressSink is the store seen by Fetch: it counts the bytes stored for
+// progress and tells the sessions serving the object of its new chunks.
 type progressSink struct {
 	store.Objects
-	grew     func(id cid.Cid, chunks []swarm.Chunk) // tells the sessions serving the object
-	id       cid.Cid
+	grew     func(id cid.Cid, chunks []swarm.Chunk)
 	total    int64
 	progress func(done, total int64)
 

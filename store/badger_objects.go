@@ -465,36 +465,15 @@ func (s *Badger) putChunks(id cid.Cid, chunks []swarm.Chunk) error {
 	})
 }
 
-// AppendChunk implements Objects. Badger reads a value it cannot read
-// (torn by a power loss: the blobs database is not synced) as empty and
-// only logs the error, so every chunk's length is checked against the
-// object's info.
+// AppendChunk implements Objects.
 func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
-	if err := checkObjectID(id); err != nil {
-		return dst, objErr(err, "get chunk", id)
-	}
-	var want int
-	err := s.withObject(id, func(m *objMeta) error {
-		var err error
-		want, err = chunkLen(m.info, index)
-		return err
-	})
-	if err != nil {
+	key := objKeyU64(prefixChunk, id, index)
+	out, err := s.readBlob(dst, id, key, func(info swarm.Info) (int, error) {
+		n, err := chunkLen(info, index)
 		if errors.Is(err, ErrBadObject) {
 			err = ErrNotFound // no such chunk
 		}
-		return dst, objErr(err, "get chunk", id)
-	}
-	out := dst
-	key := objKeyU64(prefixChunk, id, index)
-	err = s.viewBlobs(func(txn *badger.Txn) error {
-		return readValue(txn, key, func(v []byte) error {
-			if len(v) != want {
-				return fmt.Errorf("%w: chunk %d reads as %d bytes, want %d", ErrCorrupt, index, len(v), want)
-			}
-			out = append(dst, v...)
-			return nil
-		})
+		return n, err
 	})
 	if errors.Is(err, ErrCorrupt) {
 		// Forget the chunk, so that a get fetches it again.
@@ -507,6 +486,40 @@ func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, erro
 	}
 	if out == nil {
 		out = []byte{}
+	}
+	return out, nil
+}
+
+// readBlob appends to dst the value of key, a blobs key of object id,
+// whose length want derives from the object's info. Badger reads a value
+// it cannot read (torn by a power loss: the blobs database is not synced)
+// as empty and only logs the error, so the length is checked: another one
+// is ErrCorrupt.
+func (s *Badger) readBlob(dst []byte, id cid.Cid, key []byte, want func(swarm.Info) (int, error)) ([]byte, error) {
+	if err := checkObjectID(id); err != nil {
+		return dst, err
+	}
+	var n int
+	err := s.withObject(id, func(m *objMeta) error {
+		var err error
+		n, err = want(m.info)
+		return err
+	})
+	if err != nil {
+		return dst, err
+	}
+	out := dst
+	err = s.viewBlobs(func(txn *badger.Txn) error {
+		return readValue(txn, key, func(v []byte) error {
+			if len(v) != n {
+				return fmt.Errorf("%w: key %x reads as %d bytes, want %d", ErrCorrupt, key, len(v), n)
+			}
+			out = append(dst, v...)
+			return nil
+		})
+	})
+	if err != nil {
+		return dst, err
 	}
 	return out, nil
 }
@@ -591,31 +604,15 @@ func (s *Badger) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
 	return objErr(err, "put hashes", id)
 }
 
-// GetHash implements Objects. As for chunks, a hash that reads with
-// another length than the object's digest is ErrCorrupt.
+// GetHash implements Objects.
 func (s *Badger) GetHash(id cid.Cid, bin swarm.Bin) ([]byte, error) {
-	if err := checkObjectID(id); err != nil {
-		return nil, objErr(err, "get hash", id)
-	}
-	var want int
-	err := s.withObject(id, func(m *objMeta) error {
-		want = m.info.Hash.Size()
-		return nil
+	h, err := s.readBlob(nil, id, objKeyU64(prefixTreeHash, id, uint64(bin)), func(info swarm.Info) (int, error) {
+		return info.Hash.Size(), nil
 	})
 	if err != nil {
 		return nil, objErr(err, "get hash", id)
 	}
-	var out []byte
-	err = s.viewBlobs(func(txn *badger.Txn) error {
-		return readValue(txn, objKeyU64(prefixTreeHash, id, uint64(bin)), func(v []byte) error {
-			if len(v) != want {
-				return fmt.Errorf("%w: hash of bin %v reads as %d bytes, want %d", ErrCorrupt, bin, len(v), want)
-			}
-			out = append([]byte(nil), v...)
-			return nil
-		})
-	})
-	return out, objErr(err, "get hash", id)
+	return h, nil
 }
 
 // Pin implements Objects.

@@ -87,21 +87,7 @@ func TestBadgerObjectsSweepOnOpen(t *testing.T) {
 	o := putObjects(t, s, 2)
 	lease(t, s, newAuthor(t, 1), o[0].id, testNow)
 	// Do the first step of an eviction of o[0] only.
-	err := s.db.Update(func(txn *badger.Txn) error {
-		for _, k := range [][]byte{objKey(prefixObject, o[0].id, nil), objKey(prefixObjState, o[0].id, nil)} {
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-		}
-		return txn.Set(objKey(prefixTombstone, o[0].id, nil), nil)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openBadger(t, dir)
+	s = reopenWithout(t, s, dir, o[0].id, true)
 	checkGone(t, s, o[0])
 	if leases := countObjKeys(t, s, o[0].id); leases != 1 {
 		t.Errorf("%d lease keys of the evicted object are left, want 1", leases)
@@ -109,6 +95,31 @@ func TestBadgerObjectsSweepOnOpen(t *testing.T) {
 	if st := mustStat(t, s, o[1].id); !st.Complete() {
 		t.Fatalf("the other object: %+v", st)
 	}
+}
+
+// reopenWithout deletes the main records of object id (info and state;
+// with a tombstone, as the first step of an eviction does, if tombstone is
+// set), closes s and opens the store in dir again.
+func reopenWithout(t *testing.T, s *Badger, dir string, id cid.Cid, tombstone bool) *Badger {
+	t.Helper()
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, k := range [][]byte{objKey(prefixObject, id, nil), objKey(prefixObjState, id, nil)} {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		if tombstone {
+			return txn.Set(objKey(prefixTombstone, id, nil), nil)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openBadger(t, dir)
 }
 
 // countObjKeys fails the test if any key of id but its leases is left in
@@ -148,21 +159,7 @@ func TestBadgerObjectsOrphanBlobs(t *testing.T) {
 	s := openBadger(t, dir)
 	o := putObjects(t, s, 2)
 	// Drop o[0]'s records from the main database only.
-	err := s.db.Update(func(txn *badger.Txn) error {
-		for _, k := range [][]byte{objKey(prefixObject, o[0].id, nil), objKey(prefixObjState, o[0].id, nil)} {
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openBadger(t, dir)
+	s = reopenWithout(t, s, dir, o[0].id, false)
 	checkGone(t, s, o[0])
 	countObjKeys(t, s, o[0].id)
 	if st := mustStat(t, s, o[1].id); !st.Complete() || st.Bytes != int64(len(o[1].data)) {

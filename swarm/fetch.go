@@ -326,7 +326,7 @@ func Fetch(ctx context.Context, info Info, peers <-chan Conn, dst ChunkSink, cfg
 		return f.stats, fmt.Errorf("swarm: fetch: have: %w", err)
 	}
 	for i := range n {
-		if i/8 < uint64(len(bits)) && bits[i/8]&(1<<(i%8)) != 0 {
+		if bitSet(bits, i) {
 			f.done[i] = true
 			f.held++
 		} else {
