@@ -2,8 +2,12 @@
 // what it measures on 127.0.0.1 (real daemon processes where the workload
 // says so) or simulates it (sim-ebt: ebt.Simulate under a virtual clock),
 // prints progress to stderr and ends with one line of `key=value` pairs on
-// stdout, the figure recorded in docs/BENCHMARKS.md.
+// stdout, the figure recorded in docs/BENCHMARKS.md. The quic and swarm
+// workloads also report cpu_secs, the CPU time their processes used while
+// the clock ran: on a shared host it varies less than the elapsed time.
 //
+//	go run ./cmd/cxbench quic --bytes 268435456
+//	go run ./cmd/cxbench swarm --bytes 268435456 --seeders 1
 //	go run ./cmd/cxbench repl --entries 100000 --size 200
 //	go run ./cmd/cxbench sim-ebt --nodes 100 --extra-edges 100 --authors 10 --msgs 20 --live 5 --seeds 200
 package main

@@ -27,3 +27,12 @@ func parseLine(t *testing.T, line string, positive ...string) (kv map[string]str
 	}
 	return kv, keys
 }
+
+// checkCPU checks the line's cpu_secs: a number, at least zero (a short
+// run may use less than the 10 ms the kernel counts in).
+func checkCPU(t *testing.T, kv map[string]string) {
+	t.Helper()
+	if v, err := strconv.ParseFloat(kv["cpu_secs"], 64); err != nil || v < 0 {
+		t.Errorf("cpu_secs=%q", kv["cpu_secs"])
+	}
+}

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/contextd/contextd/cmd/internal/daemon"
 )
 
 // The quic workload's server is this same executable started again with
@@ -69,7 +71,7 @@ func init() {
 // --bytes bytes and closes its write side; the child reads them to the end
 // and answers with the count it read. The clock runs from just before the
 // dial (so it includes the handshake and opening the stream) until the
-// answer arrives.
+// answer arrives. cpu_secs is the CPU time both processes used meanwhile.
 func runQUIC(ctx context.Context, args []string) (string, error) {
 	fs := flag.NewFlagSet("quic", flag.ContinueOnError)
 	n := fs.Int64("bytes", 256<<20, "bytes to send over the stream")
@@ -122,6 +124,10 @@ func runQUIC(ctx context.Context, args []string) (string, error) {
 		buf[i] = byte(i)
 	}
 
+	cpu0, err := bothCPU(cmd.Process.Pid)
+	if err != nil {
+		return "", err
+	}
 	start := time.Now()
 	conn, err := quic.DialAddr(ctx, addr, tlsConf, quicConfig())
 	if err != nil {
@@ -151,10 +157,25 @@ func runQUIC(ctx context.Context, args []string) (string, error) {
 		return "", fmt.Errorf("waiting for the server's count: %w", err)
 	}
 	secs := time.Since(start).Seconds()
+	cpu1, err := bothCPU(cmd.Process.Pid)
+	if err != nil {
+		return "", err
+	}
 	if got := int64(binary.BigEndian.Uint64(ack[:])); got != *n {
 		return "", fmt.Errorf("the server read %d bytes, want %d", got, *n)
 	}
-	return fmt.Sprintf("bench=quic bytes=%d secs=%.3f MB_per_s=%.2f", *n, secs, float64(*n)/secs/1e6), nil
+	return fmt.Sprintf("bench=quic bytes=%d secs=%.3f MB_per_s=%.2f cpu_secs=%.2f",
+		*n, secs, float64(*n)/secs/1e6, (cpu1 - cpu0).Seconds()), nil
+}
+
+// bothCPU returns the CPU time this process and the server have used.
+func bothCPU(server int) (time.Duration, error) {
+	c, err := daemon.ProcessCPU(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
+	s, err := daemon.ProcessCPU(server)
+	return c + s, err
 }
 
 // quicServer is the child: it listens on 127.0.0.1, prints its address on

@@ -18,9 +18,10 @@ func TestQUICSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv, keys := parseLine(t, line, "secs", "MB_per_s")
-	if strings.Join(keys, " ") != "bench bytes secs MB_per_s" || kv["bench"] != "quic" || kv["bytes"] != "4194304" {
+	if strings.Join(keys, " ") != "bench bytes secs MB_per_s cpu_secs" || kv["bench"] != "quic" || kv["bytes"] != "4194304" {
 		t.Fatalf("line %q", line)
 	}
+	checkCPU(t, kv)
 }
 
 func TestQUICFlags(t *testing.T) {

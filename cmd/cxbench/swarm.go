@@ -26,6 +26,7 @@ import (
 // the object it now holds to a file (out_secs: read back and write with
 // fsync); the file must hash like the input. Each timed phase starts after
 // a sync(2), so that neither pays for writing back what came before it.
+// cpu_secs is the CPU time the seeders and the fetcher used during the get.
 func runSwarm(ctx context.Context, args []string) (string, error) {
 	fs := flag.NewFlagSet("swarm", flag.ContinueOnError)
 	size := fs.Int64("bytes", 64<<20, "object size in bytes")
@@ -67,6 +68,7 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 		return "", err
 	}
 	defer first.Stop()
+	daemons := []*daemon.Daemon{first} // the seeders, then the fetcher
 	cl, err := first.Client(ctx)
 	if err != nil {
 		return "", err
@@ -83,6 +85,7 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 			return "", err
 		}
 		defer s.Stop()
+		daemons = append(daemons, s)
 		scl, err := s.Client(ctx)
 		if err != nil {
 			return "", err
@@ -102,6 +105,7 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 		return "", err
 	}
 	defer f.Stop()
+	daemons = append(daemons, f)
 	fcl, err := f.Client(ctx)
 	if err != nil {
 		return "", err
@@ -115,11 +119,19 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 	// what the setup (or the phase before) left dirty would otherwise run
 	// in whichever phase comes next.
 	syscall.Sync()
+	cpu0, err := cpuOf(daemons)
+	if err != nil {
+		return "", err
+	}
 	t0 := time.Now()
 	if _, err := fcl.ObjectGet(ctx, put.CID, "", nil); err != nil {
 		return "", fmt.Errorf("fetcher: get: %w", err)
 	}
 	secs := time.Since(t0).Seconds()
+	cpu1, err := cpuOf(daemons)
+	if err != nil {
+		return "", err
+	}
 	out := filepath.Join(dir, "out.bin")
 	syscall.Sync()
 	t1 := time.Now()
@@ -134,8 +146,21 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 	if got != want {
 		return "", fmt.Errorf("fetcher's copy differs from the input (sha256 %x, want %x)", got, want)
 	}
-	return fmt.Sprintf("bench=swarm bytes=%d seeders=%d secs=%.3f MB_per_s=%.2f out_secs=%.3f",
-		*size, *seeders, secs, float64(*size)/secs/1e6, outSecs), nil
+	return fmt.Sprintf("bench=swarm bytes=%d seeders=%d secs=%.3f MB_per_s=%.2f cpu_secs=%.2f out_secs=%.3f",
+		*size, *seeders, secs, float64(*size)/secs/1e6, (cpu1 - cpu0).Seconds(), outSecs), nil
+}
+
+// cpuOf returns the CPU time the daemons have used so far, together.
+func cpuOf(ds []*daemon.Daemon) (time.Duration, error) {
+	var sum time.Duration
+	for _, d := range ds {
+		t, err := d.CPU()
+		if err != nil {
+			return 0, err
+		}
+		sum += t
+	}
+	return sum, nil
 }
 
 // waitProviders waits until cl's DHT lists at least n providers of id.

@@ -17,7 +17,8 @@ func TestSwarmSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv, _ := parseLine(t, line, "secs", "MB_per_s")
-	if kv["bench"] != "swarm" || kv["bytes"] != "2097152" || kv["seeders"] != "2" || len(kv) != 6 || kv["out_secs"] == "" {
+	if kv["bench"] != "swarm" || kv["bytes"] != "2097152" || kv["seeders"] != "2" || len(kv) != 7 || kv["out_secs"] == "" {
 		t.Fatalf("line %q", line)
 	}
+	checkCPU(t, kv)
 }

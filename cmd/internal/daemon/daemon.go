@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/node"
@@ -170,4 +173,38 @@ func stderrOf(err error) error {
 		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
 	}
 	return err
+}
+
+// CPU returns the CPU time (user and system) the process has used so far.
+func (d *Daemon) CPU() (time.Duration, error) {
+	return ProcessCPU(d.cmd.Process.Pid)
+}
+
+// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on
+// every Linux architecture Go supports).
+const userHZ = 100
+
+// ProcessCPU returns the CPU time (user and system) process pid has used so
+// far, from /proc/PID/stat, to 1/100 s.
+func ProcessCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("daemon: cpu time of %d: %w", pid, err)
+	}
+	// The command name, in parentheses, may hold spaces; the fields after
+	// it are space-separated: utime and stime are the 12th and 13th.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("daemon: cpu time of %d: short /proc stat line", pid)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("daemon: cpu time of %d: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }
