@@ -4,7 +4,8 @@
 // prints progress to stderr and ends with one line of `key=value` pairs on
 // stdout, the figure recorded in docs/BENCHMARKS.md. The quic and swarm
 // workloads also report cpu_secs, the CPU time their processes used while
-// the clock ran: on a shared host it varies less than the elapsed time.
+// the clock ran (read from /proc, so they run on Linux only): on a shared
+// host it varies less than the elapsed time.
 //
 //	go run ./cmd/cxbench quic --bytes 268435456
 //	go run ./cmd/cxbench swarm --bytes 268435456 --seeders 1
