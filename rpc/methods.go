@@ -54,6 +54,19 @@ var methods = map[string]method{
 	api.MethodObjectUnpin:     {handle: withParams(objectUnpin)},
 	api.MethodObjectList:      {handle: noParams(objectList)},
 	api.MethodObjectProviders: {handle: withParams(objectProviders)},
+
+	api.MethodContextCreate:      {handle: withParams(contextCreate)},
+	api.MethodContextJoin:        {handle: withParams(contextJoin)},
+	api.MethodContextLeave:       {handle: withParams(contextLeave)},
+	api.MethodContextList:        {handle: noParams(contextList)},
+	api.MethodContextMembers:     {handle: withParams(contextMembers)},
+	api.MethodContextPublish:     {handle: withParams(contextPublish)},
+	api.MethodContextSend:        {handle: withParams(contextSend)},
+	api.MethodContextHistory:     {handle: withParams(contextHistory)},
+	api.MethodContextSubscribe:   {handle: withParams(contextSubscribe), wsOnly: true},
+	api.MethodContextUnsubscribe: {handle: withParams(contextUnsubscribe), wsOnly: true},
+	api.MethodContextBan:         {handle: withParams(contextBan(true))},
+	api.MethodContextUnban:       {handle: withParams(contextBan(false))},
 }
 
 func withParams[P any](f func(ctx context.Context, s *Server, cl *call, p P) (any, error)) handler {

@@ -72,4 +72,45 @@ type Node interface {
 	ListObjects() ([]api.Object, error)
 	// Providers returns the peers the DHT says provide id.
 	Providers(ctx context.Context, id cid.Cid) ([]api.Provider, error)
+
+	// Contexts (see api.Context). Calls that need a joined context wrap
+	// api.ErrNotJoined otherwise; a body over api.MaxMessageBody wraps
+	// feed.ErrTooLarge.
+
+	// CreateContext makes a new context key, keeps it, writes name and
+	// description to the context's feed, and joins it.
+	CreateContext(ctx context.Context, name, description string) (api.Context, error)
+	// JoinContext joins context id: finds and links members, subscribes to
+	// its gossip and replicates its history. Joining twice is not an error.
+	JoinContext(ctx context.Context, id feed.ID) (api.Context, error)
+	// LeaveContext stops taking part in id (its history stays stored).
+	LeaveContext(id feed.ID) error
+	// Contexts lists the joined contexts, ordered by ID.
+	Contexts() ([]api.Context, error)
+	// ContextMembers lists the authors the node knows in id, ordered by ID.
+	ContextMembers(id feed.ID) ([]api.Member, error)
+	// PublishContext appends a ctx entry with body to the node's own feed
+	// and gossips it; it returns the message as stored.
+	PublishContext(ctx context.Context, id feed.ID, body []byte) (api.Message, error)
+	// SendContext gossips an ephemeral datagram with body to id's members.
+	SendContext(ctx context.Context, id feed.ID, body []byte) error
+	// ContextMessages returns the messages of id with cursor > after,
+	// ascending, looking at up to limit cursors, and the last cursor it
+	// looked at (after itself if there is none): the caller goes on from
+	// there. Messages of authors that the node blocks or the context bans
+	// are left out, so cursors may skip.
+	ContextMessages(id feed.ID, after uint64, limit int) (msgs []api.Message, upTo uint64, err error)
+	// ContextHistory returns one page of id's messages per p (Limit is
+	// already checked and filled in).
+	ContextHistory(id feed.ID, p api.HistoryParams) (api.HistoryResult, error)
+	// WatchContext is Watch for context id: a coalescing signal whenever
+	// messages were added to it.
+	WatchContext(id feed.ID) (changed <-chan struct{}, stop func())
+	// ContextDatagrams delivers the datagrams that reach context id from
+	// now on until stop is called; datagrams a slow reader leaves in the
+	// channel's buffer (its capacity is the node's) are dropped.
+	ContextDatagrams(id feed.ID) (dgs <-chan api.Datagram, stop func())
+	// BanContext appends (ban) or lifts (!ban) a ban of author in id's
+	// own feed; the node must hold id's key, else api.ErrNotAllowed.
+	BanContext(ctx context.Context, id, author feed.ID, ban bool) (feed.Head, error)
 }

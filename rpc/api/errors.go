@@ -29,6 +29,8 @@ const (
 	CodeUnauthorized Code = -32004 // missing or wrong token
 	CodeForked       Code = -32005 // the feed is frozen by a fork proof
 	CodeLimit        Code = -32006 // a per-connection limit is reached (e.g. subscriptions)
+	CodeNotJoined    Code = -32007 // the node has not joined this context
+	CodeNotAllowed   Code = -32008 // the token's scope does not allow this method
 )
 
 // Sentinel errors the node returns (wrapped with %w) for the server to map
@@ -42,6 +44,8 @@ var (
 	ErrUnauthorized  = errors.New("unauthorized")
 	ErrForked        = errors.New("feed is frozen by a fork proof")
 	ErrLimit         = errors.New("limit reached")
+	ErrNotJoined     = errors.New("context not joined")
+	ErrNotAllowed    = errors.New("not allowed")
 )
 
 // codes lists the sentinels per code, the first one canonical. CodeOf
@@ -57,6 +61,8 @@ var codes = []struct {
 	{CodeUnauthorized, []error{ErrUnauthorized}},
 	{CodeForked, []error{ErrForked}},
 	{CodeLimit, []error{ErrLimit}},
+	{CodeNotJoined, []error{ErrNotJoined}},
+	{CodeNotAllowed, []error{ErrNotAllowed}},
 	{CodeUnavailable, []error{ErrUnavailable}},
 }
 
@@ -130,6 +136,10 @@ func (c Code) String() string {
 		return "forked"
 	case CodeLimit:
 		return "limit reached"
+	case CodeNotJoined:
+		return "context not joined"
+	case CodeNotAllowed:
+		return "not allowed"
 	}
 	return fmt.Sprintf("code %d", int(c))
 }
