@@ -53,7 +53,11 @@ const (
 	badgerWorstContact  = badgerWorstEntry + pairKeyLen + badgerWriteOverhead + 1
 	badgerWorstLease    = badgerWorstEntry + maxLeaseKeyLen + badgerWriteOverhead + 8
 	badgerHeadWrite     = 1 + idLen + badgerWriteOverhead + headValLen
-	badgerWorstTxnBytes = MaxBatch*max(badgerWorstEntry, badgerWorstContact, badgerWorstLease) + badgerHeadWrite
+	// A ctx entry adds its index key, its context's cursor and its
+	// member record (at worst one context per entry).
+	badgerWorstCtx = badgerWorstEntry + ctxMsgKeyLen + badgerWriteOverhead + ctxRefValLen +
+		1 + idLen + badgerWriteOverhead + 8 + pairKeyLen + badgerWriteOverhead + ctxMemValLen
+	badgerWorstTxnBytes = MaxBatch*max(badgerWorstEntry, badgerWorstContact, badgerWorstLease, badgerWorstCtx) + badgerHeadWrite
 
 	// minEntrySize is the encoded size of the smallest entry: header 82 +
 	// a 1-byte type + body length 4 + signature 64.
@@ -95,6 +99,10 @@ type Badger struct {
 	// off: concurrent appends over one head cannot both succeed, and appends
 	// by different authors still share Badger's group commits.
 	appendMu [stripes]sync.Mutex
+	// ctxMu serialises the appends that index ctx entries: they read and
+	// advance context cursors, which appends of any author share. It is
+	// taken after a stripe lock and the object lock, never before.
+	ctxMu sync.Mutex
 
 	objs badgerObjects // object storage (badger_objects.go)
 }
@@ -253,6 +261,11 @@ func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 		s.objs.mu.Lock()
 		defer s.objs.mu.Unlock()
 	}
+	if b.ctxs {
+		// One context's cursors are taken by appends of many authors.
+		s.ctxMu.Lock()
+		defer s.ctxMu.Unlock()
+	}
 
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
@@ -294,6 +307,11 @@ func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 			if err != nil {
 				return badgerWriteErr(err)
 			}
+		}
+	}
+	if b.ctxs {
+		if err := writeCtxLocked(txn, b); err != nil {
+			return badgerWriteErr(err)
 		}
 	}
 	if err := txn.Set(idKey(prefixHead, b.author), encodeHead(b.head())); err != nil {

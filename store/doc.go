@@ -3,7 +3,8 @@
 // sent us, fork proofs, and swarm objects (DESIGN §7: object info, verified
 // chunks and tree hashes, pins, the leases read from lease entries,
 // least-recently-used eviction). It
-// offers two interfaces, Store for feeds and Objects for objects, each with
+// offers three interfaces, Store for feeds, Contexts for the index of
+// context messages (DESIGN §8) and Objects for objects, each with
 // two implementations: Badger (on disk, Badger v4) and Mem (in memory, for
 // tests and simulations). One conformance suite per interface
 // (suite_test.go, objects_suite_test.go) runs against both.
@@ -40,6 +41,14 @@
 //	'c' author(32) target(32)→ relation (1 byte: 1 follow, 2 block); absent = none
 //	'p' peer(32) feed(32)    → the peer's last EBT note for the feed (int64, 8 bytes)
 //	'f' author(32)           → fork proof (feed.ForkProof.Encode)
+//
+// The context index (Contexts) is written in the transaction of the ctx
+// entries it indexes; cursors count from 1 per context:
+//
+//	'x' ctx(32) cursor(8)    → author(32) seq(8) of the message with that cursor
+//	'y' ctx(32)              → the context's latest cursor (8 bytes)
+//	'm' ctx(32) author(32)   → messages(8) highest seq(8) of the author in the context
+//	'j' ctx(32)              → empty: the node has joined the context
 //
 // Object keys carry the object ID (CID bytes, at most MaxObjectIDLen) after
 // a length byte L; integers are big-endian. 'k' and 't' are in the blobs

@@ -22,6 +22,8 @@ type Mem struct {
 	contacts map[feed.ID]map[feed.ID]feed.Relation // author → target → non-none relation
 	clocks   map[feed.ID]map[feed.ID]int64         // peer → feed → note
 	forks    map[feed.ID]*feed.ForkProof
+	ctxs     map[feed.ID]*memCtx // context index (mem_ctx.go)
+	joined   map[feed.ID]bool
 
 	objs memObjects // object storage (mem_objects.go), with its own lock
 }
@@ -41,6 +43,8 @@ func NewMem() *Mem {
 		contacts: make(map[feed.ID]map[feed.ID]feed.Relation),
 		clocks:   make(map[feed.ID]map[feed.ID]int64),
 		forks:    make(map[feed.ID]*feed.ForkProof),
+		ctxs:     make(map[feed.ID]*memCtx),
+		joined:   make(map[feed.ID]bool),
 	}
 }
 
@@ -89,6 +93,9 @@ func (m *Mem) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 		if l := r.lease; l != nil {
 			m.objs.index.setLease(l.id.KeyString(), b.author, l.until)
 		}
+	}
+	if b.ctxs {
+		m.indexCtxLocked(b)
 	}
 	f.head = b.head()
 	return nil

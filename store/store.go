@@ -109,6 +109,7 @@ type record struct {
 	id      feed.Hash     // SHA-256 of enc
 	contact *feed.Contact // parsed body of a contact entry; nil if none or unparsable
 	lease   *leaseRec     // parsed body of a lease entry; nil if none or unparsable
+	ctx     *feed.ID      // context of a ctx entry; nil if none or unparsable
 }
 
 // batch is an Append batch whose shape has been checked: one author, each
@@ -120,6 +121,7 @@ type batch struct {
 	author feed.ID
 	recs   []record
 	leases bool // some record has a lease
+	ctxs   bool // some record has a ctx
 }
 
 // newBatch checks entries for everything that does not depend on the feed's
@@ -181,6 +183,11 @@ func newBatch(entries []*feed.Entry, ids []feed.Hash) (*batch, error) {
 		case feed.TypeLease:
 			r.lease = parseLease(e.Body)
 			b.leases = b.leases || r.lease != nil
+		case feed.TypeCtx:
+			if c, ok := ctxOf(e); ok {
+				r.ctx = &c
+				b.ctxs = true
+			}
 		}
 		b.recs[i] = r
 	}
