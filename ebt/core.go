@@ -101,6 +101,7 @@ type peerState struct {
 type core struct {
 	self    feed.ID
 	hops    int
+	want    map[feed.ID]bool // feeds in scope beyond the follows (evWant)
 	timeout time.Duration
 	notedAt time.Time // when tickNotes last ran
 	log     *slog.Logger
@@ -151,6 +152,9 @@ func (c *core) handle(now time.Time, ev any) []any {
 		c.onForkChecked(ev)
 	case evLocal:
 		c.onLocal(ev)
+	case evWant:
+		c.want = ev.feeds
+		c.updateScope()
 	case evTick:
 		c.onTick()
 	default:

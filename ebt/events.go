@@ -60,6 +60,11 @@ type (
 		author feed.ID
 		state  feedSnapshot
 	}
+	// evWant: the feeds the node wants beyond its follows (contexts)
+	// are now feeds.
+	evWant struct {
+		feeds map[feed.ID]bool
+	}
 	// evTick: the timer fired.
 	evTick struct{}
 )

@@ -111,9 +111,11 @@ type Replicator struct {
 	done    chan struct{}     // closed when Run has returned
 	started atomic.Bool
 
-	// localMu guards local: feeds changed in the store without us.
+	// localMu guards local, feeds changed in the store without us, and
+	// want, the wanted feeds not yet handed to the core (nil: unchanged).
 	localMu sync.Mutex
 	local   map[feed.ID]bool
+	want    map[feed.ID]bool
 
 	verify *verifier // checks received entries for the sessions
 	sigs   *sigCache // entries known to be validly signed, for the writers
@@ -219,10 +221,29 @@ func (r *Replicator) Appended(author feed.ID) { r.changed(author) }
 // changed: the scope is recomputed and sessions with blocked peers end.
 func (r *Replicator) ScopeChanged() { r.changed(r.cfg.Self) }
 
+// Want sets the feeds replicated beyond the follows (the authors and keys
+// of the node's contexts): they join the scope unless the node blocks
+// them, and leave it when a later call no longer names them. It never
+// blocks.
+func (r *Replicator) Want(feeds []feed.ID) {
+	w := make(map[feed.ID]bool, len(feeds))
+	for _, f := range feeds {
+		w[f] = true
+	}
+	r.localMu.Lock()
+	r.want = w
+	r.localMu.Unlock()
+	r.poke()
+}
+
 func (r *Replicator) changed(author feed.ID) {
 	r.localMu.Lock()
 	r.local[author] = true
 	r.localMu.Unlock()
+	r.poke()
+}
+
+func (r *Replicator) poke() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -467,7 +488,12 @@ func (r *Replicator) onLocal(now time.Time) {
 	r.localMu.Lock()
 	ids := slices.SortedFunc(maps.Keys(r.local), feed.ID.Compare)
 	clear(r.local)
+	want := r.want
+	r.want = nil
 	r.localMu.Unlock()
+	if want != nil {
+		r.step(now, evWant{feeds: want})
+	}
 	for _, id := range ids {
 		r.step(now, evLocal{author: id, state: r.snapshot(id)})
 	}

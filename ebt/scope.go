@@ -16,8 +16,8 @@ func (c *core) relation(author, target feed.ID) feed.Relation {
 	return feed.RelNone
 }
 
-// computeScope returns self, the feeds within hops follows of self, minus
-// the feeds self blocks.
+// computeScope returns self, the feeds within hops follows of self and the
+// wanted feeds, minus the feeds self blocks.
 func (c *core) computeScope() map[feed.ID]bool {
 	s := map[feed.ID]bool{c.self: true}
 	frontier := []feed.ID{c.self}
@@ -36,6 +36,11 @@ func (c *core) computeScope() map[feed.ID]bool {
 			}
 		}
 		frontier = next
+	}
+	for f := range c.want {
+		if c.relation(c.self, f) != feed.RelBlock {
+			s[f] = true
+		}
 	}
 	return s
 }

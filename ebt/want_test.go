@@ -1,0 +1,46 @@
+package ebt
+
+import (
+	"testing"
+
+	"github.com/contextd/contextd/feed"
+)
+
+// TestCoreWant: wanted feeds (a context's authors) join the scope without
+// a follow, are offered to open sessions, leave it when no longer wanted,
+// and a blocked feed never joins.
+func TestCoreWant(t *testing.T) {
+	w := newWorld(t, 3, 0)
+	h := w.harness(t, 0)
+	x, b := w.x.id, newChain(t, "b")
+	w.me.contact(b.id, feed.RelBlock)
+	h.do(evLocal{author: w.me.id, state: snap(w.me, len(w.me.entries))})
+	h.connect(w.p1, true)
+
+	acts := h.do(evWant{feeds: map[feed.ID]bool{x: true, b.id: true}})
+	if !h.c.scope[x] || h.c.scope[b.id] {
+		t.Fatalf("scope after want: x %v, blocked b %v", h.c.scope[x], h.c.scope[b.id])
+	}
+	sent, ok := notesTo(acts, w.p1)
+	if !ok || sent[x] != MakeNote(0, false) {
+		t.Fatalf("p1 was not asked for x: %v", sent)
+	}
+	if _, ok := sent[b.id]; ok {
+		t.Fatal("a blocked feed was offered")
+	}
+	h.notes(w.p1, map[feed.ID]Note{x: MakeNote(2, false)})
+	if got := h.source(x); got != w.p1 {
+		t.Fatalf("source of x = %s, want p1 %s", got.Short(), w.p1.Short())
+	}
+
+	acts = h.do(evWant{feeds: nil})
+	if h.c.scope[x] {
+		t.Fatal("x stayed in scope after it was no longer wanted")
+	}
+	if n, _ := notesTo(acts, w.p1); n[x] != DontReplicate {
+		t.Fatalf("x not declined to p1: %v", n)
+	}
+	if !h.c.scope[w.a.id] {
+		t.Fatal("a followed feed left the scope")
+	}
+}
