@@ -102,6 +102,11 @@ type core struct {
 	self    feed.ID
 	hops    int
 	want    map[feed.ID]bool // feeds in scope beyond the follows (evWant)
+	// lazy are the wanted feeds not in scope by follows: their live
+	// entries come by another path (context gossip), so they take a
+	// source only from a peer ahead, and drop it on a duplicate. EBT
+	// fills what that path lost, within about a timeout.
+	lazy map[feed.ID]bool
 	timeout time.Duration
 	notedAt time.Time // when tickNotes last ran
 	log     *slog.Logger
@@ -300,8 +305,9 @@ func (c *core) idle(fs *feedState) bool {
 
 // tentative reports whether fs may take a source that is not ahead, so that
 // live entries are pushed to us as they come: any feed but our own, which
-// only a peer holding more of it than we do (we lost data) can send us.
-func (c *core) tentative(fs *feedState) bool { return fs.id != c.self }
+// only a peer holding more of it than we do (we lost data) can send us,
+// and the lazy ones, which another path (context gossip) brings live.
+func (c *core) tentative(fs *feedState) bool { return fs.id != c.self && !c.lazy[fs.id] }
 
 // setSource makes p the one peer that pushes fs to us.
 func (c *core) setSource(fs *feedState, p *peerState) {
@@ -771,6 +777,9 @@ func (c *core) onDuplicate(p *peerState, fs *feedState) {
 	}
 	if other := c.bestAhead(fs, p); other != nil {
 		c.setSource(fs, other)
+	} else if c.lazy[fs.id] {
+		// Another path was first: pull from now on, when a peer is ahead.
+		c.dropSource(fs)
 	}
 }
 

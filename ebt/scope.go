@@ -17,7 +17,8 @@ func (c *core) relation(author, target feed.ID) feed.Relation {
 }
 
 // computeScope returns self, the feeds within hops follows of self and the
-// wanted feeds, minus the feeds self blocks.
+// wanted feeds, minus the feeds self blocks; it sets c.lazy to the wanted
+// feeds that only want brings in.
 func (c *core) computeScope() map[feed.ID]bool {
 	s := map[feed.ID]bool{c.self: true}
 	frontier := []feed.ID{c.self}
@@ -37,10 +38,15 @@ func (c *core) computeScope() map[feed.ID]bool {
 		}
 		frontier = next
 	}
+	lazy := map[feed.ID]bool{}
 	for f := range c.want {
-		if c.relation(c.self, f) != feed.RelBlock {
-			s[f] = true
+		if !s[f] && c.relation(c.self, f) != feed.RelBlock {
+			lazy[f] = true
 		}
+	}
+	c.lazy = lazy
+	for f := range lazy {
+		s[f] = true
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package ebt
 
 import (
 	"testing"
+	"time"
 
 	"github.com/contextd/contextd/feed"
 )
@@ -31,6 +32,29 @@ func TestCoreWant(t *testing.T) {
 	h.notes(w.p1, map[feed.ID]Note{x: MakeNote(2, false)})
 	if got := h.source(x); got != w.p1 {
 		t.Fatalf("source of x = %s, want p1 %s", got.Short(), w.p1.Short())
+	}
+
+	// x is lazy: once an entry came by another path, p1's push of it is a
+	// duplicate and rx goes off; the tick does not pick a source that is
+	// not ahead; one that is ahead is picked.
+	h.do(evLocal{author: x, state: snap(w.x, 2)})
+	acts = h.entries(w.p1, w.x.entries[:2]...)
+	if got := h.source(x); !got.IsZero() {
+		t.Fatalf("source of lazy x after a duplicate = %s", got.Short())
+	}
+	if sent, _ := notesTo(acts, w.p1); sent[x] != MakeNote(2, false) {
+		t.Fatalf("rx not turned off with p1: %v", sent)
+	}
+	h.now = h.now.Add(4 * time.Second)
+	h.do(evTick{})
+	if got := h.source(x); !got.IsZero() {
+		t.Fatalf("tick picked %s for lazy x with nobody ahead", got.Short())
+	}
+	w.x.add(1)
+	h.notes(w.p1, map[feed.ID]Note{x: MakeNote(3, false)})
+	h.do(evTick{})
+	if got := h.source(x); got != w.p1 {
+		t.Fatalf("lazy x with p1 ahead: source %s", got.Short())
 	}
 
 	acts = h.do(evWant{feeds: nil})
