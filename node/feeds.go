@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/contextd/contextd/feed"
@@ -13,9 +14,11 @@ import (
 )
 
 // Publish appends an entry of type typ with body to the node's own feed.
-// The types the node writes itself (contact, lease) are refused.
+// The types the node writes itself (contact, lease, ctx, ctxmeta) are
+// refused.
 func (n *Node) Publish(ctx context.Context, typ string, body []byte) (*feed.Entry, error) {
-	if typ == feed.TypeContact || typ == feed.TypeLease {
+	switch typ {
+	case feed.TypeContact, feed.TypeLease, feed.TypeCtx, feed.TypeCtxMeta:
 		return nil, fmt.Errorf("%w: %q", ErrReservedType, typ)
 	}
 	return n.appendOwn(typ, body)
@@ -24,28 +27,36 @@ func (n *Node) Publish(ctx context.Context, typ string, body []byte) (*feed.Entr
 // appendOwn signs and stores the next entry of the node's own feed and
 // tells replication and subscribers.
 func (n *Node) appendOwn(typ string, body []byte) (*feed.Entry, error) {
+	return n.appendAs(n.key, typ, body)
+}
+
+// appendAs signs with key and stores the next entry of key's feed (the
+// node's own, or a context's it created) and tells replication and
+// subscribers.
+func (n *Node) appendAs(key feed.PrivateKey, typ string, body []byte) (*feed.Entry, error) {
 	n.pubMu.Lock()
 	defer n.pubMu.Unlock()
-	head, err := n.store.Head(n.id)
+	author := key.Public()
+	head, err := n.store.Head(author)
 	if err != nil {
 		return nil, err
 	}
-	if best, behind := n.repl.OwnFeedBehind(head.Seq); behind {
+	if best, behind := n.repl.OwnFeedBehind(head.Seq); behind && author == n.id {
 		return nil, fmt.Errorf("%w: a peer holds this node's own feed up to seq %d but this node only to %d "+
 			"(was its store lost?); publishing now would fork the feed, so wait until `contextd sync` says caught up",
 			ErrOwnFeedBehind, best, head.Seq)
 	}
-	e, err := feed.Sign(n.key, head, typ, body, time.Now())
+	e, err := feed.Sign(key, head, typ, body, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	if err := n.store.Append([]*feed.Entry{e}); errors.Is(err, store.ErrForked) {
-		return nil, fmt.Errorf("%w: this node's own feed: %w", api.ErrForked, err)
+		return nil, fmt.Errorf("%w: feed %s: %w", api.ErrForked, author, err)
 	} else if err != nil {
-		return nil, fmt.Errorf("node: append own entry: %w", err)
+		return nil, fmt.Errorf("node: append to %s: %w", author.Short(), err)
 	}
-	n.repl.Appended(n.id)
-	n.notify(n.id)
+	n.repl.Appended(author)
+	n.appended(author, []*feed.Entry{e})
 	return e, nil
 }
 
@@ -105,29 +116,43 @@ func (n *Node) Entries(id feed.ID, from uint64, limit int) ([]*feed.Entry, error
 
 // Watch returns a channel that receives a signal (coalesced) whenever id's
 // head moves, and a function that stops it.
-func (n *Node) Watch(id feed.ID) (<-chan struct{}, func()) {
+func (n *Node) Watch(id feed.ID) (<-chan struct{}, func()) { return n.feedSig.watch(id) }
+
+// signals are coalescing "something changed" signals keyed by ID. The zero
+// value is ready to use.
+type signals struct {
+	mu       sync.Mutex
+	watchers map[feed.ID]map[chan struct{}]struct{} // guarded by mu
+}
+
+// watch returns a channel that receives a signal (coalesced) whenever id
+// is notified, and a function that stops it.
+func (s *signals) watch(id feed.ID) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
-	n.mu.Lock()
-	if n.watchers[id] == nil {
-		n.watchers[id] = map[chan struct{}]struct{}{}
+	s.mu.Lock()
+	if s.watchers == nil {
+		s.watchers = map[feed.ID]map[chan struct{}]struct{}{}
 	}
-	n.watchers[id][ch] = struct{}{}
-	n.mu.Unlock()
+	if s.watchers[id] == nil {
+		s.watchers[id] = map[chan struct{}]struct{}{}
+	}
+	s.watchers[id][ch] = struct{}{}
+	s.mu.Unlock()
 	return ch, func() {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		delete(n.watchers[id], ch)
-		if len(n.watchers[id]) == 0 {
-			delete(n.watchers, id)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.watchers[id], ch)
+		if len(s.watchers[id]) == 0 {
+			delete(s.watchers, id)
 		}
 	}
 }
 
-// notify wakes the watchers of author's feed.
-func (n *Node) notify(author feed.ID) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for ch := range n.watchers[author] {
+// notify wakes the watchers of id.
+func (s *signals) notify(id feed.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ch := range s.watchers[id] {
 		select {
 		case ch <- struct{}{}:
 		default:

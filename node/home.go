@@ -95,10 +95,17 @@ func ReadID(home string) (feed.ID, error) {
 // this way). Never log or print it.
 func LoadKey(home string) (feed.PrivateKey, error) {
 	path := filepath.Join(home, keyFile)
-	b, err := os.ReadFile(path)
+	k, err := readKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return feed.PrivateKey{}, fmt.Errorf("%w: no %s (run `contextd init --home %s`)", ErrNoHome, path, home)
 	}
+	return k, err
+}
+
+// readKeyFile reads a key file: the hex seed of an ed25519 key. A missing
+// file is an error matching fs.ErrNotExist.
+func readKeyFile(path string) (feed.PrivateKey, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return feed.PrivateKey{}, fmt.Errorf("node: read key: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/contextd/contextd/contexts"
 	"github.com/contextd/contextd/dht"
 	"github.com/contextd/contextd/ebt"
 	"github.com/contextd/contextd/feed"
@@ -72,8 +73,12 @@ type Node struct {
 	links *p2plink.Transport
 	repl  *ebt.Replicator
 	dht   *dht.DHT
+	ctxs  *contexts.Manager
 
-	pubMu sync.Mutex // serialises appends to the node's own feed
+	pubMu sync.Mutex // serialises appends to the feeds the node writes (its own, its contexts')
+
+	feedSig signals // head moved, per feed
+	ctxSig  signals // messages added, per context
 
 	leaseMu   sync.Mutex    // serialises reading the own leases with writing them (pins.go)
 	evictKick chan struct{} // asks runObjects for an eviction pass (pins.go)
@@ -89,10 +94,9 @@ type Node struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 
-	mu       sync.Mutex
-	peers    map[feed.ID]*flitlink.Link             // guarded by mu: the one live link to each peer
-	watchers map[feed.ID]map[chan struct{}]struct{} // guarded by mu: head-moved signals per feed
-	wg       sync.WaitGroup                         // link and session goroutines
+	mu    sync.Mutex
+	peers map[feed.ID]*flitlink.Link // guarded by mu: the one live link to each peer
+	wg    sync.WaitGroup             // link and session goroutines
 }
 
 // New opens the store and builds the host of the node whose home is
@@ -135,7 +139,6 @@ func New(cfg Config) (*Node, error) {
 		key:       key,
 		id:        key.Public(),
 		peers:     map[feed.ID]*flitlink.Link{},
-		watchers:  map[feed.ID]map[chan struct{}]struct{}{},
 		evictKick: make(chan struct{}, 1),
 		inUse:     map[string]int{},
 		growths:   map[string]map[*swarm.Growth]struct{}{},
@@ -158,16 +161,32 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.repl, err = ebt.New(ebt.Config{
-		Self:     n.id,
-		Store:    n.store,
-		Hops:     cfg.Hops,
-		Timeout:  cfg.EBTTimeout,
-		Logger:   cfg.Logger,
-		OnAppend: func(author feed.ID, _ feed.Head) { n.notify(author) },
+		Self:    n.id,
+		Store:   ctxStore{n.store, n}, // wakes feed and context readers
+		Hops:    cfg.Hops,
+		Timeout: cfg.EBTTimeout,
+		Logger:  cfg.Logger,
 	})
 	if err != nil {
 		n.Close()
 		return nil, err
+	}
+	n.ctxs, err = contexts.New(contexts.Config{Key: key, Host: n.host, Node: ctxNode{n}, Logger: cfg.Logger})
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	joined, err := n.store.Joined()
+	if err == nil {
+		for _, id := range joined {
+			if err = n.ctxs.Join(id); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: rejoin contexts: %w", err)
 	}
 	return n, nil
 }
@@ -212,6 +231,9 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { n.joinDHT(ctx) })
 	wg.Go(func() { n.runObjects(ctx) })
+	for _, id := range n.ctxs.Rooms() {
+		wg.Go(func() { n.discover(ctx, id) })
+	}
 	wg.Go(func() {
 		for {
 			l, err := n.links.Accept(ctx)
@@ -235,6 +257,9 @@ func (n *Node) Close() error {
 		n.cancel()
 		if n.links != nil {
 			errs = append(errs, n.links.Close())
+		}
+		if n.ctxs != nil {
+			errs = append(errs, n.ctxs.Close())
 		}
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
@@ -298,6 +323,7 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 		n.log.Info("peer gone", "peer", p)
 	}()
 	n.log.Info("peer linked", "peer", p, "dialed", l.Initiator())
+	n.askNewPeer(l)
 	if l.Initiator() {
 		c, err := l.Open(ctx, ebt.Service, flitlink.Data)
 		if err != nil {
@@ -317,6 +343,8 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 		switch c.Service() {
 		case ebt.Service:
 			n.wg.Go(func() { n.serveEBT(ctx, c, p, true) })
+		case contexts.Service:
+			n.wg.Go(func() { n.serveMembers(ctx, c, p) })
 		case swarm.Service:
 			select {
 			case swarmSlots <- struct{}{}:

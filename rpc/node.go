@@ -87,6 +87,8 @@ type Node interface {
 	LeaveContext(id feed.ID) error
 	// Contexts lists the joined contexts, ordered by ID.
 	Contexts() ([]api.Context, error)
+	// ContextStats reports the gossip counters of all contexts.
+	ContextStats() api.ContextStats
 	// ContextMembers lists the authors the node knows in id, ordered by ID.
 	ContextMembers(id feed.ID) ([]api.Member, error)
 	// PublishContext appends a ctx entry with body to the node's own feed

@@ -63,9 +63,20 @@ type Context struct {
 	Messages    uint64  `json:"messages"` // messages held, i.e. the latest cursor
 }
 
-// ContextsResult is the result of context.list: the joined contexts, by ID.
+// ContextsResult is the result of context.list: the joined contexts, by
+// ID, and the node's gossip counters.
 type ContextsResult struct {
-	Contexts []Context `json:"contexts"`
+	Contexts []Context    `json:"contexts"`
+	Stats    ContextStats `json:"stats"`
+}
+
+// ContextStats counts the gossip of all contexts since the node started.
+type ContextStats struct {
+	Received   int64 `json:"received"`   // gossip messages from other nodes that passed validation (first copies)
+	Duplicates int64 `json:"duplicates"` // further copies of messages already seen
+	Rejected   int64 `json:"rejected"`   // messages that failed validation or were ignored (blocked, banned, stale)
+	Held       int64 `json:"held"`       // messages held now until the gap before them is filled
+	Filled     int64 `json:"filled"`     // held messages stored once their gap was filled
 }
 
 // ContextCreateParams are the params of context.create: the node makes a

@@ -1,0 +1,614 @@
+package contexts
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/contextd/contextd/feed"
+)
+
+// Node is what a Manager needs of the node it runs in. Its methods must be
+// safe for concurrent use.
+type Node interface {
+	// Head returns how far the node holds author's feed.
+	Head(author feed.ID) (feed.Head, error)
+	// Relation returns what author's latest contact entry says of target
+	// (a context bans an author with a block in the context's own feed).
+	Relation(author, target feed.ID) (feed.Relation, error)
+	// Members returns the authors of ctx's messages the node holds, with
+	// the highest seq of each.
+	Members(ctx feed.ID) ([]Member, error)
+	// Append stores e, an entry whose signature was verified and which
+	// extends its author's feed, and tells replication and subscribers.
+	Append(e *feed.Entry) error
+	// Want sets the feeds replicated beyond the follows.
+	Want(feeds []feed.ID)
+}
+
+// Member is an author of a context and the highest seq of its messages
+// that a node holds.
+type Member = member
+
+// Defaults of Config.
+const (
+	// DefaultMaxHeld bounds the gossiped entries held until the gap before
+	// them is filled, over all authors.
+	DefaultMaxHeld = 1024
+	// maxAhead: an entry further than this ahead of its feed's head is not
+	// held (EBT brings it in order).
+	maxAhead = 256
+	// subBuffer is the gossip subscription's buffer, in messages.
+	subBuffer = 1024
+	// datagramBuffer is each local datagram reader's buffer.
+	datagramBuffer = 64
+)
+
+// Config configures a Manager. Zero fields mean the defaults.
+type Config struct {
+	Key  feed.PrivateKey // required: the node's key; signs datagrams
+	Host host.Host       // required: gossip runs over its connections
+	Node Node            // required
+	// MaxHeld bounds the entries held ahead of a gap; DefaultMaxHeld if 0.
+	MaxHeld int
+	// Gossip are extra go-libp2p-pubsub options, after GossipOptions.
+	Gossip []pubsub.Option
+	// Now is the clock datagrams are stamped and judged by; time.Now if nil.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Errors callers branch on.
+var (
+	// ErrNotJoined reports a publish or send to a context not joined.
+	ErrNotJoined = errors.New("contexts: context not joined")
+	// ErrClosed reports a call on a closed Manager.
+	ErrClosed = errors.New("contexts: closed")
+)
+
+// Stats counts gossip traffic since the Manager started.
+type Stats struct {
+	Received   int64 // gossip messages that passed validation (first copies)
+	Duplicates int64 // copies of messages already seen, dropped by the gossip layer
+	Rejected   int64 // messages that failed validation or were ignored
+	Held       int64 // entries held now, waiting for a gap to fill
+	Filled     int64 // held entries appended once their gap was filled
+}
+
+// Manager runs the contexts a node has joined: their gossip topics (the
+// fast path) and the held entries that wait for a gap. It is safe for
+// concurrent use.
+type Manager struct {
+	cfg  Config
+	log  *slog.Logger
+	self peer.ID
+	ps   *pubsub.PubSub
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // room readers and the drainer
+
+	nonce    atomic.Uint64
+	received atomic.Int64
+	dups     atomic.Int64
+	rejected atomic.Int64
+	filled   atomic.Int64
+	kick     chan struct{} // wakes the drainer (capacity 1)
+
+	mu      sync.Mutex // guards everything below
+	closed  bool
+	rooms   map[feed.ID]*room
+	held    map[feed.ID]map[uint64]*feed.Entry // author → seq → entry gossiped ahead of a gap
+	nheld   int
+	pending map[feed.ID]bool                       // authors whose held entries may now fit
+	dgrams  map[feed.ID]map[chan Datagram]struct{} // local datagram readers per context
+	authors map[feed.ID]map[feed.ID]bool           // known authors per joined context
+
+	appMu sync.Mutex // serialises appends of gossiped and held entries; taken before mu
+}
+
+// room is one joined context.
+type room struct {
+	id    feed.ID
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+	stop  context.CancelFunc
+}
+
+// GossipOptions are the go-libp2p-pubsub options every contextd node uses:
+// entries are signed by their authors, so gossip messages carry no libp2p
+// signature, author or seqno, and a message's ID is the SHA-256 of its
+// bytes (the same entry gossiped twice is one message).
+func GossipOptions() []pubsub.Option {
+	return []pubsub.Option{
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string {
+			h := sha256.Sum256(m.Data)
+			return string(h[:])
+		}),
+		pubsub.WithPeerExchange(false),
+		pubsub.WithMaxMessageSize(1 << 20),
+		pubsub.WithSeenMessagesTTL(2 * DatagramWindow),
+	}
+}
+
+// New starts the gossip layer on cfg.Host. Close stops it.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Key.IsZero() || cfg.Host == nil || cfg.Node == nil {
+		return nil, errors.New("contexts: Config.Key, Host and Node are required")
+	}
+	if cfg.MaxHeld <= 0 {
+		cfg.MaxHeld = DefaultMaxHeld
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		self:    cfg.Host.ID(),
+		kick:    make(chan struct{}, 1),
+		rooms:   map[feed.ID]*room{},
+		held:    map[feed.ID]map[uint64]*feed.Entry{},
+		pending: map[feed.ID]bool{},
+		dgrams:  map[feed.ID]map[chan Datagram]struct{}{},
+		authors: map[feed.ID]map[feed.ID]bool{},
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	opts := append(GossipOptions(), pubsub.WithRawTracer(tracer{m}))
+	opts = append(opts, cfg.Gossip...)
+	ps, err := pubsub.NewGossipSub(m.ctx, cfg.Host, opts...)
+	if err != nil {
+		m.cancel()
+		return nil, fmt.Errorf("contexts: start gossipsub: %w", err)
+	}
+	m.ps = ps
+	m.wg.Go(m.drainer)
+	return m, nil
+}
+
+// Close leaves every context and stops the gossip layer.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	rooms := slices.Collect(maps.Values(m.rooms))
+	m.rooms = map[feed.ID]*room{}
+	m.mu.Unlock()
+	for _, r := range rooms {
+		m.closeRoom(r)
+	}
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// Topic returns the gossip topic of context id.
+func Topic(id feed.ID) string { return TopicPrefix + id.String() }
+
+// Join subscribes to id's gossip and puts its key and known authors in
+// the replication scope. Joining twice is a no-op.
+func (m *Manager) Join(id feed.ID) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if m.rooms[id] != nil {
+		return nil
+	}
+	name := Topic(id)
+	if err := m.ps.RegisterTopicValidator(name, m.validator(id), pubsub.WithValidatorInline(true)); err != nil {
+		return fmt.Errorf("contexts: join %s: %w", id.Short(), err)
+	}
+	t, err := m.ps.Join(name)
+	if err != nil {
+		m.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("contexts: join %s: %w", id.Short(), err)
+	}
+	sub, err := t.Subscribe(pubsub.WithBufferSize(subBuffer))
+	if err != nil {
+		t.Close()
+		m.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("contexts: subscribe %s: %w", id.Short(), err)
+	}
+	ctx, stop := context.WithCancel(m.ctx)
+	r := &room{id: id, topic: t, sub: sub, stop: stop}
+	m.rooms[id] = r
+	known := map[feed.ID]bool{id: true}
+	if ms, err := m.cfg.Node.Members(id); err == nil {
+		for _, x := range ms {
+			known[x.Author] = true
+		}
+	} else {
+		m.log.Warn("contexts: read members", "context", id, "err", err)
+	}
+	m.authors[id] = known
+	m.wantLocked()
+	m.wg.Go(func() { m.read(ctx, r) })
+	return nil
+}
+
+// Leave unsubscribes from id; its authors leave the replication scope
+// unless another context or a follow keeps them.
+func (m *Manager) Leave(id feed.ID) {
+	m.mu.Lock()
+	r := m.rooms[id]
+	delete(m.rooms, id)
+	delete(m.authors, id)
+	if r != nil {
+		m.wantLocked()
+	}
+	m.mu.Unlock()
+	if r != nil {
+		m.closeRoom(r)
+	}
+}
+
+func (m *Manager) closeRoom(r *room) {
+	r.stop()
+	r.sub.Cancel()
+	if err := r.topic.Close(); err != nil {
+		m.log.Debug("contexts: close topic", "context", r.id, "err", err)
+	}
+	m.ps.UnregisterTopicValidator(r.topic.String())
+}
+
+// Joined reports whether id is joined.
+func (m *Manager) Joined(id feed.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rooms[id] != nil
+}
+
+// Rooms returns the joined contexts, ordered by ID.
+func (m *Manager) Rooms() []feed.ID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.SortedFunc(maps.Keys(m.rooms), feed.ID.Compare)
+}
+
+// Learn records authors of a joined context (from a peer's members answer
+// or a gossiped message), so that their feeds are replicated.
+func (m *Manager) Learn(id feed.ID, authors []feed.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	known := m.authors[id]
+	if known == nil {
+		return
+	}
+	added := false
+	for _, a := range authors {
+		if !known[a] {
+			known[a] = true
+			added = true
+		}
+	}
+	if added {
+		m.wantLocked()
+	}
+}
+
+// wantLocked hands the union of the joined contexts' keys and authors to
+// replication. m.mu must be held.
+func (m *Manager) wantLocked() {
+	set := map[feed.ID]bool{}
+	for _, known := range m.authors {
+		maps.Copy(set, known)
+	}
+	m.cfg.Node.Want(slices.SortedFunc(maps.Keys(set), feed.ID.Compare))
+}
+
+// Publish gossips e, a ctx entry the node stored, to its context.
+func (m *Manager) Publish(ctx context.Context, id feed.ID, e *feed.Entry) error {
+	return m.publish(ctx, id, encodeEntry(e))
+}
+
+// Send signs a datagram with body and gossips it to id's members.
+func (m *Manager) Send(ctx context.Context, id feed.ID, body []byte) error {
+	d, err := signDatagram(m.cfg.Key, id, body, m.cfg.Now(), m.nonce.Add(1)^rand.Uint64())
+	if err != nil {
+		return err
+	}
+	return m.publish(ctx, id, d.encode())
+}
+
+func (m *Manager) publish(ctx context.Context, id feed.ID, msg []byte) error {
+	m.mu.Lock()
+	r := m.rooms[id]
+	m.mu.Unlock()
+	if r == nil {
+		return fmt.Errorf("%w: %s", ErrNotJoined, id)
+	}
+	if err := r.topic.Publish(ctx, msg); err != nil {
+		return fmt.Errorf("contexts: gossip to %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// Datagrams returns a channel of the datagrams other nodes send to id from
+// now on, until stop is called. A reader that falls more than its buffer
+// behind loses datagrams.
+func (m *Manager) Datagrams(id feed.ID) (<-chan Datagram, func()) {
+	ch := make(chan Datagram, datagramBuffer)
+	m.mu.Lock()
+	if m.dgrams[id] == nil {
+		m.dgrams[id] = map[chan Datagram]struct{}{}
+	}
+	m.dgrams[id][ch] = struct{}{}
+	m.mu.Unlock()
+	return ch, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		delete(m.dgrams[id], ch)
+		if len(m.dgrams[id]) == 0 {
+			delete(m.dgrams, id)
+		}
+	}
+}
+
+// Stats returns the gossip counters.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	held := m.nheld
+	m.mu.Unlock()
+	return Stats{
+		Received: m.received.Load(), Duplicates: m.dups.Load(), Rejected: m.rejected.Load(),
+		Held: int64(held), Filled: m.filled.Load(),
+	}
+}
+
+// validator checks a message of context id before gossip delivers or
+// relays it: it parses, belongs to id, is signed by its author, and its
+// author is neither blocked by this node nor banned by the context.
+// Malformed or badly signed messages are rejected (the relaying peer is
+// penalised); blocked and banned authors and stale datagrams are ignored.
+func (m *Manager) validator(id feed.ID) pubsub.ValidatorEx {
+	return func(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		g, err := decodeGossip(msg.Data)
+		if err != nil {
+			m.log.Debug("contexts: bad gossip", "context", id, "from", from, "err", err)
+			return pubsub.ValidationReject
+		}
+		var author feed.ID
+		switch {
+		case g.entry != nil:
+			if g.ctx.Context != id {
+				return pubsub.ValidationReject
+			}
+			author = g.entry.Author
+			if g.entry.VerifySignature() != nil {
+				m.log.Debug("contexts: bad signature", "context", id, "from", from, "author", author)
+				return pubsub.ValidationReject
+			}
+		default:
+			d := g.dgram
+			if d.Context != id || !d.verify() {
+				return pubsub.ValidationReject
+			}
+			author = d.Author
+			if age := m.cfg.Now().Sub(time.UnixMilli(d.Timestamp)); age > DatagramWindow || age < -DatagramWindow {
+				return pubsub.ValidationIgnore
+			}
+		}
+		if !m.allowed(id, author) {
+			return pubsub.ValidationIgnore
+		}
+		msg.ValidatorData = g
+		return pubsub.ValidationAccept
+	}
+}
+
+// allowed reports whether author's messages in context id are delivered
+// and relayed: this node does not block the author and the context does
+// not ban it.
+func (m *Manager) allowed(id, author feed.ID) bool {
+	self, err := feed.IDFromPeerIDBytes([]byte(m.self))
+	if err != nil {
+		return false
+	}
+	for _, by := range []feed.ID{self, id} {
+		if rel, err := m.cfg.Node.Relation(by, author); err != nil || rel == feed.RelBlock {
+			return false
+		}
+	}
+	return true
+}
+
+// read takes r's validated gossip until ctx is done.
+func (m *Manager) read(ctx context.Context, r *room) {
+	for {
+		msg, err := r.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		g, ok := msg.ValidatorData.(message)
+		if !ok {
+			continue
+		}
+		if g.entry != nil {
+			m.Learn(r.id, []feed.ID{g.entry.Author})
+			m.receive(g.entry)
+			continue
+		}
+		if msg.ReceivedFrom == m.self {
+			continue // our own datagram
+		}
+		m.deliverDatagram(r.id, *g.dgram)
+	}
+}
+
+func (m *Manager) deliverDatagram(id feed.ID, d Datagram) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ch := range m.dgrams[id] {
+		select {
+		case ch <- d:
+		default:
+		}
+	}
+}
+
+// receive stores a gossiped entry if it extends its feed, else holds it
+// (bounded) until replication fills the gap before it.
+func (m *Manager) receive(e *feed.Entry) {
+	m.appMu.Lock()
+	defer m.appMu.Unlock()
+	head, err := m.cfg.Node.Head(e.Author)
+	if err != nil {
+		m.log.Warn("contexts: read head", "author", e.Author, "err", err)
+		return
+	}
+	switch {
+	case e.Seq <= head.Seq:
+		return // held already (came by replication or earlier gossip)
+	case e.Seq == head.Seq+1:
+		if e.Prev != head.ID {
+			m.log.Info("contexts: gossiped entry does not link to the head (fork?)", "author", e.Author, "seq", e.Seq)
+			return
+		}
+		if err := m.cfg.Node.Append(e); err != nil {
+			m.log.Debug("contexts: append gossiped entry", "author", e.Author, "seq", e.Seq, "err", err)
+			return
+		}
+		m.drainLocked(e.Author)
+	case e.Seq > head.Seq+maxAhead:
+		return
+	default:
+		m.hold(e)
+	}
+}
+
+// hold keeps e until its gap fills, within MaxHeld.
+func (m *Manager) hold(e *feed.Entry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	byseq := m.held[e.Author]
+	if byseq[e.Seq] != nil || m.nheld >= m.cfg.MaxHeld {
+		return
+	}
+	if byseq == nil {
+		byseq = map[uint64]*feed.Entry{}
+		m.held[e.Author] = byseq
+	}
+	byseq[e.Seq] = e
+	m.nheld++
+}
+
+// Appended tells the Manager that entries of author were stored by another
+// path (replication): held entries of it may now fit. It never blocks.
+func (m *Manager) Appended(author feed.ID) {
+	m.mu.Lock()
+	if len(m.held[author]) > 0 {
+		m.pending[author] = true
+	}
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// drainer appends held entries whose gap replication filled.
+func (m *Manager) drainer() {
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.kick:
+		}
+		m.mu.Lock()
+		authors := slices.Collect(maps.Keys(m.pending))
+		clear(m.pending)
+		m.mu.Unlock()
+		m.appMu.Lock()
+		for _, a := range authors {
+			m.drainLocked(a)
+		}
+		m.appMu.Unlock()
+	}
+}
+
+// drainLocked appends author's held entries that now extend its feed and
+// drops those at or below its head. m.appMu must be held.
+func (m *Manager) drainLocked(author feed.ID) {
+	for {
+		head, err := m.cfg.Node.Head(author)
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		byseq := m.held[author]
+		for seq := range byseq {
+			if seq <= head.Seq {
+				delete(byseq, seq)
+				m.nheld--
+			}
+		}
+		next := byseq[head.Seq+1]
+		if next != nil {
+			delete(byseq, head.Seq+1)
+			m.nheld--
+		}
+		if len(byseq) == 0 {
+			delete(m.held, author)
+		}
+		m.mu.Unlock()
+		if next == nil || next.Prev != head.ID {
+			return
+		}
+		if err := m.cfg.Node.Append(next); err != nil {
+			m.log.Debug("contexts: append held entry", "author", author, "seq", next.Seq, "err", err)
+			return
+		}
+		m.filled.Add(1)
+	}
+}
+
+// tracer counts gossip deliveries and duplicates.
+type tracer struct{ m *Manager }
+
+func (t tracer) OnNewOutboundStream(peer.ID, protocol.ID)    {}
+func (t tracer) OnClosedOutboundStream(peer.ID)              {}
+func (t tracer) Join(string)                                 {}
+func (t tracer) Leave(string)                                {}
+func (t tracer) Graft(peer.ID, string)                       {}
+func (t tracer) Prune(peer.ID, string)                       {}
+func (t tracer) ValidateMessage(*pubsub.Message)             {}
+func (t tracer) DeliverMessage(msg *pubsub.Message)          { t.count(msg, &t.m.received) }
+func (t tracer) RejectMessage(msg *pubsub.Message, _ string) { t.count(msg, &t.m.rejected) }
+func (t tracer) DuplicateMessage(msg *pubsub.Message)        { t.count(msg, &t.m.dups) }
+func (t tracer) ThrottlePeer(peer.ID)                        {}
+func (t tracer) RecvRPC(*pubsub.RPC)                         {}
+func (t tracer) SendRPC(*pubsub.RPC, peer.ID)                {}
+func (t tracer) DropRPC(*pubsub.RPC, peer.ID)                {}
+func (t tracer) UndeliverableMessage(*pubsub.Message)        {}
+
+// count counts messages of context topics received from other nodes.
+func (t tracer) count(msg *pubsub.Message, n *atomic.Int64) {
+	if msg.ReceivedFrom != t.m.self && strings.HasPrefix(msg.GetTopic(), TopicPrefix) {
+		n.Add(1)
+	}
+}

@@ -1,0 +1,167 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/rpc/api"
+)
+
+// waitMessages waits until n holds want messages in id, woken by
+// WatchContext, and returns them all in cursor order.
+func waitMessages(t *testing.T, ctx context.Context, n *Node, id feed.ID, want int) []api.Message {
+	t.Helper()
+	ch, stop := n.WatchContext(id)
+	defer stop()
+	for {
+		ms, _, err := n.ContextMessages(id, 0, 10*want+10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) >= want {
+			return ms
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("%s holds %d messages of %s, want %d; gossip %+v", n.id.Short(), len(ms), id.Short(), want, n.ContextStats())
+		}
+	}
+}
+
+// checkOrder fails unless ms has no duplicate and each author's messages
+// are in seq order with consecutive cursors.
+func checkOrder(t *testing.T, ms []api.Message) map[feed.Hash]bool {
+	t.Helper()
+	seen := map[feed.Hash]bool{}
+	last := map[feed.ID]uint64{}
+	for i, m := range ms {
+		if seen[m.ID] {
+			t.Fatalf("message %s twice", m.ID)
+		}
+		seen[m.ID] = true
+		if m.Seq <= last[m.Author] {
+			t.Fatalf("author %s seq %d after %d", m.Author.Short(), m.Seq, last[m.Author])
+		}
+		last[m.Author] = m.Seq
+		if m.Cursor != uint64(i+1) {
+			t.Fatalf("message %d has cursor %d", i, m.Cursor)
+		}
+	}
+	return seen
+}
+
+// TestContextChain: three nodes in a chain A–B–C over QUIC. A creates a
+// context, B and C join by ID; each publishes while the others run; all
+// end with the same messages, each once, each author in order. A fourth
+// node D, linked to C only, joins late and gets the history, then live.
+func TestContextChain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, b, c := startNode(t, ctx), startNode(t, ctx), startNode(t, ctx)
+	if err := b.Connect(ctx, addrOf(t, a)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx, addrOf(t, b)); err != nil {
+		t.Fatal(err)
+	}
+	room, err := a.CreateContext(ctx, "room", "a test room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !room.Owner || room.Name != "room" || !room.Joined {
+		t.Fatalf("created %+v", room)
+	}
+	for _, n := range []*Node{b, c} {
+		if _, err := n.JoinContext(ctx, room.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const each = 20
+	errc := make(chan error, 3)
+	for _, n := range []*Node{a, b, c} {
+		go func() {
+			for i := range each {
+				if _, err := n.PublishContext(ctx, room.ID, fmt.Appendf(nil, "%s says %d", n.id.Short(), i)); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for range 3 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sets []map[feed.Hash]bool
+	for _, n := range []*Node{a, b, c} {
+		sets = append(sets, checkOrder(t, waitMessages(t, ctx, n, room.ID, 3*each)))
+	}
+	for i, s := range sets {
+		if len(s) != 3*each {
+			t.Fatalf("node %d holds %d messages", i, len(s))
+		}
+		for id := range sets[0] {
+			if !s[id] {
+				t.Fatalf("node %d lacks %s", i, id)
+			}
+		}
+	}
+	info, err := c.contextInfo(room.ID)
+	if err != nil || info.Name != "room" || info.Owner {
+		t.Fatalf("C sees %+v, %v", info, err)
+	}
+
+	d := startNode(t, ctx)
+	if err := d.Connect(ctx, addrOf(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.JoinContext(ctx, room.ID); err != nil {
+		t.Fatal(err)
+	}
+	checkOrder(t, waitMessages(t, ctx, d, room.ID, 3*each))
+	if _, err := b.PublishContext(ctx, room.ID, []byte("after D joined")); err != nil {
+		t.Fatal(err)
+	}
+	ms := checkOrder(t, waitMessages(t, ctx, d, room.ID, 3*each+1))
+	if len(ms) != 3*each+1 {
+		t.Fatalf("D holds %d messages", len(ms))
+	}
+}
+
+// TestContextBadInput: publishing to a context not joined, a body over the
+// limit, a ban by a node without the context's key.
+func TestContextBadInput(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := startNode(t, ctx)
+	other := startNode(t, ctx).ID()
+	if _, err := a.PublishContext(ctx, other, []byte("x")); !errors.Is(err, api.ErrNotJoined) {
+		t.Fatalf("publish to a context not joined: %v", err)
+	}
+	if err := a.SendContext(ctx, other, []byte("x")); !errors.Is(err, api.ErrNotJoined) {
+		t.Fatalf("send to a context not joined: %v", err)
+	}
+	room, err := a.CreateContext(ctx, "r", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PublishContext(ctx, room.ID, make([]byte, api.MaxMessageBody+1)); !errors.Is(err, feed.ErrTooLarge) {
+		t.Fatalf("oversized body: %v", err)
+	}
+	if _, err := a.Publish(ctx, feed.TypeCtx, nil); !errors.Is(err, ErrReservedType) {
+		t.Fatalf("feed.publish of type ctx: %v", err)
+	}
+	if _, err := a.BanContext(ctx, other, room.ID, true); !errors.Is(err, api.ErrNotAllowed) {
+		t.Fatalf("ban without the key: %v", err)
+	}
+	if c, err := a.store.CtxCursor(room.ID); err != nil || c != 0 {
+		t.Fatalf("messages stored: %d, %v", c, err)
+	}
+}
