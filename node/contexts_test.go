@@ -2,11 +2,16 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/contextd/contextd/contexts"
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/rpc/api"
 )
@@ -164,4 +169,139 @@ func TestContextBadInput(t *testing.T) {
 	if c, err := a.store.CtxCursor(room.ID); err != nil || c != 0 {
 		t.Fatalf("messages stored: %d, %v", c, err)
 	}
+}
+
+// rawGossiper is a bare libp2p host with plain gossipsub (no contextd
+// validation): it injects what a hostile or buggy peer could send.
+type rawGossiper struct {
+	key   feed.PrivateKey
+	topic *pubsub.Topic
+}
+
+func newRawGossiper(t *testing.T, ctx context.Context, to *Node, room feed.ID) *rawGossiper {
+	t.Helper()
+	key, err := feed.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := newHost(key, []string{"/ip4/127.0.0.1/udp/0/quic-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ps, err := pubsub.NewGossipSub(ctx, h, contexts.GossipOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(contexts.Topic(room))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topic.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Connect(ctx, peer.AddrInfo{ID: to.host.ID(), Addrs: to.host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the node's gossip knows this peer is in the topic.
+	for len(topic.ListPeers()) == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("gossip peer never joined the topic")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return &rawGossiper{key: key, topic: topic}
+}
+
+// entry signs the next ctx entry of g's feed after head.
+func (g *rawGossiper) entry(t *testing.T, head feed.Head, room feed.ID, text string) *feed.Entry {
+	t.Helper()
+	body, err := feed.Ctx{Context: room, Body: []byte(text)}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := feed.Sign(g.key, head, feed.TypeCtx, body, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (g *rawGossiper) send(t *testing.T, ctx context.Context, e *feed.Entry) {
+	t.Helper()
+	if err := g.topic.Publish(ctx, append([]byte{1}, e.Encode()...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRejected waits until n's gossip rejected or ignored want messages.
+func waitRejected(t *testing.T, ctx context.Context, n *Node, want int64) {
+	t.Helper()
+	for n.ContextStats().Rejected < want {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("rejected %d gossip messages, want %d", n.ContextStats().Rejected, want)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestContextGossipValidation: a message with a bad signature, one from an
+// author the context bans and one from an author the node blocks are
+// dropped and stored nowhere, and the peer that sent them is still heard.
+func TestContextGossipValidation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := startNode(t, ctx), startNode(t, ctx)
+	if err := b.Connect(ctx, addrOf(t, a)); err != nil {
+		t.Fatal(err)
+	}
+	room, err := a.CreateContext(ctx, "moderated", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JoinContext(ctx, room.ID); err != nil {
+		t.Fatal(err)
+	}
+	g := newRawGossiper(t, ctx, b, room.ID)
+	banned, blocked := startNode(t, ctx).key, startNode(t, ctx).key
+	if _, err := a.BanContext(ctx, room.ID, banned.Public(), true); err != nil {
+		t.Fatal(err)
+	}
+	waitHead(t, ctx, b, room.ID, 2) // meta, ban
+	if _, err := b.Contact(ctx, blocked.Public(), feed.RelBlock); err != nil {
+		t.Fatal(err)
+	}
+
+	bad := g.entry(t, feed.Head{}, room.ID, "forged")
+	bad.Sig[0] ^= 1
+	g.send(t, ctx, bad)
+	waitRejected(t, ctx, b, 1)
+	for i, key := range []feed.PrivateKey{banned, blocked} {
+		e, err := feed.Sign(key, feed.Head{}, feed.TypeCtx, must(feed.Ctx{Context: room.ID, Body: []byte("spam")}.Encode()), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.send(t, ctx, e)
+		waitRejected(t, ctx, b, int64(2+i))
+	}
+	good := g.entry(t, feed.Head{}, room.ID, "hello")
+	g.send(t, ctx, good)
+	ms := waitMessages(t, ctx, b, room.ID, 1)
+	if len(ms) != 1 || ms[0].ID != good.ID() {
+		t.Fatalf("B holds %+v, want only the good message", ms)
+	}
+	for _, id := range []feed.ID{g.key.Public(), banned.Public(), blocked.Public()} {
+		if h, _ := b.store.Head(id); id != good.Author && h.Seq != 0 {
+			t.Fatalf("B stored %s's feed up to %d", id.Short(), h.Seq)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
