@@ -109,6 +109,7 @@ type Manager struct {
 	rejected atomic.Int64
 	filled   atomic.Int64
 	kick     chan struct{} // wakes the drainer (capacity 1)
+	learned  chan struct{} // a context was joined or an author learned (capacity 1)
 
 	mu      sync.Mutex // guards everything below
 	closed  bool
@@ -167,6 +168,7 @@ func New(cfg Config) (*Manager, error) {
 		log:     cfg.Logger,
 		self:    cfg.Host.ID(),
 		kick:    make(chan struct{}, 1),
+		learned: make(chan struct{}, 1),
 		rooms:   map[feed.ID]*room{},
 		held:    map[feed.ID]map[uint64]*feed.Entry{},
 		pending: map[feed.ID]bool{},
@@ -247,6 +249,7 @@ func (m *Manager) Join(id feed.ID) error {
 	}
 	m.authors[id] = known
 	m.wantLocked()
+	m.signalLearned()
 	m.wg.Go(func() { m.read(ctx, r) })
 	return nil
 }
@@ -308,6 +311,19 @@ func (m *Manager) Learn(id feed.ID, authors []feed.ID) {
 	}
 	if added {
 		m.wantLocked()
+		m.signalLearned()
+	}
+}
+
+// Learned signals (coalesced) that a context was joined or an author of a
+// joined context learned: a members exchange would tell peers something
+// new.
+func (m *Manager) Learned() <-chan struct{} { return m.learned }
+
+func (m *Manager) signalLearned() {
+	select {
+	case m.learned <- struct{}{}:
+	default:
 	}
 }
 

@@ -2,9 +2,7 @@ package contexts
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/contextd/contextd/feed"
 )
@@ -17,9 +15,10 @@ type Circuit interface {
 	CloseWrite() error
 }
 
-// ServeMembers answers one members query on c: for each context asked that
-// this node has joined, the authors it holds messages of. Contexts not
-// joined are answered with no members.
+// ServeMembers answers one members exchange on c: it reads the asker's
+// query and the asker's members of each context asked, learns those of
+// the contexts this node joined, and answers with its own (none for a
+// context it has not joined).
 func (m *Manager) ServeMembers(ctx context.Context, c Circuit) error {
 	msg, err := c.Recv(ctx)
 	if err != nil {
@@ -29,60 +28,97 @@ func (m *Manager) ServeMembers(ctx context.Context, c Circuit) error {
 	if err != nil {
 		return err
 	}
+	if err := m.learnAnswers(ctx, c, ids); err != nil {
+		return err
+	}
+	if err := m.sendAnswers(ctx, c, ids); err != nil {
+		return err
+	}
+	return c.CloseWrite()
+}
+
+// AskMembers runs a members exchange over c for the joined contexts: it
+// tells the peer the authors this node knows in each and learns those the
+// peer knows.
+func (m *Manager) AskMembers(ctx context.Context, c Circuit) error {
+	rooms := m.Rooms()
+	if len(rooms) > MaxQueryContexts {
+		rooms = rooms[:MaxQueryContexts]
+	}
+	if len(rooms) == 0 {
+		return c.CloseWrite()
+	}
+	if err := c.Send(ctx, encodeQuery(rooms)); err != nil {
+		return fmt.Errorf("contexts: members query: %w", err)
+	}
+	if err := m.sendAnswers(ctx, c, rooms); err != nil {
+		return err
+	}
+	if err := m.learnAnswers(ctx, c, rooms); err != nil {
+		return err
+	}
+	return c.CloseWrite()
+}
+
+// sendAnswers sends this node's members of each of ids, in order.
+func (m *Manager) sendAnswers(ctx context.Context, c Circuit, ids []feed.ID) error {
 	for _, id := range ids {
 		var ms []Member
 		if m.Joined(id) {
-			if ms, err = m.cfg.Node.Members(id); err != nil {
-				return fmt.Errorf("contexts: members of %s: %w", id.Short(), err)
+			var err error
+			if ms, err = m.members(id); err != nil {
+				return err
 			}
 		}
 		if err := c.Send(ctx, encodeAnswer(id, ms)); err != nil {
 			return fmt.Errorf("contexts: members answer: %w", err)
 		}
 	}
-	return c.CloseWrite()
+	return nil
 }
 
-// AskMembers asks the peer at the other end of c for the authors of the
-// joined contexts and learns them; it returns how many it was told of.
-func (m *Manager) AskMembers(ctx context.Context, c Circuit) (int, error) {
-	rooms := m.Rooms()
-	if len(rooms) > MaxQueryContexts {
-		rooms = rooms[:MaxQueryContexts]
-	}
-	if len(rooms) == 0 {
-		return 0, c.CloseWrite()
-	}
-	if err := c.Send(ctx, encodeQuery(rooms)); err != nil {
-		return 0, fmt.Errorf("contexts: members query: %w", err)
-	}
-	asked := map[feed.ID]bool{}
-	for _, id := range rooms {
-		asked[id] = true
-	}
-	told := 0
-	for range rooms {
+// learnAnswers reads the peer's members of each of ids, in order, and
+// learns them.
+func (m *Manager) learnAnswers(ctx context.Context, c Circuit, ids []feed.ID) error {
+	for _, want := range ids {
 		msg, err := c.Recv(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
 		if err != nil {
-			return told, fmt.Errorf("contexts: members answer: %w", err)
+			return fmt.Errorf("contexts: members answer: %w", err)
 		}
 		id, ms, err := decodeAnswer(msg)
 		if err != nil {
-			return told, err
+			return err
 		}
-		if !asked[id] {
-			return told, fmt.Errorf("%w: answer for context %s not asked", ErrBadGossip, id.Short())
+		if id != want {
+			return fmt.Errorf("%w: members of %s where %s was due", ErrBadGossip, id.Short(), want.Short())
 		}
-		delete(asked, id)
 		authors := make([]feed.ID, len(ms))
 		for i, x := range ms {
 			authors[i] = x.Author
 		}
 		m.Learn(id, authors)
-		told += len(ms)
 	}
-	return told, c.CloseWrite()
+	return nil
+}
+
+// members returns the authors this node knows in joined context id: those
+// it holds messages of (with their highest seq) and those it learned of
+// (seq 0), at most MaxAnswerMembers.
+func (m *Manager) members(id feed.ID) ([]Member, error) {
+	held, err := m.cfg.Node.Members(id)
+	if err != nil {
+		return nil, fmt.Errorf("contexts: members of %s: %w", id.Short(), err)
+	}
+	seen := make(map[feed.ID]bool, len(held))
+	for _, x := range held {
+		seen[x.Author] = true
+	}
+	m.mu.Lock()
+	for a := range m.authors[id] {
+		if !seen[a] && a != id && len(held) < MaxAnswerMembers {
+			held = append(held, Member{Author: a})
+		}
+	}
+	m.mu.Unlock()
+	return held, nil
 }

@@ -99,14 +99,14 @@ type peerState struct {
 
 // core is the EBT state machine of one node.
 type core struct {
-	self    feed.ID
-	hops    int
-	want    map[feed.ID]bool // feeds in scope beyond the follows (evWant)
+	self feed.ID
+	hops int
+	want map[feed.ID]bool // feeds in scope beyond the follows (evWant)
 	// lazy are the wanted feeds not in scope by follows: their live
 	// entries come by another path (context gossip), so they take a
 	// source only from a peer ahead, and drop it on a duplicate. EBT
 	// fills what that path lost, within about a timeout.
-	lazy map[feed.ID]bool
+	lazy    map[feed.ID]bool
 	timeout time.Duration
 	notedAt time.Time // when tickNotes last ran
 	log     *slog.Logger
@@ -788,8 +788,15 @@ func (c *core) onAppended(ev evAppended) {
 	fs := c.feed(es[0].Author)
 	p := c.peers[ev.act.peer]
 	if ev.err != nil {
-		c.log.Info("ebt: append failed", "feed", fs.id, "seq", es[0].Seq, "err", ev.err)
+		// Another path (an own publish, context gossip) may have stored
+		// these entries first: the feed moved all the same, and the peers
+		// we push it to must get what it moved by.
+		c.log.Debug("ebt: append failed", "feed", fs.id, "seq", es[0].Seq, "err", ev.err)
+		old := fs.head
 		c.reload(fs, ev.state)
+		if fs.head.Seq > old.Seq {
+			c.advanced(fs, nil)
+		}
 		return
 	}
 	c.setHead(fs, ev.act.head)

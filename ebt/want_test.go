@@ -1,6 +1,7 @@
 package ebt
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -66,5 +67,28 @@ func TestCoreWant(t *testing.T) {
 	}
 	if !h.c.scope[w.a.id] {
 		t.Fatal("a followed feed left the scope")
+	}
+}
+
+// TestCoreAppendRace: entries a peer sent were stored first by another
+// path (context gossip), so the append fails; the feed moved all the
+// same, and the peers it is pushed to get the new entries.
+func TestCoreAppendRace(t *testing.T) {
+	w := newWorld(t, 7, 0)
+	h := w.harness(t, 5)
+	a := w.a.id
+	h.connect(w.p1, true)
+	h.connect(w.p2, true)
+	h.notes(w.p2, map[feed.ID]Note{a: MakeNote(5, false)})
+	h.notes(w.p1, map[feed.ID]Note{a: MakeNote(5, true)}) // p1 wants a pushed from 5
+
+	acts := h.c.handle(h.now, evEntries{peer: w.p2, runs: newVerifier().verify(w.a.entries[5:7])})
+	ap := of[actAppend](acts, nil)
+	if len(ap) != 1 {
+		t.Fatalf("appends = %+v", ap)
+	}
+	acts = h.do(evAppended{act: ap[0], err: errors.New("store: not contiguous"), state: snap(w.a, 7)})
+	if s := sendsTo(acts, w.p1); len(s) != 1 || s[0].from != 6 || s[0].to != 7 {
+		t.Fatalf("after a lost append race, sends to p1 = %+v, want 6..7", s)
 	}
 }

@@ -31,6 +31,12 @@ const (
 	ctxLinkPeers = 4
 	// ctxAskTimeout bounds one members exchange with a peer.
 	ctxAskTimeout = 10 * time.Second
+	// Members exchanges with every linked peer (exchangeMembers): this
+	// long after something new was learned, and otherwise at an interval
+	// doubling from membersEvery to membersEveryMax.
+	membersSoon     = 200 * time.Millisecond
+	membersEvery    = 2 * time.Second
+	membersEveryMax = time.Minute
 	// metaScan bounds the entries of a context's own feed read to find its
 	// latest ctxmeta entry.
 	metaScan = 1000
@@ -154,19 +160,10 @@ func (n *Node) JoinContext(ctx context.Context, id feed.ID) (api.Context, error)
 	return n.contextInfo(id)
 }
 
-// discover finds members of context id: it asks every linked peer whose
-// authors it knows there and, with a DHT, announces this node as a member
-// and links a few others.
+// discover finds members of context id through the DHT, if the node has
+// one: it announces this node as a member and links a few others. (Linked
+// peers learn of the join through the members exchange.)
 func (n *Node) discover(ctx context.Context, id feed.ID) {
-	n.mu.Lock()
-	links := make([]*flitlink.Link, 0, len(n.peers))
-	for _, l := range n.peers {
-		links = append(links, l)
-	}
-	n.mu.Unlock()
-	for _, l := range links {
-		n.wg.Go(func() { n.askMembers(ctx, l) })
-	}
 	if len(n.cfg.Bootstrap) == 0 {
 		return
 	}
@@ -211,10 +208,42 @@ func (n *Node) askMembers(ctx context.Context, l *flitlink.Link) {
 		return
 	}
 	defer c.Close()
-	if told, err := n.ctxs.AskMembers(ctx, c); err != nil {
+	if err := n.ctxs.AskMembers(ctx, c); err != nil {
 		n.log.Debug("members exchange", "peer", l.Remote(), "err", err)
-	} else {
-		n.log.Debug("members exchange", "peer", l.Remote(), "authors", told)
+	}
+}
+
+// exchangeMembers runs a members exchange with every linked peer shortly
+// after the node joins a context or learns an author of one (so that its
+// peers learn it too), and otherwise at an interval that doubles from
+// membersEvery to membersEveryMax while nothing new is learned: gossip
+// that was lost before a mesh formed cannot leave an author unknown.
+func (n *Node) exchangeMembers(ctx context.Context) {
+	every := membersEvery
+	t := time.NewTimer(every)
+	defer t.Stop()
+	soon := false // t was reset to membersSoon and has not fired yet
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.ctxs.Learned():
+			every = membersEvery
+			if !soon {
+				soon = true
+				t.Reset(membersSoon)
+			}
+			continue
+		case <-t.C:
+		}
+		soon = false
+		n.mu.Lock()
+		for _, l := range n.peers {
+			n.wg.Go(func() { n.askMembers(ctx, l) })
+		}
+		n.mu.Unlock()
+		every = min(2*every, membersEveryMax)
+		t.Reset(every)
 	}
 }
 
@@ -338,6 +367,11 @@ func (n *Node) PublishContext(ctx context.Context, id feed.ID, body []byte) (api
 	if err != nil {
 		return api.Message{}, err
 	}
+	// The message's cursor is after every cursor taken before the append.
+	before, err := n.store.CtxCursor(id)
+	if err != nil {
+		return api.Message{}, err
+	}
 	e, err := n.appendOwn(feed.TypeCtx, enc)
 	if err != nil {
 		return api.Message{}, err
@@ -346,16 +380,21 @@ func (n *Node) PublishContext(ctx context.Context, id feed.ID, body []byte) (api
 		// The message is stored: replication carries it.
 		n.log.Info("gossip context message", "context", id, "err", err)
 	}
-	refs, err := n.store.CtxRefs(id, 0, 64, true)
-	if err != nil {
-		return api.Message{}, err
-	}
-	for _, r := range refs {
-		if r.Author == n.id && r.Seq == e.Seq {
-			return toMessage(id, r.Cursor, e), nil
+	for from := before + 1; ; {
+		refs, err := n.store.CtxRefs(id, from, 256, false)
+		if err != nil {
+			return api.Message{}, err
 		}
+		for _, r := range refs {
+			if r.Author == n.id && r.Seq == e.Seq {
+				return toMessage(id, r.Cursor, e), nil
+			}
+		}
+		if len(refs) == 0 {
+			return api.Message{}, fmt.Errorf("node: message %d of %s is not in the index of %s", e.Seq, n.id.Short(), id.Short())
+		}
+		from = refs[len(refs)-1].Cursor + 1
 	}
-	return toMessage(id, 0, e), nil
 }
 
 // SendContext gossips a datagram to id's members.

@@ -1,10 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +37,8 @@ func waitMessages(t *testing.T, ctx context.Context, n *Node, id feed.ID, want i
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			t.Fatalf("%s holds %d messages of %s, want %d; gossip %+v", n.id.Short(), len(ms), id.Short(), want, n.ContextStats())
+			fs, _ := n.Feeds()
+			t.Fatalf("%s holds %d messages of %s, want %d; gossip %+v; feeds %+v; ebt %+v", n.id.Short(), len(ms), id.Short(), want, n.ContextStats(), fs, n.EBTPeers())
 		}
 	}
 }
@@ -65,9 +70,9 @@ func checkOrder(t *testing.T, ms []api.Message) map[feed.Hash]bool {
 // end with the same messages, each once, each author in order. A fourth
 // node D, linked to C only, joins late and gets the history, then live.
 func TestContextChain(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a, b, c := startNode(t, ctx), startNode(t, ctx), startNode(t, ctx)
+	a, b, c := startLogged(t, ctx, "A"), startLogged(t, ctx, "B"), startLogged(t, ctx, "C")
 	if err := b.Connect(ctx, addrOf(t, a)); err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +93,16 @@ func TestContextChain(t *testing.T) {
 	}
 	const each = 20
 	errc := make(chan error, 3)
-	for _, n := range []*Node{a, b, c} {
+	published := make([][]api.Message, 3) // what PublishContext returned, per node
+	for i, n := range []*Node{a, b, c} {
 		go func() {
-			for i := range each {
-				if _, err := n.PublishContext(ctx, room.ID, fmt.Appendf(nil, "%s says %d", n.id.Short(), i)); err != nil {
+			for j := range each {
+				m, err := n.PublishContext(ctx, room.ID, fmt.Appendf(nil, "%s says %d", n.id.Short(), j))
+				if err != nil {
 					errc <- err
 					return
 				}
+				published[i] = append(published[i], m)
 			}
 			errc <- nil
 		}()
@@ -105,8 +113,14 @@ func TestContextChain(t *testing.T) {
 		}
 	}
 	var sets []map[feed.Hash]bool
-	for _, n := range []*Node{a, b, c} {
-		sets = append(sets, checkOrder(t, waitMessages(t, ctx, n, room.ID, 3*each)))
+	for i, n := range []*Node{a, b, c} {
+		ms := waitMessages(t, ctx, n, room.ID, 3*each)
+		sets = append(sets, checkOrder(t, ms))
+		for _, p := range published[i] {
+			if p.Cursor == 0 || p.Cursor > uint64(len(ms)) || ms[p.Cursor-1].ID != p.ID || p.Author != n.id {
+				t.Fatalf("publish returned %+v, not the message at its cursor", p)
+			}
+		}
 	}
 	for i, s := range sets {
 		if len(s) != 3*each {
@@ -118,12 +132,13 @@ func TestContextChain(t *testing.T) {
 			}
 		}
 	}
+	waitHead(t, ctx, c, room.ID, 1) // the context's own feed, with its meta
 	info, err := c.contextInfo(room.ID)
 	if err != nil || info.Name != "room" || info.Owner {
 		t.Fatalf("C sees %+v, %v", info, err)
 	}
 
-	d := startNode(t, ctx)
+	d := startLogged(t, ctx, "D")
 	if err := d.Connect(ctx, addrOf(t, c)); err != nil {
 		t.Fatal(err)
 	}
@@ -304,4 +319,39 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// lockedWriter serialises writes to a buffer.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// startLogged is startNode with the node's log (without Badger's lines)
+// shown if the test fails.
+func startLogged(t *testing.T, ctx context.Context, name string) *Node {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	h := slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug})
+	n, _ := startNodeWith(t, ctx, Config{Logger: slog.New(h)})
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			var keep []string
+			for _, l := range strings.Split(buf.String(), "\n") {
+				if !strings.Contains(l, "component=badger") {
+					keep = append(keep, l)
+				}
+			}
+			t.Logf("%s (%s) log:\n%s", name, n.id.Short(), strings.Join(keep, "\n"))
+			mu.Unlock()
+		}
+	})
+	return n
 }

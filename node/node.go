@@ -231,6 +231,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { n.joinDHT(ctx) })
 	wg.Go(func() { n.runObjects(ctx) })
+	wg.Go(func() { n.exchangeMembers(ctx) })
 	for _, id := range n.ctxs.Rooms() {
 		wg.Go(func() { n.discover(ctx, id) })
 	}
