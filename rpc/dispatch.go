@@ -96,6 +96,9 @@ func (s *Server) dispatch(ctx context.Context, cl *call, req api.Request) (res a
 	if !ok {
 		return nil, api.NewError(api.CodeMethodNotFound, "unknown method %q", truncate(req.Method))
 	}
+	if !callerOf(ctx).may(m.scope) {
+		return nil, api.NewError(api.CodeNotAllowed, "not allowed: method %s needs scope %s", req.Method, m.scope)
+	}
 	if m.wsOnly && cl.conn == nil {
 		return nil, api.NewError(api.CodeInvalidRequest, "%s needs a WebSocket connection", req.Method)
 	}

@@ -9,7 +9,14 @@
 // Node interface it needs and never imports package node; node builds a
 // Server with New and runs it with Serve, or mounts it as an http.Handler.
 //
-// Every request is authenticated with a bearer token. Everything a client
+// Every request is authenticated with a bearer token: the admin token
+// (Config.Token), which may call every method, or an app token from
+// Config.Tokens, which may call only the methods whose scope it holds (each
+// entry of the method table names its scope; others get api.CodeNotAllowed
+// before the handler runs). Revoking an app token closes its WebSockets.
+// The server also serves api.LoginPath, where a one-time code from
+// token.login buys a browser an app token, and passes every other path to
+// Config.Pages (the chat page) without authentication. Everything a client
 // sends is bounded: request size, WebSocket message size, concurrent calls
 // and subscriptions per connection, WebSocket connections per server. A
 // subscription reads the node's store by cursor and writes one message at a

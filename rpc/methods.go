@@ -17,7 +17,8 @@ type handler func(ctx context.Context, s *Server, cl *call, params json.RawMessa
 
 type method struct {
 	handle handler
-	wsOnly bool // needs a WebSocket (subscriptions)
+	scope  string // the scope a token needs to call it (api.Scope*)
+	wsOnly bool   // needs a WebSocket (subscriptions)
 	// long: the call takes as long as its data needs (an object of any
 	// size). Over a WebSocket it is not bounded by CallTimeout but by the
 	// connection (a client that goes away ends it) and by the method's
@@ -25,48 +26,56 @@ type method struct {
 	long bool
 }
 
-// methods is the one table of every RPC method.
+// methods is the one table of every RPC method. Each names the scope a
+// token needs to call it (docs/protocols/rpc.md, "Tokens and scopes"): app
+// tokens never change follows or blocks, touch objects by path, or mint
+// tokens.
 var methods = map[string]method{
-	api.MethodNodeInfo:    {handle: noParams(nodeInfo)},
-	api.MethodNodePeers:   {handle: noParams(nodePeers)},
-	api.MethodNodeConnect: {handle: withParams(nodeConnect)},
+	api.MethodNodeInfo:    {scope: api.ScopeFeedsRead, handle: noParams(nodeInfo)},
+	api.MethodNodePeers:   {scope: api.ScopeAdmin, handle: noParams(nodePeers)},
+	api.MethodNodeConnect: {scope: api.ScopeAdmin, handle: withParams(nodeConnect)},
 
-	api.MethodFeedPublish:     {handle: withParams(feedPublish)},
-	api.MethodFeedHead:        {handle: withParams(feedHead)},
-	api.MethodFeedGet:         {handle: withParams(feedGet)},
-	api.MethodFeedSubscribe:   {handle: withParams(feedSubscribe), wsOnly: true},
-	api.MethodFeedUnsubscribe: {handle: withParams(feedUnsubscribe), wsOnly: true},
-	api.MethodFeedList:        {handle: noParams(feedList)},
+	api.MethodFeedPublish:     {scope: api.ScopeFeedsWrite, handle: withParams(feedPublish)},
+	api.MethodFeedHead:        {scope: api.ScopeFeedsRead, handle: withParams(feedHead)},
+	api.MethodFeedGet:         {scope: api.ScopeFeedsRead, handle: withParams(feedGet)},
+	api.MethodFeedSubscribe:   {scope: api.ScopeFeedsRead, handle: withParams(feedSubscribe), wsOnly: true},
+	api.MethodFeedUnsubscribe: {scope: api.ScopeFeedsRead, handle: withParams(feedUnsubscribe), wsOnly: true},
+	api.MethodFeedList:        {scope: api.ScopeFeedsRead, handle: noParams(feedList)},
 
-	api.MethodGraphFollow:   {handle: withParams(contact(feed.RelFollow))},
-	api.MethodGraphUnfollow: {handle: withParams(contact(feed.RelNone))},
-	api.MethodGraphBlock:    {handle: withParams(contact(feed.RelBlock))},
-	api.MethodGraphUnblock:  {handle: withParams(contact(feed.RelNone))},
-	api.MethodGraphList:     {handle: noParams(graphList)},
+	api.MethodGraphFollow:   {scope: api.ScopeAdmin, handle: withParams(contact(feed.RelFollow))},
+	api.MethodGraphUnfollow: {scope: api.ScopeAdmin, handle: withParams(contact(feed.RelNone))},
+	api.MethodGraphBlock:    {scope: api.ScopeAdmin, handle: withParams(contact(feed.RelBlock))},
+	api.MethodGraphUnblock:  {scope: api.ScopeAdmin, handle: withParams(contact(feed.RelNone))},
+	api.MethodGraphList:     {scope: api.ScopeAdmin, handle: noParams(graphList)},
 
-	api.MethodEBTProgress: {handle: noParams(ebtProgress)},
-	api.MethodEBTPeers:    {handle: noParams(ebtPeers)},
+	api.MethodEBTProgress: {scope: api.ScopeAdmin, handle: noParams(ebtProgress)},
+	api.MethodEBTPeers:    {scope: api.ScopeAdmin, handle: noParams(ebtPeers)},
 
-	api.MethodObjectPut:       {handle: withParams(objectPut), long: true},
-	api.MethodObjectGet:       {handle: withParams(objectGet), long: true},
-	api.MethodObjectStat:      {handle: withParams(objectStat)},
-	api.MethodObjectPin:       {handle: withParams(objectPin)},
-	api.MethodObjectUnpin:     {handle: withParams(objectUnpin)},
-	api.MethodObjectList:      {handle: noParams(objectList)},
-	api.MethodObjectProviders: {handle: withParams(objectProviders)},
+	api.MethodObjectPut:       {scope: api.ScopeAdmin, handle: withParams(objectPut), long: true},
+	api.MethodObjectGet:       {scope: api.ScopeAdmin, handle: withParams(objectGet), long: true},
+	api.MethodObjectStat:      {scope: api.ScopeAdmin, handle: withParams(objectStat)},
+	api.MethodObjectPin:       {scope: api.ScopeAdmin, handle: withParams(objectPin)},
+	api.MethodObjectUnpin:     {scope: api.ScopeAdmin, handle: withParams(objectUnpin)},
+	api.MethodObjectList:      {scope: api.ScopeAdmin, handle: noParams(objectList)},
+	api.MethodObjectProviders: {scope: api.ScopeAdmin, handle: withParams(objectProviders)},
 
-	api.MethodContextCreate:      {handle: withParams(contextCreate)},
-	api.MethodContextJoin:        {handle: withParams(contextJoin)},
-	api.MethodContextLeave:       {handle: withParams(contextLeave)},
-	api.MethodContextList:        {handle: noParams(contextList)},
-	api.MethodContextMembers:     {handle: withParams(contextMembers)},
-	api.MethodContextPublish:     {handle: withParams(contextPublish)},
-	api.MethodContextSend:        {handle: withParams(contextSend)},
-	api.MethodContextHistory:     {handle: withParams(contextHistory)},
-	api.MethodContextSubscribe:   {handle: withParams(contextSubscribe), wsOnly: true},
-	api.MethodContextUnsubscribe: {handle: withParams(contextUnsubscribe), wsOnly: true},
-	api.MethodContextBan:         {handle: withParams(contextBan(true))},
-	api.MethodContextUnban:       {handle: withParams(contextBan(false))},
+	api.MethodContextCreate:      {scope: api.ScopeContextsWrite, handle: withParams(contextCreate)},
+	api.MethodContextJoin:        {scope: api.ScopeContextsWrite, handle: withParams(contextJoin)},
+	api.MethodContextLeave:       {scope: api.ScopeContextsWrite, handle: withParams(contextLeave)},
+	api.MethodContextList:        {scope: api.ScopeContextsRead, handle: noParams(contextList)},
+	api.MethodContextMembers:     {scope: api.ScopeContextsRead, handle: withParams(contextMembers)},
+	api.MethodContextPublish:     {scope: api.ScopeContextsWrite, handle: withParams(contextPublish)},
+	api.MethodContextSend:        {scope: api.ScopeContextsWrite, handle: withParams(contextSend)},
+	api.MethodContextHistory:     {scope: api.ScopeContextsRead, handle: withParams(contextHistory)},
+	api.MethodContextSubscribe:   {scope: api.ScopeContextsRead, handle: withParams(contextSubscribe), wsOnly: true},
+	api.MethodContextUnsubscribe: {scope: api.ScopeContextsRead, handle: withParams(contextUnsubscribe), wsOnly: true},
+	api.MethodContextBan:         {scope: api.ScopeAdmin, handle: withParams(contextBan(true))},
+	api.MethodContextUnban:       {scope: api.ScopeAdmin, handle: withParams(contextBan(false))},
+
+	api.MethodTokenCreate: {scope: api.ScopeAdmin, handle: withParams(tokenCreate)},
+	api.MethodTokenList:   {scope: api.ScopeAdmin, handle: noParams(tokenList)},
+	api.MethodTokenRevoke: {scope: api.ScopeAdmin, handle: withParams(tokenRevoke)},
+	api.MethodTokenLogin:  {scope: api.ScopeAdmin, handle: noParams(tokenLogin)},
 }
 
 func withParams[P any](f func(ctx context.Context, s *Server, cl *call, p P) (any, error)) handler {

@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -37,9 +36,15 @@ const (
 // default.
 type Config struct {
 	Node Node
-	// Token is the bearer token every request must carry. An empty Token
-	// rejects every request.
-	Token  string
+	// Token is the admin token: its bearer may call every method. An
+	// empty Token matches no request.
+	Token string
+	// Tokens holds the app tokens, each limited to its scopes (nil: none;
+	// the token.* methods then fail).
+	Tokens Tokens
+	// Pages serves every path other than api.Path and api.LoginPath,
+	// without authentication (the chat page; nil: 404).
+	Pages  http.Handler
 	Logger *slog.Logger // nil discards
 
 	// OriginPatterns lists the browser origins (host patterns, see
@@ -84,14 +89,22 @@ func (c *Config) fill() {
 	}
 }
 
-// Server serves the RPC. It is an http.Handler for api.Path.
+// Server serves the RPC. It is an http.Handler for api.Path, api.LoginPath
+// and, through Config.Pages, every other path.
 type Server struct {
-	cfg   Config
-	node  Node
-	log   *slog.Logger
-	token [sha256.Size]byte // hash of cfg.Token; compared in constant time
-	ctx   context.Context   // cancelled by Close; parent of every call
-	stop  context.CancelFunc
+	cfg    Config
+	node   Node
+	tokens Tokens // nil: no app tokens
+	log    *slog.Logger
+	token  [sha256.Size]byte // hash of cfg.Token; compared in constant time
+	ctx    context.Context   // cancelled by Close; parent of every call
+	stop   context.CancelFunc
+
+	// authMu guards live and logins. It is held across a revocation, so
+	// no WebSocket of a revoked token is registered after it.
+	authMu sync.Mutex
+	live   map[string]map[*context.CancelFunc]struct{} // app token ID → cancels of its open WebSockets
+	logins []loginCode                                 // outstanding login codes, oldest first
 
 	mu     sync.Mutex // guards closed and conns
 	closed bool
@@ -104,12 +117,14 @@ func New(cfg Config) *Server {
 	cfg.fill()
 	ctx, stop := context.WithCancel(context.Background())
 	return &Server{
-		cfg:   cfg,
-		node:  cfg.Node,
-		log:   cfg.Logger,
-		token: sha256.Sum256([]byte(cfg.Token)),
-		ctx:   ctx,
-		stop:  stop,
+		cfg:    cfg,
+		node:   cfg.Node,
+		tokens: cfg.Tokens,
+		log:    cfg.Logger,
+		token:  sha256.Sum256([]byte(cfg.Token)),
+		ctx:    ctx,
+		stop:   stop,
+		live:   make(map[string]map[*context.CancelFunc]struct{}),
 	}
 }
 
@@ -174,11 +189,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// ServeHTTP serves api.Path: POST with one JSON-RPC request, or a
-// WebSocket upgrade.
+// ServeHTTP serves api.Path (POST with one JSON-RPC request, or a
+// WebSocket upgrade), api.LoginPath, and passes other paths to
+// Config.Pages.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != api.Path {
-		http.NotFound(w, r)
+	if r.URL.Path != api.Path && r.URL.Path != api.LoginPath {
+		if s.cfg.Pages == nil {
+			http.NotFound(w, r)
+			return
+		}
+		s.cfg.Pages.ServeHTTP(w, r)
 		return
 	}
 	if !s.enter() {
@@ -186,14 +206,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
-	ws := isWebSocket(r)
-	if !s.authorized(r, ws) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="contextd"`)
-		writeHTTPError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong token (Authorization: Bearer <token>)")
+	if r.URL.Path == api.LoginPath {
+		s.serveLogin(w, r)
 		return
 	}
-	if ws {
-		s.serveWS(w, r)
+	if isWebSocket(r) {
+		ctx, release, ok := s.authWS(r)
+		if !ok {
+			unauthorized(w)
+			return
+		}
+		defer release()
+		// serveWS derives the connection's context from r's.
+		s.serveWS(w, r.WithContext(ctx))
+		return
+	}
+	who, ok := s.authenticate(r, false)
+	if !ok {
+		unauthorized(w)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -201,8 +231,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusMethodNotAllowed, api.CodeInvalidRequest, "use POST or a WebSocket upgrade")
 		return
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeHTTPError(w, http.StatusUnsupportedMediaType, api.CodeInvalidRequest, "Content-Type must be application/json")
+	if !isJSON(w, r) {
 		return
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestSize))
@@ -215,7 +244,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusBadRequest, api.CodeInvalidRequest, "reading request: "+err.Error())
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := context.WithCancel(withCaller(r.Context(), who))
 	defer cancel()
 	defer context.AfterFunc(s.ctx, cancel)()
 	resp, _ := s.handle(ctx, nil, data)
@@ -227,22 +256,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(resp)
 }
 
-// authorized checks the bearer token; a WebSocket upgrade may carry it as
-// the query parameter token instead, since browsers cannot set headers on
-// WebSocket requests.
-func (s *Server) authorized(r *http.Request, ws bool) bool {
-	var tok string
-	h := r.Header.Get("Authorization")
-	if scheme, t, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-		tok = strings.TrimSpace(t)
-	} else if ws && h == "" {
-		tok = r.URL.Query().Get("token")
-	}
-	if tok == "" || s.cfg.Token == "" {
+// unauthorized answers a request without a valid token.
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="contextd"`)
+	writeHTTPError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong token (Authorization: Bearer <token>)")
+}
+
+// isJSON reports whether r's body is declared JSON, answering 415 if not.
+func isJSON(w http.ResponseWriter, r *http.Request) bool {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeHTTPError(w, http.StatusUnsupportedMediaType, api.CodeInvalidRequest, "Content-Type must be application/json")
 		return false
 	}
-	got := sha256.Sum256([]byte(tok))
-	return subtle.ConstantTimeCompare(got[:], s.token[:]) == 1
+	return true
 }
 
 func isWebSocket(r *http.Request) bool {

@@ -57,7 +57,13 @@ func (w tWriter) Write(p []byte) (int, error) {
 // post sends body to /rpc with token and returns the status and raw body.
 func (e *testEnv) post(t *testing.T, token, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.ts.URL+api.Path, strings.NewReader(body))
+	return e.postTo(t, api.Path, token, body)
+}
+
+// postTo posts a JSON body to path, with token if not empty.
+func (e *testEnv) postTo(t *testing.T, path, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.ts.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,11 +34,13 @@ type wsConn struct {
 	nextSub uint64
 }
 
-// subscription is one feed.subscribe. Its goroutine (pump) is the only
-// writer of its notifications.
+// subscription is one feed.subscribe or context.subscribe. Its goroutine
+// (pump) is the only writer of its notifications.
 type subscription struct {
 	id     string
-	feed   feed.ID
+	src    source
+	dgs    <-chan api.Datagram // the source's live datagrams, from before the response; nil for none
+	stopDg func()
 	ctx    context.Context // cancelled by unsubscribe or the connection's end
 	cancel context.CancelFunc
 	ready  chan struct{} // closed once the subscribe response was written
@@ -69,7 +71,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the HTTP error
 	}
 	ws.SetReadLimit(s.cfg.MaxRequestSize)
-	ctx, cancel := context.WithCancel(s.ctx)
+	// r's context is the server's with the caller (see ServeHTTP).
+	ctx, cancel := context.WithCancel(r.Context())
 	c := &wsConn{
 		s:      s,
 		ws:     ws,
@@ -154,9 +157,15 @@ func (c *wsConn) pinger() {
 	}
 }
 
-// subscribe registers a subscription to id from since and starts its pump,
-// which waits for cl.after (the response written) before it sends.
+// subscribe registers a subscription to feed id from since: see start.
 func (c *wsConn) subscribe(id feed.ID, since uint64, cl *call) (string, error) {
+	return c.start(feedSource{node: c.s.node, id: id}, since, cl)
+}
+
+// start registers a subscription to src from cursor since and starts its
+// pump, which waits for cl.after (the response written) before it sends.
+// Feed and context subscriptions share the connection's MaxSubs.
+func (c *wsConn) start(src source, since uint64, cl *call) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ctx.Err() != nil {
@@ -167,9 +176,12 @@ func (c *wsConn) subscribe(id feed.ID, since uint64, cl *call) (string, error) {
 	}
 	c.nextSub++
 	ctx, cancel := context.WithCancel(c.ctx)
+	dgs, stopDg := src.datagrams() // now, so that none sent after the response is missed
 	sub := &subscription{
 		id:     "s" + strconv.FormatUint(c.nextSub, 10),
-		feed:   id,
+		src:    src,
+		dgs:    dgs,
+		stopDg: stopDg,
 		ctx:    ctx,
 		cancel: cancel,
 		ready:  make(chan struct{}),
@@ -197,16 +209,81 @@ func (c *wsConn) unsubscribe(id string) error {
 	return nil
 }
 
-// pump delivers the entries of sub's feed with seq > since in order: it
-// reads the node's store by cursor, writes one notification at a time and
-// waits on the node's Watch channel once it has caught up.
+// source is what a subscription delivers: items the node keeps in cursor
+// order, read in batches, plus (for contexts) live datagrams.
+type source interface {
+	fmt.Stringer // for logs and errors: "feed <id>", "context <id>"
+	// read returns the notification params of subscription sub for the
+	// items with cursor > after, ascending, and the cursor it read up to
+	// (at least that of the last item); more tells that the next read may
+	// return more at once. With an error, items holds what is valid before
+	// it: the pump sends them, then ends the subscription.
+	read(sub string, after uint64, limit int) (items []item, upTo uint64, more bool, err error)
+	// watch is the node's coalescing signal that read may return more.
+	watch() (changed <-chan struct{}, stop func())
+	// datagrams returns the live datagrams to forward (nil for none).
+	datagrams() (dgs <-chan api.Datagram, stop func())
+	itemMethod() string // the notification of one item
+	endMethod() string  // the notification ending the subscription
+}
+
+// item is one notification of a subscription and its cursor.
+type item struct {
+	cursor uint64
+	params any
+}
+
+// feedSource is the source of feed.subscribe: a feed's entries, by seq.
+type feedSource struct {
+	node Node
+	id   feed.ID
+}
+
+func (f feedSource) String() string { return "feed " + f.id.Short() }
+
+func (f feedSource) read(sub string, after uint64, limit int) ([]item, uint64, bool, error) {
+	entries, err := f.node.Entries(f.id, after+1, limit)
+	if err != nil && !errors.Is(err, api.ErrUnknownFeed) {
+		return nil, after, false, err
+	}
+	items := make([]item, 0, len(entries))
+	cursor := after
+	for _, e := range entries {
+		if e.Seq <= cursor {
+			continue
+		}
+		if e.Seq != cursor+1 {
+			return items, cursor, false, api.NewError(api.CodeInternal, "node returned seq %d after %d", e.Seq, cursor)
+		}
+		items = append(items, item{cursor: e.Seq, params: api.EntryNotification{Subscription: sub, Entry: api.FromFeed(e)}})
+		cursor = e.Seq
+	}
+	return items, cursor, len(entries) >= limit, nil
+}
+
+func (f feedSource) watch() (<-chan struct{}, func()) { return f.node.Watch(f.id) }
+
+func (f feedSource) datagrams() (<-chan api.Datagram, func()) { return nil, func() {} }
+
+func (f feedSource) itemMethod() string { return api.NotifyFeedEntry }
+
+func (f feedSource) endMethod() string { return api.NotifyFeedEnd }
+
+// pump delivers the items of sub's source with cursor > since in order:
+// it reads the node's store by cursor, writes one notification at a time
+// and, once it has caught up, waits on the node's watch channel, forwarding
+// the source's live datagrams (if any) meanwhile: those that came since the
+// subscribe call, less what the node's buffer dropped. Being the one writer of
+// the subscription, it keeps every notification of it in order and none
+// after unsubscribe.
 func (c *wsConn) pump(sub *subscription, since uint64) {
 	defer c.wg.Done()
 	defer close(sub.done)
 	defer sub.cancel()
+	defer sub.stopDg()
 	defer func() {
 		if p := recover(); p != nil {
-			c.s.log.Error("rpc: subscription panicked", "feed", sub.feed.Short(), "panic", p, "stack", string(debug.Stack()))
+			c.s.log.Error("rpc: subscription panicked", "of", sub.src, "panic", p, "stack", string(debug.Stack()))
 			c.end(sub, api.NewError(api.CodeInternal, "internal error in subscription"))
 		}
 	}()
@@ -215,51 +292,80 @@ func (c *wsConn) pump(sub *subscription, since uint64) {
 	case <-sub.ctx.Done():
 		return
 	}
-	changed, stop := c.s.node.Watch(sub.feed)
+	changed, stop := sub.src.watch()
 	defer stop()
+	dgs := sub.dgs
 	cursor := since
 	for cursor < math.MaxUint64 {
-		entries, err := c.s.node.Entries(sub.feed, cursor+1, c.s.cfg.SubBatch)
-		if err != nil && !errors.Is(err, api.ErrUnknownFeed) {
-			c.end(sub, toError(err))
-			return
-		}
-		for _, e := range entries {
-			if e.Seq <= cursor {
+		items, upTo, more, err := sub.src.read(sub.id, cursor, c.s.cfg.SubBatch)
+		for _, it := range items {
+			if it.cursor <= cursor {
 				continue
-			}
-			if e.Seq != cursor+1 {
-				c.end(sub, api.NewError(api.CodeInternal, "node returned seq %d after %d", e.Seq, cursor))
-				return
 			}
 			if sub.ctx.Err() != nil {
 				return
 			}
-			msg, _ := json.Marshal(api.EntryNotification{Subscription: sub.id, Entry: api.FromFeed(e)})
-			if err := c.write(notification(api.NotifyFeedEntry, msg)); err != nil {
-				c.cancel()
+			if !c.notify(sub.src.itemMethod(), it.params) {
 				return
 			}
-			cursor = e.Seq
+			cursor = it.cursor
 		}
-		if len(entries) >= c.s.cfg.SubBatch {
+		if err != nil {
+			c.end(sub, toError(err))
+			return
+		}
+		cursor = max(cursor, upTo)
+		if more {
 			continue
 		}
-		select {
-		case _, ok := <-changed:
-			if !ok {
-				c.end(sub, api.NewError(api.CodeUnavailable, "the node stopped watching the feed"))
-				return
-			}
-		case <-sub.ctx.Done():
+		if !c.wait(sub, changed, &dgs) {
 			return
 		}
 	}
 	<-sub.ctx.Done()
 }
 
+// wait blocks until the node signals a change of sub's source, forwarding
+// live datagrams from *dgs meanwhile (a closed *dgs is set to nil: the node
+// stopped them, messages go on). It returns false when the subscription is
+// over.
+func (c *wsConn) wait(sub *subscription, changed <-chan struct{}, dgs *<-chan api.Datagram) bool {
+	for {
+		select {
+		case _, ok := <-changed:
+			if !ok {
+				c.end(sub, api.NewError(api.CodeUnavailable, "the node stopped watching %s", sub.src))
+				return false
+			}
+			return true
+		case dg, ok := <-*dgs:
+			if !ok {
+				*dgs = nil
+				continue
+			}
+			if !c.notify(api.NotifyContextDatagram, api.DatagramNotification{Subscription: sub.id, Datagram: dg}) {
+				return false
+			}
+		case <-sub.ctx.Done():
+			return false
+		}
+	}
+}
+
+// notify writes one notification; on failure it drops the connection and
+// returns false.
+func (c *wsConn) notify(method string, params any) bool {
+	msg, _ := json.Marshal(params)
+	if err := c.write(notification(method, msg)); err != nil {
+		c.cancel()
+		return false
+	}
+	return true
+}
+
 // end removes a subscription the server gives up on and tells the client
-// with a feed.end notification (unless the client unsubscribed already).
+// with the source's end notification (unless the client unsubscribed
+// already).
 func (c *wsConn) end(sub *subscription, e *api.Error) {
 	c.mu.Lock()
 	_, ok := c.subs[sub.id]
@@ -268,11 +374,8 @@ func (c *wsConn) end(sub *subscription, e *api.Error) {
 	if !ok || sub.ctx.Err() != nil {
 		return
 	}
-	c.s.log.Debug("rpc: subscription ended", "feed", sub.feed.Short(), "err", e)
-	msg, _ := json.Marshal(api.EndNotification{Subscription: sub.id, Error: e})
-	if err := c.write(notification(api.NotifyFeedEnd, msg)); err != nil {
-		c.cancel()
-	}
+	c.s.log.Debug("rpc: subscription ended", "of", sub.src, "err", e)
+	c.notify(sub.src.endMethod(), api.EndNotification{Subscription: sub.id, Error: e})
 }
 
 func notification(method string, params json.RawMessage) []byte {

@@ -105,7 +105,7 @@ type Client struct {
 	mu      sync.Mutex    // guards the fields below
 	conn    *conn         // nil while redialling
 	ready   chan struct{} // closed once conn is set
-	subs    map[*Subscription]struct{}
+	subs    map[subscriber]struct{}
 	lastErr error // of the last failed dial
 	nextID  uint64
 	// progress maps an object.get's progress token to its callback.
@@ -120,7 +120,7 @@ type conn struct {
 
 	mu      sync.Mutex // guards pending and subs
 	pending map[uint64]*pending
-	subs    map[string]*Subscription // server subscription ID → subscription
+	subs    map[string]subscriber // server subscription ID → subscription
 }
 
 type pending struct {
@@ -151,7 +151,7 @@ func DialConfig(ctx context.Context, cfg Config) (*Client, error) {
 		ctx:      cctx,
 		cancel:   cancel,
 		ready:    make(chan struct{}),
-		subs:     make(map[*Subscription]struct{}),
+		subs:     make(map[subscriber]struct{}),
 		progress: make(map[string]func(done, total int64)),
 	}
 	first, err := c.dial(ctx)
@@ -169,7 +169,7 @@ func DialConfig(ctx context.Context, cfg Config) (*Client, error) {
 func (c *Client) Close() error {
 	c.cancel()
 	c.mu.Lock()
-	subs := make([]*Subscription, 0, len(c.subs))
+	subs := make([]subscriber, 0, len(c.subs))
 	for s := range c.subs {
 		subs = append(subs, s)
 	}
@@ -197,7 +197,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		pending: make(map[uint64]*pending),
-		subs:    make(map[string]*Subscription),
+		subs:    make(map[string]subscriber),
 	}, nil
 }
 
@@ -359,15 +359,6 @@ func (c *Client) handle(cn *conn, data []byte) {
 			p.onResult(cn, r)
 		}
 		p.resp <- r
-	case api.NotifyFeedEntry:
-		var n api.EntryNotification
-		if err := json.Unmarshal(m.Params, &n); err != nil {
-			c.log.Debug("sdk: malformed feed.entry", "err", err)
-			return
-		}
-		if s := cn.sub(n.Subscription); s != nil {
-			s.deliver(cn, n.Subscription, n.Entry)
-		}
 	case api.NotifyObjectProgress:
 		var n api.ObjectProgress
 		if err := json.Unmarshal(m.Params, &n); err != nil {
@@ -380,23 +371,21 @@ func (c *Client) handle(cn *conn, data []byte) {
 		if f != nil {
 			f(n.Done, n.Total)
 		}
-	case api.NotifyFeedEnd:
-		var n api.EndNotification
+	case api.NotifyFeedEntry, api.NotifyFeedEnd, api.NotifyContextMessage, api.NotifyContextDatagram, api.NotifyContextEnd:
+		var n struct {
+			Subscription string `json:"subscription"`
+		}
 		if err := json.Unmarshal(m.Params, &n); err != nil {
-			c.log.Debug("sdk: malformed feed.end", "err", err)
+			c.log.Debug("sdk: malformed notification", "method", m.Method, "err", err)
 			return
 		}
 		if s := cn.sub(n.Subscription); s != nil {
-			e := &Error{Method: api.NotifyFeedEnd, Code: api.CodeInternal, Message: "subscription ended"}
-			if n.Error != nil {
-				e.Code, e.Message = n.Error.Code, n.Error.Message
-			}
-			s.end(e)
+			s.notify(cn, n.Subscription, m.Method, m.Params)
 		}
 	}
 }
 
-func (cn *conn) sub(id string) *Subscription {
+func (cn *conn) sub(id string) subscriber {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	return cn.subs[id]

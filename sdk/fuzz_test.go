@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzHandle feeds arbitrary server messages to the client's dispatcher:
-// it must never panic, and a subscription only ever queues the next seq.
+// it must never panic, a feed subscription only ever queues the next seq
+// and a context subscription only ever queues a higher cursor.
 func FuzzHandle(f *testing.F) {
 	for _, s := range []string{
 		``, `{`, `null`, `[]`,
@@ -20,30 +21,44 @@ func FuzzHandle(f *testing.F) {
 		`{"jsonrpc":"2.0","method":"feed.entry","params":{"subscription":"s1","entry":{"seq":3}}}`,
 		`{"jsonrpc":"2.0","method":"feed.end","params":{"subscription":"s1","error":{"code":-32603,"message":"x"}}}`,
 		`{"jsonrpc":"2.0","method":"feed.end","params":{"subscription":"s1"}}`,
+		`{"jsonrpc":"2.0","method":"context.message","params":{"subscription":"s2","message":{"cursor":4,"body":"eA=="}}}`,
+		`{"jsonrpc":"2.0","method":"context.datagram","params":{"subscription":"s2","datagram":{"body":"eA=="}}}`,
+		`{"jsonrpc":"2.0","method":"context.end","params":{"subscription":"s2","error":{"code":-32007,"message":"x"}}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		c := &Client{log: slog.New(slog.DiscardHandler), ctx: ctx, cancel: cancel, subs: map[*Subscription]struct{}{}}
-		cn := &conn{ctx: ctx, cancel: cancel, pending: map[uint64]*pending{}, subs: map[string]*Subscription{}}
-		sctx, scancel := context.WithCancel(ctx)
-		s := &Subscription{c: c, ctx: sctx, cancel: scancel, entries: make(chan api.Entry, 2), kick: make(chan struct{}, 1), cn: cn, srvID: "s1"}
-		cn.subs["s1"] = s
-		c.subs[s] = struct{}{}
+		c := &Client{cfg: Config{SubBuffer: 2}, log: slog.New(slog.DiscardHandler), ctx: ctx, cancel: cancel, subs: map[subscriber]struct{}{}}
+		cn := &conn{ctx: ctx, cancel: cancel, pending: map[uint64]*pending{}, subs: map[string]subscriber{}}
+		s := newStream(c, kind[api.Entry](feedKind{}), 0)
+		ck := &contextKind{dgs: make(chan api.Datagram, 2)}
+		cs := newStream(c, kind[api.Message](ck), 0)
+		s.cn, s.srvID = cn, "s1"
+		cs.cn, cs.srvID = cn, "s2"
+		cn.subs["s1"], cn.subs["s2"] = s, cs
+		c.subs[s], c.subs[cs] = struct{}{}, struct{}{}
 		p := &pending{resp: make(chan api.Response, 1)}
 		cn.pending[1] = p
 		cn.pending[2] = p
 		c.handle(cn, data)
 		c.handle(cn, data)
-		close(s.entries)
+		close(s.items)
 		want := uint64(1)
-		for e := range s.entries {
+		for e := range s.items {
 			if e.Seq != want {
 				t.Fatalf("queued seq %d, want %d", e.Seq, want)
 			}
 			want++
+		}
+		close(cs.items)
+		var last uint64
+		for m := range cs.items {
+			if m.Cursor <= last {
+				t.Fatalf("queued cursor %d after %d", m.Cursor, last)
+			}
+			last = m.Cursor
 		}
 	})
 }

@@ -47,6 +47,8 @@ func newRoot() *cobra.Command {
 	)
 	root.AddCommand(c.contactCmds()...)
 	root.AddCommand(c.objectCmds()...)
+	root.AddCommand(c.ctxCmd())
+	root.AddCommand(c.tokenCmd(), c.uiCmd())
 	return root
 }
 

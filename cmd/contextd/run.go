@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/contextd/contextd/node"
 	"github.com/contextd/contextd/rpc"
+	"github.com/contextd/contextd/tokens"
+	"github.com/contextd/contextd/ui"
 )
 
 func (c *cli) runCmd() *cobra.Command {
@@ -75,6 +78,10 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 	if err != nil {
 		return err
 	}
+	appTokens, err := tokens.Open(filepath.Join(c.home, tokens.FileName))
+	if err != nil {
+		return err
+	}
 	n, err := node.New(node.Config{Home: c.home, Listen: listen, Bootstrap: bootstrap, Hops: fc.Hops, CacheBytes: fc.CacheBytes, Logger: log})
 	if err != nil {
 		return err
@@ -101,7 +108,7 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 		fmt.Printf("addr: %s\n", a)
 	}
 	fmt.Println("ready")
-	rpcErr := rpc.Serve(ctx, ln, rpc.New(rpc.Config{Node: n, Token: token, Logger: log}))
+	rpcErr := rpc.Serve(ctx, ln, rpc.New(rpc.Config{Node: n, Token: token, Tokens: appTokens, Pages: ui.Handler(), Logger: log}))
 	cancel()
 	nodeErr := <-nodeDone
 	return errors.Join(rpcErr, nodeErr, n.Close())

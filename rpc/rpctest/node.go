@@ -26,7 +26,8 @@ type Node struct {
 	panicky  bool
 	fail     error // returned by Entries when set
 
-	objs objects // guarded by its own mutex
+	objs objects  // guarded by its own mutex
+	ctxs contexts // likewise
 }
 
 // MaxOwn caps the node's own feed; Publish fails with api.ErrUnavailable beyond it.
