@@ -20,6 +20,8 @@ var workloads = map[string]workload{
 	"quic":    {"quic --bytes N: raw quic-go baseline; one stream over loopback to a second process, N bytes one way", runQUIC},
 	"repl":    {"repl --entries N --size B [--feeds F]: two daemon processes; the second follows and syncs F feeds of N entries held by the first", runRepl},
 	"swarm":   {"swarm --bytes N --seeders K: K seeder daemons hold a random object of N bytes; one more daemon gets it into its store, timed, then writes it to a file (out_secs)", runSwarm},
+	"ctx":     {"ctx --members N --rate R [--msgs M] [--degree D]: N daemon processes in one context on a random graph publish M messages at R/s in all; delivery latency at every other member's subscriber, and the same with bare go-libp2p-pubsub processes (base_)", runCtx},
+	"sim-ctx": {"sim-ctx --members N --latency L --degree D --msgs M: a context of N in-process gossipsub hosts on mocknet links of latency L; delivery latency and delivered %, and default gossipsub on the same graph (base_)", runSimCtx},
 	"sim-ebt": {"sim-ebt --nodes N --extra-edges E --authors A --msgs M --live L --seeds S [--kill-fraction F]: the EBT core on a simulated network under a virtual clock", runSimEBT},
 }
 
