@@ -416,34 +416,34 @@ func toMessage(id feed.ID, cursor uint64, e *feed.Entry) api.Message {
 	return m
 }
 
-// messages reads the messages of refs, leaving out those of authors the
-// node blocks or the context bans.
-func (n *Node) messages(id feed.ID, refs []store.CtxRef) ([]api.Message, error) {
-	out := make([]api.Message, 0, len(refs))
-	allowed := map[feed.ID]bool{}
-	for _, r := range refs {
-		ok, seen := allowed[r.Author]
-		if !seen {
-			ok = true
-			for _, by := range []feed.ID{n.id, id} {
-				rel, err := n.store.Relation(by, r.Author)
-				if err != nil {
-					return nil, err
-				}
-				ok = ok && rel != feed.RelBlock
+// visibleFunc returns a filter of context id's authors: false for those
+// the node blocks or the context bans. It caches per author.
+func (n *Node) visibleFunc(id feed.ID) func(author feed.ID) (bool, error) {
+	seen := map[feed.ID]bool{}
+	return func(author feed.ID) (bool, error) {
+		if ok, done := seen[author]; done {
+			return ok, nil
+		}
+		ok := true
+		for _, by := range []feed.ID{n.id, id} {
+			rel, err := n.store.Relation(by, author)
+			if err != nil {
+				return false, err
 			}
-			allowed[r.Author] = ok
+			ok = ok && rel != feed.RelBlock
 		}
-		if !ok {
-			continue
-		}
-		e, err := n.store.Get(r.Author, r.Seq)
-		if err != nil {
-			return nil, fmt.Errorf("node: message %d of %s: %w", r.Cursor, id.Short(), err)
-		}
-		out = append(out, toMessage(id, r.Cursor, e))
+		seen[author] = ok
+		return ok, nil
 	}
-	return out, nil
+}
+
+// message reads the message ref points at.
+func (n *Node) message(id feed.ID, r store.CtxRef) (api.Message, error) {
+	e, err := n.store.Get(r.Author, r.Seq)
+	if err != nil {
+		return api.Message{}, fmt.Errorf("node: message %d of %s: %w", r.Cursor, id.Short(), err)
+	}
+	return toMessage(id, r.Cursor, e), nil
 }
 
 // ContextMessages returns id's messages after cursor after, looking at up
@@ -453,35 +453,76 @@ func (n *Node) ContextMessages(id feed.ID, after uint64, limit int) ([]api.Messa
 	if err != nil || len(refs) == 0 {
 		return nil, after, err
 	}
-	ms, err := n.messages(id, refs)
-	return ms, refs[len(refs)-1].Cursor, err
+	visible := n.visibleFunc(id)
+	out := make([]api.Message, 0, len(refs))
+	for _, r := range refs {
+		if ok, err := visible(r.Author); err != nil {
+			return nil, after, err
+		} else if !ok {
+			continue
+		}
+		m, err := n.message(id, r)
+		if err != nil {
+			return nil, after, err
+		}
+		out = append(out, m)
+	}
+	return out, refs[len(refs)-1].Cursor, nil
 }
 
-// ContextHistory returns one page of id's messages.
+// ContextHistory returns one page of id's messages: p.Limit visible ones
+// (messages of blocked or banned authors are skipped, not counted), and
+// whether more visible ones lie beyond it.
 func (n *Node) ContextHistory(id feed.ID, p api.HistoryParams) (api.HistoryResult, error) {
-	var refs []store.CtxRef
-	var err error
-	if p.Order == api.OrderNewest {
+	desc := p.Order == api.OrderNewest
+	from := p.After + 1
+	if desc {
 		if p.Before == 1 {
 			return api.HistoryResult{Messages: []api.Message{}}, nil
 		}
-		from := uint64(0)
+		from = 0 // the newest
 		if p.Before > 1 {
 			from = p.Before - 1
 		}
-		refs, err = n.store.CtxRefs(id, from, p.Limit+1, true)
-	} else {
-		refs, err = n.store.CtxRefs(id, p.After+1, p.Limit+1, false)
 	}
-	if err != nil {
-		return api.HistoryResult{}, err
+	visible := n.visibleFunc(id)
+	res := api.HistoryResult{Messages: make([]api.Message, 0, p.Limit)}
+	for {
+		refs, err := n.store.CtxRefs(id, from, p.Limit+1, desc)
+		if err != nil {
+			return api.HistoryResult{}, err
+		}
+		for _, r := range refs {
+			ok, err := visible(r.Author)
+			if err != nil {
+				return api.HistoryResult{}, err
+			}
+			if !ok {
+				continue
+			}
+			if len(res.Messages) == p.Limit {
+				res.More = true
+				return res, nil
+			}
+			m, err := n.message(id, r)
+			if err != nil {
+				return api.HistoryResult{}, err
+			}
+			res.Messages = append(res.Messages, m)
+		}
+		if len(refs) < p.Limit+1 {
+			return res, nil // the end of the index
+		}
+		last := refs[len(refs)-1].Cursor
+		if desc {
+			if last == 1 {
+				return res, nil
+			}
+			from = last - 1
+		} else {
+			from = last + 1
+		}
 	}
-	res := api.HistoryResult{More: len(refs) > p.Limit}
-	refs = refs[:min(len(refs), p.Limit)]
-	if res.Messages, err = n.messages(id, refs); err != nil {
-		return api.HistoryResult{}, err
-	}
-	return res, nil
 }
 
 // WatchContext signals when messages were added to id.

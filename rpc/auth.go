@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -237,20 +236,12 @@ const maxLoginBody = 4 << 10
 // serveLogin serves LoginPath: a valid login code buys an app token with
 // api.AppScopes.
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeHTTPError(w, http.StatusMethodNotAllowed, api.CodeInvalidRequest, "use POST")
-		return
-	}
-	if !isJSON(w, r) {
+	data, ok := readPOST(w, r, maxLoginBody, "use POST")
+	if !ok {
 		return
 	}
 	var req api.LoginRequest
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLoginBody))
-	if err == nil {
-		err = decodeParams(data, &req)
-	}
-	if err != nil {
+	if err := decodeParams(data, &req); err != nil {
 		writeHTTPError(w, http.StatusBadRequest, api.CodeInvalidRequest, "reading login request: "+err.Error())
 		return
 	}

@@ -251,6 +251,9 @@ func TestLogin(t *testing.T) {
 			t.Fatalf("login with %q: HTTP %d %s", code, status, b)
 		}
 	}
+	if status, b := e.login(t, strings.Repeat("a", maxLoginBody)); status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("login with an oversized body: HTTP %d %s", status, b)
+	}
 	resp, err := e.ts.Client().Post(e.ts.URL+api.LoginPath, "text/plain", strings.NewReader(`{"code":"x"}`))
 	if err != nil {
 		t.Fatal(err)

@@ -61,17 +61,7 @@ func messageBody(p api.ContextPublishParams) ([]byte, error) {
 	if p.ID.IsZero() {
 		return nil, missing("id")
 	}
-	if p.Text != "" && p.Body != nil {
-		return nil, api.NewError(api.CodeInvalidParams, `give either "text" or "body", not both`)
-	}
-	body := p.Body
-	if p.Text != "" {
-		body = []byte(p.Text)
-	}
-	if len(body) > api.MaxMessageBody {
-		return nil, api.NewError(api.CodeTooLarge, "body is %d bytes, the limit is %d", len(body), api.MaxMessageBody)
-	}
-	return body, nil
+	return textOrBody(p.Text, p.Body, api.MaxMessageBody)
 }
 
 func contextPublish(ctx context.Context, s *Server, _ *call, p api.ContextPublishParams) (any, error) {
@@ -125,19 +115,20 @@ func contextHistory(ctx context.Context, s *Server, _ *call, p api.HistoryParams
 }
 
 // contextSubscribe starts a context subscription; with Last (and no
-// Since) it starts Last cursors before the newest message.
+// Since) it starts with the last Last messages (at most
+// api.MaxHistoryLimit of them).
 func contextSubscribe(ctx context.Context, s *Server, cl *call, p api.ContextSubscribeParams) (any, error) {
 	if p.ID.IsZero() {
 		return nil, missing("id")
 	}
 	since := p.Since
 	if since == 0 && p.Last > 0 {
-		newest, err := s.node.ContextHistory(p.ID, api.HistoryParams{ID: p.ID, Order: api.OrderNewest, Limit: 1})
+		last, err := s.node.ContextHistory(p.ID, api.HistoryParams{ID: p.ID, Order: api.OrderNewest, Limit: int(min(p.Last, api.MaxHistoryLimit))})
 		if err != nil {
 			return nil, err
 		}
-		if len(newest.Messages) > 0 && newest.Messages[0].Cursor > p.Last {
-			since = newest.Messages[0].Cursor - p.Last
+		if n := len(last.Messages); n > 0 && last.More {
+			since = last.Messages[n-1].Cursor - 1
 		}
 	}
 	id, err := cl.conn.start(contextSource{node: s.node, id: p.ID, dgs: p.Datagrams}, since, cl)

@@ -17,8 +17,9 @@ import (
 type call struct {
 	conn *wsConn // nil over HTTP POST
 	// after, if set by the handler, runs once the response was written
-	// (or right away for a notification). feed.subscribe uses it to start
-	// delivering entries only after the client has the subscription ID.
+	// (or right away for a notification). feed.subscribe and
+	// context.subscribe use it to start delivering only after the client
+	// has the subscription ID.
 	after func()
 }
 

@@ -115,23 +115,32 @@ func nodeConnect(ctx context.Context, s *Server, _ *call, p api.ConnectParams) (
 	return api.Empty{}, nil
 }
 
-func feedPublish(ctx context.Context, s *Server, _ *call, p api.PublishParams) (any, error) {
-	if p.Text != "" && p.Body != nil {
+// textOrBody returns the body that params with the fields "text" and
+// "body" give: at most one of them, at most limit bytes.
+func textOrBody(text string, body []byte, limit int) ([]byte, error) {
+	if text != "" && body != nil {
 		return nil, api.NewError(api.CodeInvalidParams, `give either "text" or "body", not both`)
 	}
+	if text != "" {
+		body = []byte(text)
+	}
+	if len(body) > limit {
+		return nil, api.NewError(api.CodeTooLarge, "body is %d bytes, the limit is %d", len(body), limit)
+	}
+	return body, nil
+}
+
+func feedPublish(ctx context.Context, s *Server, _ *call, p api.PublishParams) (any, error) {
 	typ := p.Type
 	if typ == "" {
 		typ = api.DefaultType
 	}
+	body, err := textOrBody(p.Text, p.Body, feed.MaxBodySize)
+	if err != nil {
+		return nil, err
+	}
 	if err := feed.CheckType(typ); err != nil {
 		return nil, api.NewError(api.CodeInvalidParams, "field \"type\": %v", err)
-	}
-	body := p.Body
-	if p.Text != "" {
-		body = []byte(p.Text)
-	}
-	if len(body) > feed.MaxBodySize {
-		return nil, api.NewError(api.CodeTooLarge, "body is %d bytes, the limit is %d", len(body), feed.MaxBodySize)
 	}
 	e, err := s.node.Publish(ctx, typ, body)
 	if err != nil {
@@ -185,7 +194,7 @@ func feedSubscribe(ctx context.Context, s *Server, cl *call, p api.SubscribePara
 	if p.ID.IsZero() {
 		return nil, missing("id")
 	}
-	id, err := cl.conn.subscribe(p.ID, p.Since, cl)
+	id, err := cl.conn.start(feedSource{node: s.node, id: p.ID}, p.Since, cl)
 	if err != nil {
 		return nil, err
 	}

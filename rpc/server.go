@@ -226,22 +226,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w)
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeHTTPError(w, http.StatusMethodNotAllowed, api.CodeInvalidRequest, "use POST or a WebSocket upgrade")
-		return
-	}
-	if !isJSON(w, r) {
-		return
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestSize))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeHTTPError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge,
-				fmt.Sprintf("request is larger than %d bytes", s.cfg.MaxRequestSize))
-			return
-		}
-		writeHTTPError(w, http.StatusBadRequest, api.CodeInvalidRequest, "reading request: "+err.Error())
+	data, ok := readPOST(w, r, s.cfg.MaxRequestSize, "use POST or a WebSocket upgrade")
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithCancel(withCaller(r.Context(), who))
@@ -262,13 +248,29 @@ func unauthorized(w http.ResponseWriter) {
 	writeHTTPError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong token (Authorization: Bearer <token>)")
 }
 
-// isJSON reports whether r's body is declared JSON, answering 415 if not.
-func isJSON(w http.ResponseWriter, r *http.Request) bool {
+// readPOST reads the body of a POST declared JSON, of at most limit
+// bytes. When it cannot, it answers 405 (with hint), 415, 413 or 400 and
+// returns false.
+func readPOST(w http.ResponseWriter, r *http.Request, limit int64, hint string) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeHTTPError(w, http.StatusMethodNotAllowed, api.CodeInvalidRequest, hint)
+		return nil, false
+	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		writeHTTPError(w, http.StatusUnsupportedMediaType, api.CodeInvalidRequest, "Content-Type must be application/json")
-		return false
+		return nil, false
 	}
-	return true
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeHTTPError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, fmt.Sprintf("request is larger than %d bytes", limit))
+			return nil, false
+		}
+		writeHTTPError(w, http.StatusBadRequest, api.CodeInvalidRequest, "reading request: "+err.Error())
+		return nil, false
+	}
+	return data, true
 }
 
 func isWebSocket(r *http.Request) bool {

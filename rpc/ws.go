@@ -157,11 +157,6 @@ func (c *wsConn) pinger() {
 	}
 }
 
-// subscribe registers a subscription to feed id from since: see start.
-func (c *wsConn) subscribe(id feed.ID, since uint64, cl *call) (string, error) {
-	return c.start(feedSource{node: c.s.node, id: id}, since, cl)
-}
-
 // start registers a subscription to src from cursor since and starts its
 // pump, which waits for cl.after (the response written) before it sends.
 // Feed and context subscriptions share the connection's MaxSubs.

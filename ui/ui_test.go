@@ -129,7 +129,10 @@ func TestChatPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := rpctest.NewNode()
-	srv := rpc.New(rpc.Config{Node: node, Token: adminToken, Tokens: store, Pages: ui.Handler()})
+	// Few subscriptions per connection, so that a page that leaks them
+	// runs out.
+	const maxSubs = 4
+	srv := rpc.New(rpc.Config{Node: node, Token: adminToken, Tokens: store, Pages: ui.Handler(), MaxSubs: maxSubs})
 	hs := httptest.NewUnstartedServer(srv)
 	ln := &cutter{Listener: hs.Listener}
 	hs.Listener = ln
@@ -191,6 +194,15 @@ func TestChatPage(t *testing.T) {
 	p.Eval(ctx, fmt.Sprintf(`[...document.querySelectorAll('#messages .msg')].find((e) => e.querySelector('.text').textContent === %q).querySelector('.author').textContent`, "from elsewhere"), &author)
 	if author != other.Public().Short() {
 		t.Fatalf("author shown as %q, want %q", author, other.Public().Short())
+	}
+
+	// Opening the open room again (a click on it, a join of it) keeps its
+	// one subscription: no error, however often.
+	var failed []string
+	reopen := fmt.Sprintf(`Promise.allSettled([...Array(%d)].map(() => openRoom(state.room.id)))
+		.then((rs) => rs.filter((r) => r.status === 'rejected').map((r) => r.reason.message))`, 2*maxSubs)
+	if err := p.Eval(ctx, reopen, &failed); err != nil || len(failed) != 0 {
+		t.Fatalf("opening the open room again: %v %q", err, failed)
 	}
 
 	if err := p.Reload(ctx); err != nil {

@@ -88,7 +88,7 @@ const state = {
   me: null,          // this node's ID (node.info)
   rpc: null,         // the open connection, or null
   rooms: new Map(),  // context ID → api.Context, as context.list returns them
-  room: null,        // the open room: {id, sub, cursor}
+  room: null,        // the open room: {id, sub, cursor, opening}
   backoff: 500,      // ms before the next reconnection attempt
 };
 
@@ -196,6 +196,7 @@ function onNotify(method, params) {
   if (!room || params.subscription !== room.sub) return;
   if (method === 'context.message') {
     const m = params.message;
+    if (m.cursor <= room.cursor) return; // shown already
     room.cursor = m.cursor; // resume from here after a reconnection
     appendMessage(m);
   } else if (method === 'context.end') {
@@ -215,17 +216,20 @@ async function refreshRooms() {
 
 // openRoom shows room id: it subscribes from the room's cursor (the last
 // HISTORY messages the first time), so history and live messages come as
-// one stream with no gap and no duplicate.
+// one stream with no gap and no duplicate. A room that is streaming, or
+// about to, is left as it is: a second subscription would only take one
+// more of the connection's few.
 async function openRoom(id) {
   const rpc = state.rpc;
   let room = state.room;
+  if (room && room.id === id && (room.sub || room.opening)) return;
   if (room && room.sub && room.id !== id) {
     const old = room.sub;
     room.sub = null;
     await rpc.call('context.unsubscribe', { subscription: old }).catch(() => {});
   }
   if (!room || room.id !== id) {
-    room = state.room = { id, sub: null, cursor: 0 };
+    room = state.room = { id, sub: null, cursor: 0, opening: false };
     $('messages').replaceChildren();
     localStorage.setItem(ROOM_KEY, id);
   }
@@ -233,7 +237,13 @@ async function openRoom(id) {
   renderHeader();
   const params = { id, since: room.cursor };
   if (room.cursor === 0) params.last = HISTORY;
-  const res = await rpc.call('context.subscribe', params);
+  room.opening = true;
+  let res;
+  try {
+    res = await rpc.call('context.subscribe', params);
+  } finally {
+    room.opening = false;
+  }
   if (state.room === room) {
     room.sub = res.subscription;
     enableCompose(true);
