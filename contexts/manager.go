@@ -120,8 +120,21 @@ type Manager struct {
 	dgrams  map[feed.ID]map[chan Datagram]struct{} // local datagram readers per context
 	authors map[feed.ID]map[feed.ID]bool           // known authors per joined context
 
-	appMu sync.Mutex // serialises appends of gossiped and held entries; taken before mu
+	// Gossiped entries are appended on lanes: each author's in order on
+	// one lane, different lanes at once, so that the store can commit
+	// (and sync) appends of many authors together.
+	lanes  [numLanes]chan *feed.Entry
+	laneMu [numLanes]sync.Mutex // serialises the appends of a lane's authors; taken before mu
 }
+
+// numLanes is the number of gossip append lanes; laneQueue bounds each.
+const (
+	numLanes  = 16
+	laneQueue = 256
+)
+
+// laneOf returns the lane of author's entries.
+func laneOf(author feed.ID) int { return int(author[0]) % numLanes }
 
 // room is one joined context.
 type room struct {
@@ -134,7 +147,8 @@ type room struct {
 // GossipOptions are the go-libp2p-pubsub options every contextd node uses:
 // entries are signed by their authors, so gossip messages carry no libp2p
 // signature, author or seqno, and a message's ID is the SHA-256 of its
-// bytes (the same entry gossiped twice is one message).
+// bytes (the same entry gossiped twice is one message); the gossipsub
+// parameters are GossipParams.
 func GossipOptions() []pubsub.Option {
 	return []pubsub.Option{
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
@@ -146,7 +160,21 @@ func GossipOptions() []pubsub.Option {
 		pubsub.WithPeerExchange(false),
 		pubsub.WithMaxMessageSize(1 << 20),
 		pubsub.WithSeenMessagesTTL(2 * DatagramWindow),
+		pubsub.WithGossipSubParams(GossipParams()),
 	}
+}
+
+// GossipParams are the gossipsub parameters of a contextd node: a lean
+// mesh (D 2, between 1 and 3 peers) and IDONTWANT for every message, not
+// only for large ones. Gossip is the fast path only: EBT fills whatever
+// it loses, so it need not send every member several copies of each
+// message (docs/BENCHMARKS.md, contexts, has the measurements).
+func GossipParams() pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.D, p.Dlo, p.Dhi = 2, 1, 3
+	p.Dscore, p.Dout = 1, 0
+	p.IDontWantMessageThreshold = 1
+	return p
 }
 
 // New starts the gossip layer on cfg.Host. Close stops it.
@@ -185,6 +213,19 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.ps = ps
 	m.wg.Go(m.drainer)
+	for i := range m.lanes {
+		m.lanes[i] = make(chan *feed.Entry, laneQueue)
+		m.wg.Go(func() {
+			for {
+				select {
+				case <-m.ctx.Done():
+					return
+				case e := <-m.lanes[i]:
+					m.receive(e)
+				}
+			}
+		})
+	}
 	return m, nil
 }
 
@@ -466,7 +507,11 @@ func (m *Manager) read(ctx context.Context, r *room) {
 		}
 		if g.entry != nil {
 			m.Learn(r.id, []feed.ID{g.entry.Author})
-			m.receive(g.entry)
+			select {
+			case m.lanes[laneOf(g.entry.Author)] <- g.entry:
+			case <-ctx.Done():
+				return
+			}
 			continue
 		}
 		if msg.ReceivedFrom == m.self {
@@ -490,8 +535,9 @@ func (m *Manager) deliverDatagram(id feed.ID, d Datagram) {
 // receive stores a gossiped entry if it extends its feed, else holds it
 // (bounded) until replication fills the gap before it.
 func (m *Manager) receive(e *feed.Entry) {
-	m.appMu.Lock()
-	defer m.appMu.Unlock()
+	mu := &m.laneMu[laneOf(e.Author)]
+	mu.Lock()
+	defer mu.Unlock()
 	head, err := m.cfg.Node.Head(e.Author)
 	if err != nil {
 		m.log.Warn("contexts: read head", "author", e.Author, "err", err)
@@ -559,16 +605,17 @@ func (m *Manager) drainer() {
 		authors := slices.Collect(maps.Keys(m.pending))
 		clear(m.pending)
 		m.mu.Unlock()
-		m.appMu.Lock()
 		for _, a := range authors {
+			mu := &m.laneMu[laneOf(a)]
+			mu.Lock()
 			m.drainLocked(a)
+			mu.Unlock()
 		}
-		m.appMu.Unlock()
 	}
 }
 
 // drainLocked appends author's held entries that now extend its feed and
-// drops those at or below its head. m.appMu must be held.
+// drops those at or below its head. author's lane mutex must be held.
 func (m *Manager) drainLocked(author feed.ID) {
 	for {
 		head, err := m.cfg.Node.Head(author)

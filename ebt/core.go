@@ -95,6 +95,7 @@ type peerState struct {
 	refused int                // out-of-scope feeds answered with -1
 
 	received, invalid int64
+	duplicate         int64 // entries received that we held already
 }
 
 // core is the EBT state machine of one node.
@@ -725,6 +726,7 @@ func (c *core) takeRun(p *peerState, b *batch, r run, dup, checked map[feed.ID]b
 	fs, es, ids := b.fs, r.entries, r.ids
 	if k := atOrBelow(es, fs.head.Seq); k > 0 {
 		dup[fs.id] = true
+		p.duplicate += int64(k)
 		e := es[k-1]
 		c.raiseClaim(p, fs, e.Seq)
 		if e.Seq != fs.head.Seq || ids[k-1] != fs.head.ID {
@@ -740,6 +742,7 @@ func (c *core) takeRun(p *peerState, b *batch, r run, dup, checked map[feed.ID]b
 	}
 	if k := atOrBelow(es, b.head.Seq); k > 0 {
 		dup[fs.id] = true // taken from another run of this message
+		p.duplicate += int64(k)
 		es, ids = es[k:], ids[k:]
 	}
 	if len(es) == 0 || es[0].Seq > b.head.Seq+1 {
@@ -988,14 +991,15 @@ func (c *core) peerStatus() []PeerStatus {
 			st = "replicating"
 		}
 		out = append(out, PeerStatus{
-			ID:       p.id,
-			Acceptor: p.acceptor,
-			State:    st,
-			Feeds:    p.shared,
-			Rx:       len(p.rx),
-			Tx:       len(p.push),
-			Received: p.received,
-			Invalid:  p.invalid,
+			ID:        p.id,
+			Acceptor:  p.acceptor,
+			State:     st,
+			Feeds:     p.shared,
+			Rx:        len(p.rx),
+			Tx:        len(p.push),
+			Received:  p.received,
+			Invalid:   p.invalid,
+			Duplicate: p.duplicate,
 		})
 	}
 	return out

@@ -88,15 +88,16 @@ type Progress struct {
 
 // PeerStatus is the replication state of one session.
 type PeerStatus struct {
-	ID       feed.ID
-	Acceptor bool   // we accepted the circuit
-	State    string // "handshake" (notes not yet exchanged) or "replicating"
-	Feeds    int    // feeds shared with the peer
-	Rx       int    // feeds the peer pushes to us (it is their source)
-	Tx       int    // feeds we push to the peer
-	Received int64  // entries received, valid or not
-	Sent     int64  // entries sent
-	Invalid  int64  // invalid entries received
+	ID        feed.ID
+	Acceptor  bool   // we accepted the circuit
+	State     string // "handshake" (notes not yet exchanged) or "replicating"
+	Feeds     int    // feeds shared with the peer
+	Rx        int    // feeds the peer pushes to us (it is their source)
+	Tx        int    // feeds we push to the peer
+	Received  int64  // entries received, valid or not
+	Sent      int64  // entries sent
+	Invalid   int64  // invalid entries received
+	Duplicate int64  // entries received that the node held already
 }
 
 // Replicator runs EBT replication for one node: Run owns the state, each

@@ -244,7 +244,7 @@ func (n *Node) EBTPeers() []api.EBTPeer {
 	for _, p := range ps {
 		out = append(out, api.EBTPeer{
 			ID: p.ID, State: p.State, Feeds: p.Feeds, Rx: p.Rx, Tx: p.Tx,
-			Received: p.Received, Sent: p.Sent, Invalid: p.Invalid,
+			Received: p.Received, Sent: p.Sent, Invalid: p.Invalid, Duplicate: p.Duplicate,
 		})
 	}
 	return out

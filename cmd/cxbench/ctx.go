@@ -198,8 +198,9 @@ func ctxDaemons(ctx context.Context, c ctxConfig) (result, error) {
 }
 
 // daemonDuplicates returns the payload copies of context messages the
-// daemons received beyond the first, together: the gossip duplicates each
-// counts (context.list's stats).
+// daemons received beyond the first, so far: gossip duplicates
+// (context.list's stats) and entries EBT sessions brought that the daemon
+// held already (ebt.peers).
 func daemonDuplicates(ctx context.Context, cls []*sdk.Client) (int64, error) {
 	var sum int64
 	for _, cl := range cls {
@@ -208,6 +209,13 @@ func daemonDuplicates(ctx context.Context, cls []*sdk.Client) (int64, error) {
 			return 0, fmt.Errorf("context stats: %w", err)
 		}
 		sum += r.Stats.Duplicates
+		ps, err := cl.EBTPeers(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("ebt peers: %w", err)
+		}
+		for _, p := range ps {
+			sum += p.Duplicate
+		}
 	}
 	return sum, nil
 }

@@ -33,8 +33,7 @@ import (
 const simTopic = "/contextd/ctx/1/sim"
 
 // gossipTuning is what sim-ctx may change in the gossipsub parameters of
-// the contexts variant; zero fields keep gossipsub's defaults, which the
-// daemon runs with.
+// the contexts variant; zero fields keep the daemon's (contexts.GossipParams).
 type gossipTuning struct {
 	d, dlo, dhi, dlazy int
 	heartbeat          time.Duration
@@ -42,10 +41,10 @@ type gossipTuning struct {
 	idontwant          int // IDONTWANT threshold in bytes
 }
 
-// params returns gossipsub's default parameters changed by t, with the
-// heartbeat slowed down by dilate.
-func (t gossipTuning) params(dilate float64) pubsub.GossipSubParams {
-	p := pubsub.DefaultGossipSubParams()
+// params returns base changed by t, with the heartbeat slowed down by
+// dilate.
+func (t gossipTuning) params(base pubsub.GossipSubParams, dilate float64) pubsub.GossipSubParams {
+	p := base
 	defer func() {
 		p.HeartbeatInterval = time.Duration(float64(p.HeartbeatInterval) * dilate)
 		p.HeartbeatInitialDelay = time.Duration(float64(p.HeartbeatInitialDelay) * dilate)
@@ -74,10 +73,10 @@ func (c simConfig) options() []pubsub.Option {
 		if c.dilate == 1 {
 			return nil
 		}
-		return []pubsub.Option{pubsub.WithGossipSubParams(gossipTuning{}.params(c.dilate))}
+		return []pubsub.Option{pubsub.WithGossipSubParams(gossipTuning{}.params(pubsub.DefaultGossipSubParams(), c.dilate))}
 	}
 	return append(contexts.GossipOptions(),
-		pubsub.WithGossipSubParams(c.tuning.params(c.dilate)),
+		pubsub.WithGossipSubParams(c.tuning.params(contexts.GossipParams(), c.dilate)),
 		pubsub.WithFloodPublish(!c.tuning.noFlood))
 }
 
@@ -130,13 +129,13 @@ func runSimCtx(ctx context.Context, args []string) (string, error) {
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "how long to wait for missing deliveries after the last publish")
 	fs.Float64Var(&c.dilate, "dilate", 1, "run time K times slower (links, heartbeats, publish interval, drain) and divide the latencies measured by K")
 	baseline := fs.Bool("baseline", true, "also run default gossipsub on the same graph (base_ fields)")
-	fs.IntVar(&c.tuning.d, "D", 0, "gossipsub D of the contexts variant (0: the default)")
-	fs.IntVar(&c.tuning.dlo, "Dlo", 0, "gossipsub Dlo (0: the default)")
-	fs.IntVar(&c.tuning.dhi, "Dhi", 0, "gossipsub Dhi (0: the default)")
-	fs.IntVar(&c.tuning.dlazy, "Dlazy", 0, "gossipsub Dlazy (0: the default)")
-	fs.DurationVar(&c.tuning.heartbeat, "heartbeat", 0, "gossipsub heartbeat interval (0: the default)")
+	fs.IntVar(&c.tuning.d, "D", 0, "gossipsub D of the contexts variant (0: the daemon's, contexts.GossipParams)")
+	fs.IntVar(&c.tuning.dlo, "Dlo", 0, "gossipsub Dlo (0: the daemon's)")
+	fs.IntVar(&c.tuning.dhi, "Dhi", 0, "gossipsub Dhi (0: the daemon's)")
+	fs.IntVar(&c.tuning.dlazy, "Dlazy", 0, "gossipsub Dlazy (0: the daemon's)")
+	fs.DurationVar(&c.tuning.heartbeat, "heartbeat", 0, "gossipsub heartbeat interval (0: the daemon's)")
 	fs.BoolVar(&c.tuning.noFlood, "no-flood-publish", false, "publish to mesh peers only")
-	fs.IntVar(&c.tuning.idontwant, "idontwant", 0, "IDONTWANT threshold in bytes (0: the default, 1024)")
+	fs.IntVar(&c.tuning.idontwant, "idontwant", 0, "IDONTWANT threshold in bytes (0: the daemon's)")
 	cpuprof := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return "", err
@@ -227,12 +226,12 @@ func simulate(ctx context.Context, c simConfig) (simResult, error) {
 		return simResult{}, err
 	}
 	// Meshes form at heartbeats: give them a few before measuring.
-	tuning := c.tuning
+	heartbeat := c.tuning.params(contexts.GossipParams(), c.dilate).HeartbeatInterval
 	if c.bare {
-		tuning = gossipTuning{}
+		heartbeat = gossipTuning{}.params(pubsub.DefaultGossipSubParams(), c.dilate).HeartbeatInterval
 	}
 	select {
-	case <-time.After(3 * tuning.params(c.dilate).HeartbeatInterval):
+	case <-time.After(3 * heartbeat):
 	case <-ctx.Done():
 		return simResult{}, ctx.Err()
 	}

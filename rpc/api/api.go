@@ -229,9 +229,10 @@ type EBTPeer struct {
 	Rx    int     `json:"rx"`    // feeds this peer pushes to us
 	Tx    int     `json:"tx"`    // feeds we push to this peer
 
-	Received int64 `json:"received"` // entries received, valid or not
-	Sent     int64 `json:"sent"`     // entries sent
-	Invalid  int64 `json:"invalid"`  // invalid entries received (rejected)
+	Received  int64 `json:"received"`  // entries received, valid or not
+	Sent      int64 `json:"sent"`      // entries sent
+	Invalid   int64 `json:"invalid"`   // invalid entries received (rejected)
+	Duplicate int64 `json:"duplicate"` // entries received that the node held already (another peer or context gossip was first)
 }
 
 // EBTPeersResult is the result of ebt.peers.
