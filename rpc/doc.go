@@ -1,7 +1,9 @@
 // Package rpc is contextd's JSON-RPC 2.0 server: one method table (see
 // methods.go) served at /rpc over HTTP POST (one request per POST) and over
 // WebSocket on the same path, where feed.subscribe streams entries as
-// feed.entry notifications. The wire protocol is docs/protocols/rpc.md; the
+// feed.entry notifications and context.subscribe streams a context's
+// messages (context.message) and, if asked, its datagrams
+// (context.datagram); both kinds share one pump (ws.go). The wire protocol is docs/protocols/rpc.md; the
 // types are in rpc/api.
 //
 // Handlers are thin: decode the params, call the Node, encode the result,
@@ -24,10 +26,12 @@
 // server memory; a client that stops reading is dropped after WriteTimeout.
 // A panicking handler answers -32603 and the server keeps serving.
 //
-// Ordering: on one WebSocket, the response to feed.subscribe is written
-// before its first feed.entry notification; a subscription's entries come
-// in strict seq order, without gaps or duplicates; after the response to
-// feed.unsubscribe no notification of that subscription follows. Responses
+// Ordering: on one WebSocket, the response to feed.subscribe or
+// context.subscribe is written before its first notification; a feed
+// subscription's entries come in strict seq order, a context
+// subscription's messages in cursor order, without gaps or duplicates;
+// after the response to feed.unsubscribe or context.unsubscribe no
+// notification of that subscription follows. Datagrams are best effort. Responses
 // to concurrent calls on one connection may come in any order.
 //
 // A Server is safe for concurrent use. Close cancels every call and

@@ -107,6 +107,7 @@ type Client struct {
 	ready   chan struct{} // closed once conn is set
 	subs    map[subscriber]struct{}
 	lastErr error // of the last failed dial
+	failed  error // set when the daemon refused the token: the Client is done
 	nextID  uint64
 	// progress maps an object.get's progress token to its callback.
 	progress map[string]func(done, total int64)
@@ -264,7 +265,25 @@ func (c *Client) drop(cn *conn) {
 	}
 }
 
-// redial dials until it succeeds or the Client is closed (nil).
+// fail ends the Client for good with err: calls and subscriptions fail
+// with it.
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	c.failed = err
+	close(c.ready) // wakes the calls waiting for a connection
+	subs := make([]subscriber, 0, len(c.subs))
+	for s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	c.log.Info("sdk: the daemon refused the token; giving up", "err", err)
+	for _, s := range subs {
+		s.end(err)
+	}
+}
+
+// redial dials until it succeeds, the daemon refuses the token or the
+// Client is closed (nil for the last two).
 func (c *Client) redial() *conn {
 	backoff := c.cfg.MinBackoff
 	for {
@@ -281,6 +300,11 @@ func (c *Client) redial() *conn {
 		if err == nil {
 			c.log.Debug("sdk: reconnected", "url", c.url)
 			return cn
+		}
+		if errors.Is(err, api.ErrUnauthorized) {
+			// The token was revoked: no redial will succeed.
+			c.fail(err)
+			return nil
 		}
 		c.mu.Lock()
 		c.lastErr = err
@@ -395,10 +419,13 @@ func (cn *conn) sub(id string) subscriber {
 func (c *Client) current(ctx context.Context) (*conn, error) {
 	for {
 		c.mu.Lock()
-		cn, ready, lastErr := c.conn, c.ready, c.lastErr
+		cn, ready, lastErr, failed := c.conn, c.ready, c.lastErr, c.failed
 		c.mu.Unlock()
 		if c.ctx.Err() != nil {
 			return nil, ErrClosed
+		}
+		if failed != nil {
+			return nil, failed
 		}
 		if cn != nil {
 			return cn, nil

@@ -49,8 +49,20 @@ func TestTokens(t *testing.T) {
 		t.Fatalf("CreateToken with an app token: %v", err)
 	}
 
+	sub, err := app.SubscribeContext(ctx, rpctest.KeyFor(2).Public(), ContextOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := admin.RevokeToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)
+	}
+	// The daemon closes the app's connection; redialling gets 401, which
+	// ends the Client instead of redialling forever.
+	if _, err := sub.Next(ctx); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("subscription after the token was revoked: %v", err)
+	}
+	if _, err := app.Contexts(ctx); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("call after the token was revoked: %v", err)
 	}
 	if err := admin.RevokeToken(ctx, tok.ID); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("second RevokeToken: %v", err)

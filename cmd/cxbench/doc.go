@@ -11,4 +11,12 @@
 //	go run ./cmd/cxbench swarm --bytes 268435456 --seeders 1
 //	go run ./cmd/cxbench repl --entries 100000 --size 200
 //	go run ./cmd/cxbench sim-ebt --nodes 100 --extra-edges 100 --authors 10 --msgs 20 --live 5 --seeds 200
+//	go run ./cmd/cxbench ctx --members 10 --rate 50 --msgs 1000
+//	go run ./cmd/cxbench sim-ctx --members 1000 --latency 100ms --degree 16 --msgs 30 --rate 2 --dilate 10
+//
+// ctx runs contextd daemons in one context and, in the same run, bare
+// go-libp2p-pubsub peer processes on the same graph as the baseline;
+// sim-ctx simulates a large context in one process over go-libp2p's
+// mocknet, with link delays applied per write and time dilated to keep
+// CPU starvation out of the latencies.
 package main

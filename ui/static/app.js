@@ -158,7 +158,9 @@ async function connect() {
     if (state.me === null) return showLogin();
     $('me').textContent = 'me: ' + shortID(state.me);
     $('me').title = state.me;
-    const rpc = new RPC(`ws://${location.host}/rpc?token=${encodeURIComponent(state.token)}`, onNotify, onClose);
+    // wss: when the page itself came over https (behind a TLS proxy).
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const rpc = new RPC(`${scheme}://${location.host}/rpc?token=${encodeURIComponent(state.token)}`, onNotify, onClose);
     await rpc.opened;
     state.rpc = rpc;
     state.backoff = 500;
