@@ -161,12 +161,16 @@ func GossipOptions() []pubsub.Option {
 		pubsub.WithMaxMessageSize(1 << 20),
 		pubsub.WithSeenMessagesTTL(2 * DatagramWindow),
 		pubsub.WithGossipSubParams(GossipParams()),
+		// A publisher sends its message to every peer in the topic, not
+		// only its mesh: the first hop is as short as it can be, and a
+		// message published before the mesh formed still goes out.
+		pubsub.WithFloodPublish(true),
 	}
 }
 
 // GossipParams are the gossipsub parameters of a contextd node: a lean
 // mesh (D 2, between 1 and 3 peers) and IDONTWANT for every message, not
-// only for large ones. Gossip is the fast path only: EBT fills whatever
+// only for large ones (GossipOptions adds flood publishing). Gossip is the fast path only: EBT fills whatever
 // it loses, so it need not send every member several copies of each
 // message (docs/BENCHMARKS.md, contexts, has the measurements).
 func GossipParams() pubsub.GossipSubParams {

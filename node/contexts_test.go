@@ -289,7 +289,12 @@ func TestContextGossipValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bad := g.entry(t, feed.Head{}, room.ID, "forged")
+	// A good message first: the path from the gossiper to B works.
+	first := g.entry(t, feed.Head{}, room.ID, "hello")
+	g.send(t, ctx, first)
+	waitMessages(t, ctx, b, room.ID, 1)
+
+	bad := g.entry(t, first.Next(), room.ID, "forged")
 	bad.Sig[0] ^= 1
 	g.send(t, ctx, bad)
 	waitRejected(t, ctx, b, 1)
@@ -301,11 +306,12 @@ func TestContextGossipValidation(t *testing.T) {
 		g.send(t, ctx, e)
 		waitRejected(t, ctx, b, int64(2+i))
 	}
-	good := g.entry(t, feed.Head{}, room.ID, "hello")
+	// The gossiper is still heard after all that.
+	good := g.entry(t, first.Next(), room.ID, "still here")
 	g.send(t, ctx, good)
-	ms := waitMessages(t, ctx, b, room.ID, 1)
-	if len(ms) != 1 || ms[0].ID != good.ID() {
-		t.Fatalf("B holds %+v, want only the good message", ms)
+	ms := waitMessages(t, ctx, b, room.ID, 2)
+	if len(ms) != 2 || ms[0].ID != first.ID() || ms[1].ID != good.ID() {
+		t.Fatalf("B holds %+v, want only the two good messages", ms)
 	}
 	for _, id := range []feed.ID{g.key.Public(), banned.Public(), blocked.Public()} {
 		if h, _ := b.store.Head(id); id != good.Author && h.Seq != 0 {
