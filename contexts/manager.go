@@ -186,6 +186,23 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Key.IsZero() || cfg.Host == nil || cfg.Node == nil {
 		return nil, errors.New("contexts: Config.Key, Host and Node are required")
 	}
+	m := newManager(cfg)
+	m.self = cfg.Host.ID()
+	opts := append(GossipOptions(), pubsub.WithRawTracer(tracer{m}))
+	opts = append(opts, cfg.Gossip...)
+	ps, err := pubsub.NewGossipSub(m.ctx, cfg.Host, opts...)
+	if err != nil {
+		m.cancel()
+		m.wg.Wait()
+		return nil, fmt.Errorf("contexts: start gossipsub: %w", err)
+	}
+	m.ps = ps
+	return m, nil
+}
+
+// newManager returns a Manager with cfg's defaults filled in and its
+// drainer and append lanes running, but no gossip yet.
+func newManager(cfg Config) *Manager {
 	if cfg.MaxHeld <= 0 {
 		cfg.MaxHeld = DefaultMaxHeld
 	}
@@ -198,7 +215,6 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		self:    cfg.Host.ID(),
 		kick:    make(chan struct{}, 1),
 		learned: make(chan struct{}, 1),
 		rooms:   map[feed.ID]*room{},
@@ -208,14 +224,6 @@ func New(cfg Config) (*Manager, error) {
 		authors: map[feed.ID]map[feed.ID]bool{},
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	opts := append(GossipOptions(), pubsub.WithRawTracer(tracer{m}))
-	opts = append(opts, cfg.Gossip...)
-	ps, err := pubsub.NewGossipSub(m.ctx, cfg.Host, opts...)
-	if err != nil {
-		m.cancel()
-		return nil, fmt.Errorf("contexts: start gossipsub: %w", err)
-	}
-	m.ps = ps
 	m.wg.Go(m.drainer)
 	for i := range m.lanes {
 		m.lanes[i] = make(chan *feed.Entry, laneQueue)
@@ -230,7 +238,7 @@ func New(cfg Config) (*Manager, error) {
 			}
 		})
 	}
-	return m, nil
+	return m
 }
 
 // Close leaves every context and stops the gossip layer.

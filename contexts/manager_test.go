@@ -1,12 +1,9 @@
 package contexts
 
 import (
-	"context"
-	"log/slog"
 	"sync"
 	"testing"
 	"testing/synctest"
-	"time"
 
 	"github.com/contextd/contextd/feed"
 )
@@ -60,18 +57,7 @@ func (n *memNode) len(a feed.ID) int {
 // drainer need.
 func newBareManager(t *testing.T, node Node, maxHeld int) *Manager {
 	t.Helper()
-	m := &Manager{
-		cfg:     Config{Node: node, MaxHeld: maxHeld, Now: time.Now},
-		log:     slog.New(slog.DiscardHandler),
-		kick:    make(chan struct{}, 1),
-		rooms:   map[feed.ID]*room{},
-		held:    map[feed.ID]map[uint64]*feed.Entry{},
-		pending: map[feed.ID]bool{},
-		dgrams:  map[feed.ID]map[chan Datagram]struct{}{},
-		authors: map[feed.ID]map[feed.ID]bool{},
-	}
-	m.ctx, m.cancel = context.WithCancel(context.Background())
-	m.wg.Go(m.drainer)
+	m := newManager(Config{Node: node, MaxHeld: maxHeld})
 	t.Cleanup(func() { m.cancel(); m.wg.Wait() })
 	return m
 }
