@@ -346,8 +346,13 @@ func (m *Manager) Rooms() []feed.ID {
 	return slices.SortedFunc(maps.Keys(m.rooms), feed.ID.Compare)
 }
 
+// MaxAuthors bounds the authors a Manager knows (and so replicates) per
+// context, whoever tells it of them.
+const MaxAuthors = MaxAnswerMembers
+
 // Learn records authors of a joined context (from a peer's members answer
-// or a gossiped message), so that their feeds are replicated.
+// or a gossiped message), so that their feeds are replicated; at most
+// MaxAuthors per context.
 func (m *Manager) Learn(id feed.ID, authors []feed.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -357,7 +362,7 @@ func (m *Manager) Learn(id feed.ID, authors []feed.ID) {
 	}
 	added := false
 	for _, a := range authors {
-		if !known[a] {
+		if !known[a] && len(known) < MaxAuthors {
 			known[a] = true
 			added = true
 		}

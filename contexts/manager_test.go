@@ -127,3 +127,27 @@ func testHoldAndDrain(t *testing.T) {
 		t.Fatal("an entry far ahead was held")
 	}
 }
+
+// TestLearnBounded: however many authors peers name, a context's known
+// authors (and so the feeds replicated for it) stay within MaxAuthors.
+func TestLearnBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		node := &memNode{feeds: map[feed.ID][]*feed.Entry{}}
+		m := newBareManager(t, node, 1)
+		room := testKey(t, 9).Public()
+		m.authors[room] = map[feed.ID]bool{room: true}
+		many := make([]feed.ID, MaxAuthors+100)
+		for i := range many {
+			many[i][0], many[i][1], many[i][2] = byte(i), byte(i>>8), 1
+		}
+		m.Learn(room, many)
+		if n := len(m.authors[room]); n != MaxAuthors {
+			t.Fatalf("knows %d authors, bound %d", n, MaxAuthors)
+		}
+		node.mu.Lock()
+		defer node.mu.Unlock()
+		if len(node.want) != MaxAuthors {
+			t.Fatalf("wants %d feeds, bound %d", len(node.want), MaxAuthors)
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -553,13 +554,12 @@ func (n *Node) ContextDatagrams(id feed.ID) (<-chan api.Datagram, func()) {
 			}
 		}
 	})
-	var once bool
+	var once sync.Once
 	return out, func() {
-		if !once {
-			once = true
+		once.Do(func() {
 			stopIn()
 			close(done)
-		}
+		})
 	}
 }
 
