@@ -1,4 +1,4 @@
-// Package contexts runs contexts (DESIGN §8): rooms, streams and
+// Package contexts runs contexts: rooms, streams and
 // followings named by a key. A context's messages are entries of type ctx
 // in their authors' own feeds (the durable copy, replicated by EBT) that
 // are also gossiped on the context's go-libp2p-pubsub topic (the fast

@@ -1,4 +1,4 @@
-// Package dht is contextd's private Kademlia DHT (DESIGN §7, Discovery): a
+// Package dht is contextd's private Kademlia DHT: a
 // thin wrapper over go-libp2p-kad-dht that announces and finds providers of
 // objects (swarm object IDs are CIDs, swarm.Info.ID) and resolves a node's
 // feed.ID to its addresses.

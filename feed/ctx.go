@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 )
 
-// Context entry types (DESIGN §8). A context is a key; its messages are
+// Context entry types. A context is a key; its messages are
 // entries of type TypeCtx in their authors' own feeds, and the context
 // key's own feed describes it (TypeCtxMeta) and bans authors (a contact
 // entry with RelBlock, written by the context key).

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TypeLease is the entry type of heartbeat pins (DESIGN §7): "keep object
+// TypeLease is the entry type of heartbeat pins: "keep object
 // X until T", signed by the pinner. The latest lease entry of an author for
 // an object replaces any earlier one; a lease with a zero Until ends it.
 const TypeLease = "lease"

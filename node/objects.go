@@ -22,7 +22,7 @@ import (
 	"github.com/contextd/contextd/swarm"
 )
 
-// Objects (DESIGN §7): PutObject stores and pins a file and provides it in
+// Objects: PutObject stores and pins a file and provides it in
 // the DHT; GetObject (fetch.go, sources.go) fetches one from the peers that
 // provide it over swarm/1 circuits, verifying every chunk before it is
 // stored, then provides it too.

@@ -12,7 +12,7 @@ import (
 	"github.com/contextd/contextd/store"
 )
 
-// Heartbeat pins and the object cache (DESIGN §7). A pin is local (the
+// Heartbeat pins and the object cache. A pin is local (the
 // store's keep flag) and public: the node writes a lease entry "keep
 // object X until T" to its own feed and renews it on a heartbeat while the
 // pin lasts; unpinning writes an ended lease. Every node that holds a copy

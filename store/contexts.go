@@ -4,7 +4,7 @@ import (
 	"github.com/contextd/contextd/feed"
 )
 
-// Contexts is the context index of a store (DESIGN §8): every ctx entry
+// Contexts is the context index of a store: every ctx entry
 // appended to any feed is indexed under its context, in the transaction
 // that appends it, with the next cursor of that context (1, 2, …: the
 // order this store took them in). Each author's messages get cursors in

@@ -1,10 +1,10 @@
 // Package store persists what a contextd node knows: feeds (entries and
 // heads), the social graph read from contact entries, the EBT clocks peers
-// sent us, fork proofs, and swarm objects (DESIGN §7: object info, verified
+// sent us, fork proofs, and swarm objects (object info, verified
 // chunks and tree hashes, pins, the leases read from lease entries,
 // least-recently-used eviction). It
 // offers three interfaces, Store for feeds, Contexts for the index of
-// context messages (DESIGN §8) and Objects for objects, each with
+// context messages and Objects for objects, each with
 // two implementations: Badger (on disk, Badger v4) and Mem (in memory, for
 // tests and simulations). One conformance suite per interface
 // (suite_test.go, objects_suite_test.go) runs against both.

@@ -47,7 +47,7 @@ var (
 	ErrObjectConflict = errors.New("store: object info conflicts with the stored one")
 )
 
-// Objects stores swarm objects (DESIGN §7): their info, verified chunks and
+// Objects stores swarm objects: their info, verified chunks and
 // verified tree hashes, with the keep flags and access order that decide
 // eviction. Verification is the caller's job: only verified data may be
 // put. Both *Badger and *Mem implement it; implementations are safe for

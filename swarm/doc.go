@@ -1,4 +1,4 @@
-// Package swarm holds contextd's objects (DESIGN §7): blobs cut into
+// Package swarm holds contextd's objects: blobs cut into
 // fixed-size chunks and authenticated by the RFC 7574 (PPSPP) Merkle tree.
 // For now it is the tree and the wire messages: bin numbering (Bin), building a tree from a
 // stream (Build, bounded memory: one chunk buffer and about two hashes per

@@ -13,7 +13,7 @@ import (
 )
 
 // This file is the downloader side of swarm/1: Fetch gets one object from
-// several peers at once (DESIGN §7, "Multi-source").
+// several peers at once.
 
 // Chunk is one chunk of an object: its index and its bytes.
 type Chunk struct {
