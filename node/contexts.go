@@ -403,7 +403,11 @@ func (n *Node) SendContext(ctx context.Context, id feed.ID, body []byte) error {
 	if err := n.joined(id); err != nil {
 		return err
 	}
-	return n.ctxs.Send(ctx, id, body)
+	err := n.ctxs.Send(ctx, id, body)
+	if errors.Is(err, contexts.ErrNotJoined) { // left meanwhile
+		return fmt.Errorf("%w: %w", api.ErrNotJoined, err)
+	}
+	return err
 }
 
 func toMessage(id feed.ID, cursor uint64, e *feed.Entry) api.Message {
