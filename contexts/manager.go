@@ -94,10 +94,11 @@ type Stats struct {
 // fast path) and the held entries that wait for a gap. It is safe for
 // concurrent use.
 type Manager struct {
-	cfg  Config
-	log  *slog.Logger
-	self peer.ID
-	ps   *pubsub.PubSub
+	cfg    Config
+	log    *slog.Logger
+	self   peer.ID // the host's, to tell our own gossip from others'
+	selfID feed.ID // the node's key, whose blocks gossip honours
+	ps     *pubsub.PubSub
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -187,7 +188,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("contexts: Config.Key, Host and Node are required")
 	}
 	m := newManager(cfg)
-	m.self = cfg.Host.ID()
+	m.self, m.selfID = cfg.Host.ID(), cfg.Key.Public()
 	opts := append(GossipOptions(), pubsub.WithRawTracer(tracer{m}))
 	opts = append(opts, cfg.Gossip...)
 	ps, err := pubsub.NewGossipSub(m.ctx, cfg.Host, opts...)
@@ -499,11 +500,7 @@ func (m *Manager) validator(id feed.ID) pubsub.ValidatorEx {
 // and relayed: this node does not block the author and the context does
 // not ban it.
 func (m *Manager) allowed(id, author feed.ID) bool {
-	self, err := feed.IDFromPeerIDBytes([]byte(m.self))
-	if err != nil {
-		return false
-	}
-	for _, by := range []feed.ID{self, id} {
+	for _, by := range []feed.ID{m.selfID, id} {
 		if rel, err := m.cfg.Node.Relation(by, author); err != nil || rel == feed.RelBlock {
 			return false
 		}

@@ -248,13 +248,20 @@ func TestCoreNotesForUnknownFeeds(t *testing.T) {
 	}
 }
 
-func TestCorePush(t *testing.T) {
+// relayWorld: me holds 5 of a's 7 entries, in sessions with p1 and with
+// p2, which holds a's feed up to 5 too.
+func relayWorld(t *testing.T) (*world, *harness) {
 	w := newWorld(t, 7, 0)
 	h := w.harness(t, 5)
-	a := w.a.id
 	h.connect(w.p1, true)
 	h.connect(w.p2, true)
-	h.notes(w.p2, map[feed.ID]Note{a: MakeNote(5, false)})
+	h.notes(w.p2, map[feed.ID]Note{w.a.id: MakeNote(5, false)})
+	return w, h
+}
+
+func TestCorePush(t *testing.T) {
+	w, h := relayWorld(t)
+	a := w.a.id
 
 	acts := h.notes(w.p1, map[feed.ID]Note{a: MakeNote(2, true)})
 	if s := sendsTo(acts, w.p1); len(s) != 1 || s[0].from != 3 || s[0].to != 5 {

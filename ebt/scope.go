@@ -16,10 +16,10 @@ func (c *core) relation(author, target feed.ID) feed.Relation {
 	return feed.RelNone
 }
 
-// computeScope returns self, the feeds within hops follows of self and the
-// wanted feeds, minus the feeds self blocks; it sets c.lazy to the wanted
-// feeds that only want brings in.
-func (c *core) computeScope() map[feed.ID]bool {
+// computeScope returns the scope: self, the feeds within hops follows of
+// self and the wanted feeds, minus the feeds self blocks; and lazy, the
+// wanted feeds in it that no follow brings in.
+func (c *core) computeScope() (scope, lazy map[feed.ID]bool) {
 	s := map[feed.ID]bool{c.self: true}
 	frontier := []feed.ID{c.self}
 	for range c.hops {
@@ -38,17 +38,16 @@ func (c *core) computeScope() map[feed.ID]bool {
 		}
 		frontier = next
 	}
-	lazy := map[feed.ID]bool{}
+	lazy = map[feed.ID]bool{}
 	for f := range c.want {
 		if !s[f] && c.relation(c.self, f) != feed.RelBlock {
 			lazy[f] = true
 		}
 	}
-	c.lazy = lazy
 	for f := range lazy {
 		s[f] = true
 	}
-	return s
+	return s, lazy
 }
 
 // shared reports whether feed f may be replicated with peer: it is in our
@@ -68,7 +67,7 @@ func (c *core) wantRx(fs *feedState) bool {
 // feeds that left are declined, feeds that joined are offered, sessions
 // with peers self now blocks are closed.
 func (c *core) updateScope() {
-	next := c.computeScope()
+	next, lazy := c.computeScope()
 	var removed, added []feed.ID
 	for f := range c.scope {
 		if !next[f] {
@@ -82,7 +81,7 @@ func (c *core) updateScope() {
 	}
 	slices.SortFunc(removed, feed.ID.Compare)
 	slices.SortFunc(added, feed.ID.Compare)
-	c.setScope(next)
+	c.setScope(next, lazy)
 	for _, f := range removed {
 		fs := c.feed(f)
 		if fs.rx != nil {
@@ -107,8 +106,10 @@ func (c *core) updateScope() {
 	}
 }
 
-// setScope replaces the scope; every feed in it gets a state.
-func (c *core) setScope(s map[feed.ID]bool) {
+// setScope replaces the scope and its lazy feeds; every feed in scope gets
+// a state.
+func (c *core) setScope(s, lazy map[feed.ID]bool) {
+	c.lazy = lazy
 	c.scope = s
 	c.scopeList = slices.SortedFunc(maps.Keys(s), feed.ID.Compare)
 	for _, f := range c.scopeList {

@@ -74,12 +74,8 @@ func TestCoreWant(t *testing.T) {
 // path (context gossip), so the append fails; the feed moved all the
 // same, and the peers it is pushed to get the new entries.
 func TestCoreAppendRace(t *testing.T) {
-	w := newWorld(t, 7, 0)
-	h := w.harness(t, 5)
+	w, h := relayWorld(t)
 	a := w.a.id
-	h.connect(w.p1, true)
-	h.connect(w.p2, true)
-	h.notes(w.p2, map[feed.ID]Note{a: MakeNote(5, false)})
 	h.notes(w.p1, map[feed.ID]Note{a: MakeNote(5, true)}) // p1 wants a pushed from 5
 
 	acts := h.c.handle(h.now, evEntries{peer: w.p2, runs: newVerifier().verify(w.a.entries[5:7])})

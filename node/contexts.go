@@ -49,14 +49,7 @@ type ctxNode struct{ n *Node }
 func (c ctxNode) Head(a feed.ID) (feed.Head, error)            { return c.n.store.Head(a) }
 func (c ctxNode) Relation(a, t feed.ID) (feed.Relation, error) { return c.n.store.Relation(a, t) }
 func (c ctxNode) Want(feeds []feed.ID)                         { c.n.repl.Want(feeds) }
-func (c ctxNode) Append(e *feed.Entry) error {
-	if err := c.n.store.Append([]*feed.Entry{e}); err != nil {
-		return err
-	}
-	c.n.repl.Appended(e.Author)
-	c.n.appended(e.Author, []*feed.Entry{e})
-	return nil
-}
+func (c ctxNode) Append(e *feed.Entry) error                   { return c.n.appendLocal([]*feed.Entry{e}) }
 
 func (c ctxNode) Members(id feed.ID) ([]contexts.Member, error) {
 	ms, err := c.n.store.CtxMembers(id)
@@ -86,6 +79,18 @@ func (s ctxStore) AppendIDs(es []*feed.Entry, ids []feed.Hash) error {
 	if len(es) > 0 {
 		s.n.appended(es[0].Author, es)
 	}
+	return nil
+}
+
+// appendLocal stores entries of one author that did not come by
+// replication (the node's own, gossiped ones) and tells replication and
+// the readers.
+func (n *Node) appendLocal(es []*feed.Entry) error {
+	if err := n.store.Append(es); err != nil {
+		return err
+	}
+	n.repl.Appended(es[0].Author)
+	n.appended(es[0].Author, es)
 	return nil
 }
 

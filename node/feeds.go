@@ -50,13 +50,11 @@ func (n *Node) appendAs(key feed.PrivateKey, typ string, body []byte) (*feed.Ent
 	if err != nil {
 		return nil, err
 	}
-	if err := n.store.Append([]*feed.Entry{e}); errors.Is(err, store.ErrForked) {
+	if err := n.appendLocal([]*feed.Entry{e}); errors.Is(err, store.ErrForked) {
 		return nil, fmt.Errorf("%w: feed %s: %w", api.ErrForked, author, err)
 	} else if err != nil {
 		return nil, fmt.Errorf("node: append to %s: %w", author.Short(), err)
 	}
-	n.repl.Appended(author)
-	n.appended(author, []*feed.Entry{e})
 	return e, nil
 }
 

@@ -43,11 +43,11 @@ const (
 const (
 	// MaxMessageBody is the largest body of a context message or datagram:
 	// a message is a feed entry whose body also carries the context ID.
-	MaxMessageBody = feed.MaxBodySize - 1 - len(feed.ID{})
+	MaxMessageBody = feed.MaxCtxBody
 	// MaxContextName bounds a context's name; MaxContextDescription its
 	// description.
-	MaxContextName        = 128
-	MaxContextDescription = 1024
+	MaxContextName        = feed.MaxCtxName
+	MaxContextDescription = feed.MaxCtxDescription
 	// DefaultHistoryLimit and MaxHistoryLimit bound one context.history page.
 	DefaultHistoryLimit = 100
 	MaxHistoryLimit     = 1000
