@@ -18,5 +18,6 @@
 // indexes it under its context with the next cursor; readers go by that
 // index, so they see each message exactly once, each author's in seq
 // order. The Manager is safe for concurrent use. node imports it; it
-// imports feed, flitlink and go-libp2p-pubsub, never the store or ebt.
+// imports feed, flitlink, go-libp2p-pubsub and the Prometheus client
+// (metrics.go), never the store or ebt.
 package contexts

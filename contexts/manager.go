@@ -2,7 +2,6 @@ package contexts
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,12 +14,12 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/internal/limit"
 )
 
 // Node is what a Manager needs of the node it runs in. Its methods must be
@@ -66,11 +65,20 @@ type Config struct {
 	Node Node            // required
 	// MaxHeld bounds the entries held ahead of a gap; DefaultMaxHeld if 0.
 	MaxHeld int
-	// Gossip are extra go-libp2p-pubsub options, after GossipOptions.
+	// Gossip are extra go-libp2p-pubsub options of every router, after
+	// GossipOptions.
 	Gossip []pubsub.Option
+	// Limits bounds the gossip each peer may make the node check
+	// (limits.go).
+	Limits Limits
+	// Drop, if not nil, is called with a peer past its strikes (an error
+	// wrapping ErrAbuse says why): the node drops it. It must not block.
+	Drop func(peer feed.ID, reason error)
 	// Now is the clock datagrams are stamped and judged by; time.Now if nil.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Metrics, if not nil, counts gossip and filled gaps (metrics.go).
+	Metrics *Metrics
 }
 
 // Errors callers branch on.
@@ -96,9 +104,9 @@ type Stats struct {
 type Manager struct {
 	cfg    Config
 	log    *slog.Logger
-	self   peer.ID // the host's, to tell our own gossip from others'
-	selfID feed.ID // the node's key, whose blocks gossip honours
-	ps     *pubsub.PubSub
+	self   peer.ID                    // the host's, to tell our own gossip from others'
+	selfID feed.ID                    // the node's key, whose blocks gossip honours
+	ps     [numFanouts]*pubsub.PubSub // a gossip router per fanout
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -109,8 +117,9 @@ type Manager struct {
 	dups     atomic.Int64
 	rejected atomic.Int64
 	filled   atomic.Int64
-	kick     chan struct{} // wakes the drainer (capacity 1)
-	learned  chan struct{} // a context was joined or an author learned (capacity 1)
+	kick     chan struct{}         // wakes the drainer (capacity 1)
+	guard    *limit.Guard[peer.ID] // each relaying peer's gossip rate and strikes (limits.go)
+	learned  chan struct{}         // a context was joined or an author learned (capacity 1)
 
 	mu      sync.Mutex // guards everything below
 	closed  bool
@@ -139,47 +148,13 @@ func laneOf(author feed.ID) int { return int(author[0]) % numLanes }
 
 // room is one joined context.
 type room struct {
-	id    feed.ID
-	topic *pubsub.Topic
-	sub   *pubsub.Subscription
-	stop  context.CancelFunc
-}
-
-// GossipOptions are the go-libp2p-pubsub options every contextd node uses:
-// entries are signed by their authors, so gossip messages carry no libp2p
-// signature, author or seqno, and a message's ID is the SHA-256 of its
-// bytes (the same entry gossiped twice is one message); the gossipsub
-// parameters are GossipParams.
-func GossipOptions() []pubsub.Option {
-	return []pubsub.Option{
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
-		pubsub.WithNoAuthor(),
-		pubsub.WithMessageIdFn(func(m *pb.Message) string {
-			h := sha256.Sum256(m.Data)
-			return string(h[:])
-		}),
-		pubsub.WithPeerExchange(false),
-		pubsub.WithMaxMessageSize(1 << 20),
-		pubsub.WithSeenMessagesTTL(2 * DatagramWindow),
-		pubsub.WithGossipSubParams(GossipParams()),
-		// A publisher sends its message to every peer in the topic, not
-		// only its mesh: the first hop is as short as it can be, and a
-		// message published before the mesh formed still goes out.
-		pubsub.WithFloodPublish(true),
-	}
-}
-
-// GossipParams are the gossipsub parameters of a contextd node: a lean
-// mesh (D 2, between 1 and 3 peers) and IDONTWANT for every message, not
-// only for large ones (GossipOptions adds flood publishing). Gossip is the fast path only: EBT fills whatever
-// it loses, so it need not send every member several copies of each
-// message (docs/BENCHMARKS.md, contexts, has the measurements).
-func GossipParams() pubsub.GossipSubParams {
-	p := pubsub.DefaultGossipSubParams()
-	p.D, p.Dlo, p.Dhi = 2, 1, 3
-	p.Dscore, p.Dout = 1, 0
-	p.IDontWantMessageThreshold = 1
-	return p
+	id     feed.ID
+	fanout Fanout
+	ps     *pubsub.PubSub // the router of fanout
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	ctx    context.Context // done when the room closes
+	stop   context.CancelFunc
 }
 
 // New starts the gossip layer on cfg.Host. Close stops it.
@@ -189,15 +164,17 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m := newManager(cfg)
 	m.self, m.selfID = cfg.Host.ID(), cfg.Key.Public()
-	opts := append(GossipOptions(), pubsub.WithRawTracer(tracer{m}))
-	opts = append(opts, cfg.Gossip...)
-	ps, err := pubsub.NewGossipSub(m.ctx, cfg.Host, opts...)
-	if err != nil {
-		m.cancel()
-		m.wg.Wait()
-		return nil, fmt.Errorf("contexts: start gossipsub: %w", err)
+	for f := range numFanouts {
+		opts := append(GossipOptions(f), pubsub.WithRawTracer(tracer{m}))
+		opts = append(opts, cfg.Gossip...)
+		ps, err := pubsub.NewGossipSub(m.ctx, cfg.Host, opts...)
+		if err != nil {
+			m.cancel()
+			m.wg.Wait()
+			return nil, fmt.Errorf("contexts: start gossipsub (%s): %w", f, err)
+		}
+		m.ps[f] = ps
 	}
-	m.ps = ps
 	return m, nil
 }
 
@@ -214,6 +191,7 @@ func newManager(cfg Config) *Manager {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
+		guard:   newGuard(cfg.Limits),
 		cfg:     cfg,
 		log:     cfg.Logger,
 		kick:    make(chan struct{}, 1),
@@ -264,35 +242,48 @@ func (m *Manager) Close() error {
 // Topic returns the gossip topic of context id.
 func Topic(id feed.ID) string { return TopicPrefix + id.String() }
 
-// Join subscribes to id's gossip and puts its key and known authors in
-// the replication scope. Joining twice is a no-op.
-func (m *Manager) Join(id feed.ID) error {
+// Join subscribes to id's gossip on the router of fanout f and puts its
+// key and known authors in the replication scope. Joining again with the
+// same fanout is a no-op; with the other one it moves the context (Move).
+func (m *Manager) Join(id feed.ID, f Fanout) error { return m.joinOrMove(id, f, false) }
+
+// Move moves joined context id to the router of fanout f (what gossip
+// misses meanwhile, EBT brings). A context not joined stays so.
+func (m *Manager) Move(id feed.ID, f Fanout) error { return m.joinOrMove(id, f, true) }
+
+func (m *Manager) joinOrMove(id feed.ID, f Fanout, move bool) error {
+	if f >= numFanouts {
+		return fmt.Errorf("contexts: join %s: unknown fanout %d", id.Short(), f)
+	}
+	old, err := m.join(id, f, move)
+	if old != nil {
+		m.log.Info("contexts: gossip moved to another mesh", "context", id, "fanout", f)
+		m.closeRoom(old)
+	}
+	return err
+}
+
+// join is joinOrMove under m.mu; it returns the room a move replaced, for
+// the caller to close.
+func (m *Manager) join(id feed.ID, f Fanout, move bool) (*room, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	if m.rooms[id] != nil {
-		return nil
+	old := m.rooms[id]
+	if old != nil && old.fanout == f || old == nil && move {
+		return nil, nil
 	}
-	name := Topic(id)
-	if err := m.ps.RegisterTopicValidator(name, m.validator(id), pubsub.WithValidatorInline(true)); err != nil {
-		return fmt.Errorf("contexts: join %s: %w", id.Short(), err)
-	}
-	t, err := m.ps.Join(name)
+	r, err := m.openRoom(id, f)
 	if err != nil {
-		m.ps.UnregisterTopicValidator(name)
-		return fmt.Errorf("contexts: join %s: %w", id.Short(), err)
+		return nil, err
 	}
-	sub, err := t.Subscribe(pubsub.WithBufferSize(subBuffer))
-	if err != nil {
-		t.Close()
-		m.ps.UnregisterTopicValidator(name)
-		return fmt.Errorf("contexts: subscribe %s: %w", id.Short(), err)
-	}
-	ctx, stop := context.WithCancel(m.ctx)
-	r := &room{id: id, topic: t, sub: sub, stop: stop}
 	m.rooms[id] = r
+	m.wg.Go(func() { m.read(r) })
+	if old != nil {
+		return old, nil
+	}
 	known := map[feed.ID]bool{id: true}
 	if ms, err := m.cfg.Node.Members(id); err == nil {
 		for _, x := range ms {
@@ -304,8 +295,39 @@ func (m *Manager) Join(id feed.ID) error {
 	m.authors[id] = known
 	m.wantLocked()
 	m.signalLearned()
-	m.wg.Go(func() { m.read(ctx, r) })
-	return nil
+	return nil, nil
+}
+
+// openRoom subscribes to id's topic on the router of fanout f.
+func (m *Manager) openRoom(id feed.ID, f Fanout) (*room, error) {
+	ps, name := m.ps[f], Topic(id)
+	if err := ps.RegisterTopicValidator(name, m.guarded(m.validator(id)), pubsub.WithValidatorInline(true)); err != nil {
+		return nil, fmt.Errorf("contexts: join %s: %w", id.Short(), err)
+	}
+	t, err := ps.Join(name)
+	if err != nil {
+		ps.UnregisterTopicValidator(name)
+		return nil, fmt.Errorf("contexts: join %s: %w", id.Short(), err)
+	}
+	sub, err := t.Subscribe(pubsub.WithBufferSize(subBuffer))
+	if err != nil {
+		t.Close()
+		ps.UnregisterTopicValidator(name)
+		return nil, fmt.Errorf("contexts: subscribe %s: %w", id.Short(), err)
+	}
+	ctx, stop := context.WithCancel(m.ctx)
+	return &room{id: id, fanout: f, ps: ps, topic: t, sub: sub, ctx: ctx, stop: stop}, nil
+}
+
+// Fanout returns the fanout context id is joined with; ok is false if it
+// is not joined.
+func (m *Manager) Fanout(id feed.ID) (f Fanout, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.rooms[id]; r != nil {
+		return r.fanout, true
+	}
+	return Lean, false
 }
 
 // Leave unsubscribes from id; its authors leave the replication scope
@@ -330,7 +352,7 @@ func (m *Manager) closeRoom(r *room) {
 	if err := r.topic.Close(); err != nil {
 		m.log.Debug("contexts: close topic", "context", r.id, "err", err)
 	}
-	m.ps.UnregisterTopicValidator(r.topic.String())
+	r.ps.UnregisterTopicValidator(r.topic.String())
 }
 
 // Joined reports whether id is joined.
@@ -467,6 +489,12 @@ func (m *Manager) validator(id feed.ID) pubsub.ValidatorEx {
 			m.log.Debug("contexts: bad gossip", "context", id, "from", from, "err", err)
 			return pubsub.ValidationReject
 		}
+		if from == m.self {
+			// Our own publish: the node signed it a moment ago, and a
+			// check here would only delay its first hop.
+			msg.ValidatorData = g
+			return pubsub.ValidationAccept
+		}
 		var author feed.ID
 		switch {
 		case g.entry != nil:
@@ -508,8 +536,9 @@ func (m *Manager) allowed(id, author feed.ID) bool {
 	return true
 }
 
-// read takes r's validated gossip until ctx is done.
-func (m *Manager) read(ctx context.Context, r *room) {
+// read takes r's validated gossip until r closes.
+func (m *Manager) read(r *room) {
+	ctx := r.ctx
 	for {
 		msg, err := r.sub.Next(ctx)
 		if err != nil {
@@ -661,31 +690,35 @@ func (m *Manager) drainLocked(author feed.ID) {
 			return
 		}
 		m.filled.Add(1)
+		m.cfg.Metrics.gapFilled()
 	}
 }
 
 // tracer counts gossip deliveries and duplicates.
 type tracer struct{ m *Manager }
 
-func (t tracer) OnNewOutboundStream(peer.ID, protocol.ID)    {}
-func (t tracer) OnClosedOutboundStream(peer.ID)              {}
-func (t tracer) Join(string)                                 {}
-func (t tracer) Leave(string)                                {}
-func (t tracer) Graft(peer.ID, string)                       {}
-func (t tracer) Prune(peer.ID, string)                       {}
-func (t tracer) ValidateMessage(*pubsub.Message)             {}
-func (t tracer) DeliverMessage(msg *pubsub.Message)          { t.count(msg, &t.m.received) }
-func (t tracer) RejectMessage(msg *pubsub.Message, _ string) { t.count(msg, &t.m.rejected) }
-func (t tracer) DuplicateMessage(msg *pubsub.Message)        { t.count(msg, &t.m.dups) }
-func (t tracer) ThrottlePeer(peer.ID)                        {}
-func (t tracer) RecvRPC(*pubsub.RPC)                         {}
-func (t tracer) SendRPC(*pubsub.RPC, peer.ID)                {}
-func (t tracer) DropRPC(*pubsub.RPC, peer.ID)                {}
-func (t tracer) UndeliverableMessage(*pubsub.Message)        {}
+func (t tracer) OnNewOutboundStream(peer.ID, protocol.ID) {}
+func (t tracer) OnClosedOutboundStream(peer.ID)           {}
+func (t tracer) Join(string)                              {}
+func (t tracer) Leave(string)                             {}
+func (t tracer) Graft(peer.ID, string)                    {}
+func (t tracer) Prune(peer.ID, string)                    {}
+func (t tracer) ValidateMessage(*pubsub.Message)          {}
+func (t tracer) DeliverMessage(msg *pubsub.Message)       { t.count(msg, &t.m.received, gossipReceived) }
+func (t tracer) RejectMessage(msg *pubsub.Message, _ string) {
+	t.count(msg, &t.m.rejected, gossipRejected)
+}
+func (t tracer) DuplicateMessage(msg *pubsub.Message) { t.count(msg, &t.m.dups, gossipDuplicate) }
+func (t tracer) ThrottlePeer(peer.ID)                 {}
+func (t tracer) RecvRPC(*pubsub.RPC)                  {}
+func (t tracer) SendRPC(*pubsub.RPC, peer.ID)         {}
+func (t tracer) DropRPC(*pubsub.RPC, peer.ID)         {}
+func (t tracer) UndeliverableMessage(*pubsub.Message) {}
 
 // count counts messages of context topics received from other nodes.
-func (t tracer) count(msg *pubsub.Message, n *atomic.Int64) {
+func (t tracer) count(msg *pubsub.Message, n *atomic.Int64, k gossipKind) {
 	if msg.ReceivedFrom != t.m.self && strings.HasPrefix(msg.GetTopic(), TopicPrefix) {
 		n.Add(1)
+		t.m.cfg.Metrics.gossiped(k)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/internal/limit"
 )
 
 // ErrBlocked reports a session with a peer this node blocks.
@@ -31,6 +32,8 @@ type feedState struct {
 	head     feed.Head
 	contacts map[feed.ID]feed.Relation
 	frozen   bool
+	full     bool       // the store refused its entries for a byte quota: not taken any more (until restart)
+	tail     uint64     // the first seq the store holds: above 1 once pruned
 	rx       *peerState // the one peer asked to push this feed to us; nil if none
 	rxAt     time.Time  // when rx was chosen or last delivered
 	best     uint64     // the most any peer has claimed to hold
@@ -92,10 +95,13 @@ type peerState struct {
 	stalled map[feed.ID]stall  // feeds it stalled on as source: not chosen again for a while unless it claims more
 	have    map[feed.ID]bool   // feeds we moved ahead on: maybe tell the peer at the next tick
 	shared  int                // feeds whose last note we sent (or, quiet, would send) is not DontReplicate
-	refused int                // out-of-scope feeds answered with -1
+	refused map[feed.ID]Note   // out-of-scope feeds answered with -1 → the peer's note, taken up if the feed joins the scope
 
 	received, invalid int64
 	duplicate         int64 // entries received that we held already
+
+	strikes *limit.Strikes // its offences (limits.go); nil before the first
+	dropped bool           // past its strikes: its session is being closed
 }
 
 // core is the EBT state machine of one node.
@@ -109,8 +115,10 @@ type core struct {
 	// fills what that path lost, within about a timeout.
 	lazy    map[feed.ID]bool
 	timeout time.Duration
-	notedAt time.Time // when tickNotes last ran
+	abuse   limit.Policy // when a peer's offences drop it (limits.go); zero: never
+	notedAt time.Time    // when tickNotes last ran
 	log     *slog.Logger
+	m       *Metrics // counts duplicates, invalid entries, stalls and freezes (nil: none)
 
 	now       time.Time
 	feeds     map[feed.ID]*feedState
@@ -386,6 +394,7 @@ func (c *core) reselect(fs *feedState, except *peerState, tentative bool) {
 // again in this session.
 func (c *core) markBad(p *peerState, fs *feedState, err error) {
 	p.invalid++
+	c.m.add(cInvalid, 1)
 	if p.bad[fs.id] {
 		c.log.Debug("ebt: invalid entry", "peer", p.id, "feed", fs.id, "err", err)
 		return
@@ -436,9 +445,10 @@ func (c *core) stopPush(p *peerState, f feed.ID) {
 // ---- progress ----
 
 // targetOf is how far fs counts toward the progress target: as far as any
-// peer has claimed, except a feed frozen by a fork, which never moves on.
+// peer has claimed, except a feed frozen by a fork or full (a quota), which
+// never moves on.
 func (c *core) targetOf(fs *feedState) int64 {
-	if fs.frozen {
+	if fs.frozen || fs.full {
 		return int64(fs.head.Seq)
 	}
 	return int64(max(fs.head.Seq, fs.best))
@@ -487,7 +497,7 @@ func (c *core) raiseClaim(p *peerState, fs *feedState, seq uint64) {
 func (c *core) onInit(ev evInit) {
 	for id, s := range ev.feeds {
 		fs := c.feed(id)
-		fs.head, fs.frozen = s.head, s.frozen
+		fs.head, fs.frozen, fs.tail = s.head, s.frozen, s.tail
 		fs.contacts = maps.Clone(s.contacts)
 	}
 	c.setScope(c.computeScope())
@@ -516,6 +526,7 @@ func (c *core) onConnect(ev evConnect) {
 		bad:      map[feed.ID]bool{},
 		stalled:  map[feed.ID]stall{},
 		have:     map[feed.ID]bool{},
+		refused:  map[feed.ID]Note{},
 	}
 	// Request skipping: a feed the peer was known to hold at the very seq
 	// we hold now is not announced. The stored clock only says what the
@@ -608,9 +619,10 @@ const maxRefused = 1 << 16
 // onNote handles p's note n for feed f.
 func (c *core) onNote(p *peerState, f feed.ID, n Note) {
 	if !c.scope[f] {
-		// Not ours to replicate: answer -1 once, and keep nothing else.
-		if _, told := p.sent[f]; !told && n != DontReplicate && p.refused < maxRefused {
-			p.refused++
+		// Not ours to replicate: answer -1 once, and keep nothing else
+		// but the note, for if f joins the scope (updateScope).
+		if _, told := p.sent[f]; !told && n != DontReplicate && len(p.refused) < maxRefused {
+			p.refused[f] = n
 			c.note(p, f, DontReplicate)
 		}
 		return
@@ -638,7 +650,17 @@ func (c *core) onNote(p *peerState, f feed.ID, n Note) {
 	seq := n.Seq()
 	p.claim[f] = seq // where the peer is now, even if a stored clock said more
 	c.raiseClaim(p, fs, seq)
-	if _, told := p.sent[f]; !told || (had && prev == DontReplicate) {
+	if n.Rx() && seq+1 < fs.tail {
+		// It asks for entries we pruned: we cannot push it the feed.
+		c.stopPush(p, f)
+		if fs.rx == p {
+			c.unsetSource(fs)
+			c.reselect(fs, p, true)
+		}
+		c.note(p, f, DontReplicate)
+		return
+	}
+	if sent, told := p.sent[f]; !told || (had && prev == DontReplicate) || sent == DontReplicate {
 		c.share(p, f)
 	}
 	if n.Rx() {
@@ -675,11 +697,12 @@ type batch struct {
 // a fork.
 func (c *core) onEntries(ev evEntries) {
 	p := c.peers[ev.peer]
-	if p == nil {
+	if p == nil || c.offendEntries(p, ev) {
 		return
 	}
 	p.received += int64(ev.malformed)
 	p.invalid += int64(ev.malformed)
+	c.m.add(cInvalid, ev.malformed)
 	var (
 		batches  []*batch
 		byAuthor = map[feed.ID]*batch{}
@@ -694,6 +717,7 @@ func (c *core) onEntries(ev evEntries) {
 			// Not asked for: out of scope or frozen.
 			if r.err != nil {
 				p.invalid++
+				c.m.add(cInvalid, 1)
 			}
 			continue
 		}
@@ -727,6 +751,7 @@ func (c *core) takeRun(p *peerState, b *batch, r run, dup, checked map[feed.ID]b
 	if k := atOrBelow(es, fs.head.Seq); k > 0 {
 		dup[fs.id] = true
 		p.duplicate += int64(k)
+		c.m.add(cDuplicate, k)
 		e := es[k-1]
 		c.raiseClaim(p, fs, e.Seq)
 		if e.Seq != fs.head.Seq || ids[k-1] != fs.head.ID {
@@ -743,6 +768,7 @@ func (c *core) takeRun(p *peerState, b *batch, r run, dup, checked map[feed.ID]b
 	if k := atOrBelow(es, b.head.Seq); k > 0 {
 		dup[fs.id] = true // taken from another run of this message
 		p.duplicate += int64(k)
+		c.m.add(cDuplicate, k)
 		es, ids = es[k:], ids[k:]
 	}
 	if len(es) == 0 || es[0].Seq > b.head.Seq+1 {
@@ -793,12 +819,21 @@ func (c *core) onAppended(ev evAppended) {
 	if ev.err != nil {
 		// Another path (an own publish, context gossip) may have stored
 		// these entries first: the feed moved all the same, and the peers
-		// we push it to must get what it moved by.
+		// we push it to must get what it moved by. If it stored only some
+		// of them, the rest is appended now: the peer sent it once and
+		// will not again.
 		c.log.Debug("ebt: append failed", "feed", fs.id, "seq", es[0].Seq, "err", ev.err)
 		old := fs.head
 		c.reload(fs, ev.state)
 		if fs.head.Seq > old.Seq {
 			c.advanced(fs, nil)
+		}
+		if _, full := quotaFit(ev.err); full {
+			c.fill(fs, p)
+			return
+		}
+		if k := atOrBelow(es, fs.head.Seq); k > 0 && k < len(es) && ev.act.ids[k-1] == fs.head.ID && c.wantRx(fs) {
+			c.emit(actAppend{peer: ev.act.peer, entries: es[k:], ids: ev.act.ids[k:], head: ev.act.head})
 		}
 		return
 	}
@@ -860,9 +895,30 @@ func (c *core) advanced(fs *feedState, blockAt map[feed.ID]uint64) {
 	}
 }
 
+// fill stops taking entries of fs: the store refused them for a byte
+// quota. The peer that sent them, and the source if another, are told -1
+// (do not replicate this feed with me), so they stop sending it; the feed
+// no longer counts toward the progress target, so it is not stuck.
+func (c *core) fill(fs *feedState, sender *peerState) {
+	if fs.full {
+		return
+	}
+	c.log.Warn("ebt: feed reached its byte quota; not taking more of it", "feed", fs.id, "seq", fs.head.Seq)
+	c.retarget(fs, func() { fs.full = true })
+	src := fs.rx
+	c.unsetSource(fs)
+	for _, p := range []*peerState{sender, src} {
+		if p != nil && p.open && c.peers[p.id] == p {
+			c.stopPush(p, fs.id)
+			c.note(p, fs.id, DontReplicate)
+		}
+	}
+}
+
 // reload replaces what the core knows of fs with the stored state.
 func (c *core) reload(fs *feedState, s feedSnapshot) {
 	old := fs.contacts
+	fs.tail = s.tail
 	c.setHead(fs, s.head)
 	fs.contacts = maps.Clone(s.contacts)
 	if s.frozen && !fs.frozen {
@@ -875,6 +931,7 @@ func (c *core) reload(fs *feedState, s feedSnapshot) {
 
 // freeze stops taking entries of fs: a fork proof exists.
 func (c *core) freeze(fs *feedState) {
+	c.m.add(cForkFreezes, 1)
 	c.retarget(fs, func() { fs.frozen = true })
 	c.dropSource(fs)
 }
@@ -954,6 +1011,7 @@ func (c *core) checkSources() {
 		default:
 			// Not chosen again for f until it claims more.
 			rx.stalled[f] = stall{claim: rx.claim[f], at: c.now}
+			c.m.add(cStalls, 1)
 			if next := c.nextAhead(fs); next != nil {
 				c.log.Debug("ebt: source stalled; rotating", "feed", f, "from", rx.id, "to", next.id)
 				c.setSource(fs, next)

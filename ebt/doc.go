@@ -19,6 +19,10 @@
 //     from the Store, carries out its actions and ticks its timer.
 //   - session.go: Serve, one session with one peer over a Conn (a flitlink
 //     circuit of class Data), and the per-session outbox.
+//   - limits.go: per-peer limits (Limits), checked before the work: a
+//     session's reader waits while its peer is over its rate of notes or
+//     entries and ends the session when the peer names too many feeds;
+//     the core counts strikes and closes the session of a peer past them.
 //   - verify.go: verification off Run's goroutine: received entries by run
 //     (hash links and the last signature) on the sessions' readers and a
 //     shared pool of helpers; the signature of the entry each sent message
@@ -58,7 +62,8 @@
 //
 // # Importers
 //
-// ebt imports only feed and the standard library; it declares the small
-// Store interface it needs and takes any Conn, so flitlink circuits, pipes
-// and simulators all work. node wires it to the store and to flitlink.
+// ebt imports only feed, internal/limit, the standard library and the
+// Prometheus client (metrics.go: counters behind Config.Metrics); it
+// declares the small Store interface it needs and takes any Conn, so
+// flitlink circuits, pipes and simulators all work. node wires it to the store and to flitlink.
 package ebt

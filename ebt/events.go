@@ -12,6 +12,7 @@ type feedSnapshot struct {
 	head     feed.Head
 	contacts map[feed.ID]feed.Relation // non-none relations of the author
 	frozen   bool                      // the store holds a fork proof
+	tail     uint64                    // the first stored seq: above 1 once the store pruned the feed
 }
 
 type (

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/internal/limit"
 )
 
 // Store is the part of the node's store that replication uses (a subset of
@@ -20,7 +21,10 @@ import (
 type Store interface {
 	// Append appends consecutive entries of one author that extend its
 	// head, atomically; contact entries update the graph in the same
-	// transaction.
+	// transaction. A batch refused for a byte quota fails with an error
+	// that has a method QuotaFit() int (store.QuotaError), the number of
+	// its leading entries within the quota: those are appended alone, the
+	// feed is taken no more, and its senders are told -1.
 	Append(entries []*feed.Entry) error
 	// AppendIDs is Append of entries whose IDs the caller has computed
 	// (ids[i] = entries[i].ID()); it does not hash them again.
@@ -31,6 +35,11 @@ type Store interface {
 	Heads() (map[feed.ID]feed.Head, error)
 	// Get returns one entry.
 	Get(author feed.ID, seq uint64) (*feed.Entry, error)
+	// Tail returns the first seq the store holds of the feed: 1, or more
+	// once it pruned the entries before it; 0 for a feed without entries.
+	// Reads below it fail with an error that has a method PrunedTail()
+	// uint64 (store.PrunedError).
+	Tail(author feed.ID) (uint64, error)
 	// Range returns at most limit entries with seq >= from, ascending.
 	Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error)
 	// RangeEncoded is Range returning canonical encodings, at most
@@ -77,6 +86,10 @@ type Config struct {
 	// author received from a peer were appended; head is the new head. It
 	// must not block for long.
 	OnAppend func(author feed.ID, head feed.Head)
+	// Metrics, if not nil, counts what replication does (metrics.go).
+	Metrics *Metrics
+	// Limits bounds what each peer may make the node do (limits.go).
+	Limits Limits
 }
 
 // Progress counts entries over the feeds in scope, as ssb-ebt does: Start
@@ -109,6 +122,7 @@ type Replicator struct {
 
 	events  chan sessionEvent // sessions → Run
 	kick    chan struct{}     // Appended/ScopeChanged → Run (capacity 1)
+	queries chan func()       // InScope → Run
 	done    chan struct{}     // closed when Run has returned
 	started atomic.Bool
 
@@ -118,8 +132,10 @@ type Replicator struct {
 	local   map[feed.ID]bool
 	want    map[feed.ID]bool
 
-	verify *verifier // checks received entries for the sessions
-	sigs   *sigCache // entries known to be validly signed, for the writers
+	verify *verifier                        // checks received entries for the sessions
+	sigs   *sigCache                        // entries known to be validly signed, for the writers
+	guard  *limit.Guard[feed.ID]            // each peer's rates of notes and entries (limits.go)
+	scope  atomic.Pointer[map[feed.ID]bool] // the core's scope as of the last event (limits.go)
 
 	// mu guards the snapshots Run publishes for Progress, Peers and
 	// OwnFeedBehind.
@@ -162,20 +178,25 @@ func New(cfg Config) (*Replicator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Limits.fill()
 	r := &Replicator{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		st:       cfg.Store,
 		events:   make(chan sessionEvent, 16),
 		kick:     make(chan struct{}, 1),
+		queries:  make(chan func()),
 		done:     make(chan struct{}),
 		local:    map[feed.ID]bool{},
 		sessions: map[feed.ID]*session{},
 		live:     map[feed.ID]*session{},
 		verify:   newVerifier(),
 		sigs:     newSigCache(),
+		guard:    newGuard(cfg.Limits),
 	}
 	r.core = newCore(cfg.Self, cfg.Hops, cfg.Timeout, cfg.Logger)
+	r.core.m = cfg.Metrics
+	r.core.abuse = cfg.Limits.Policy
 	return r, nil
 }
 
@@ -207,6 +228,9 @@ func (r *Replicator) Run(ctx context.Context) error {
 			r.onSession(m)
 		case <-r.kick:
 			r.onLocal(time.Now())
+		case q := <-r.queries:
+			r.onLocal(time.Now())
+			q()
 		case <-t.C:
 			r.step(time.Now(), evTick{})
 		}
@@ -217,6 +241,32 @@ func (r *Replicator) Run(ctx context.Context) error {
 // Appended tells the replicator that entries of author were appended
 // without it (the node's own publishes). It never blocks.
 func (r *Replicator) Appended(author feed.ID) { r.changed(author) }
+
+// Reload tells the replicator that the store deleted or pruned entries of
+// author without it (the node's storage bounds): it reads the feed's
+// state again. It never blocks.
+func (r *Replicator) Reload(author feed.ID) { r.changed(author) }
+
+// InScope reports whether f is in the replication scope once every change
+// told so far (ScopeChanged, Want, Appended) is applied, and if so whether
+// only as a wanted feed (a context's author or key) rather than by the
+// follows. It waits for Run.
+func (r *Replicator) InScope(ctx context.Context, f feed.ID) (in, wanted bool, err error) {
+	done := make(chan struct{})
+	q := func() {
+		in, wanted = r.core.scope[f], r.core.lazy[f]
+		close(done)
+	}
+	select {
+	case r.queries <- q:
+	case <-r.done:
+		return false, false, ErrClosed
+	case <-ctx.Done():
+		return false, false, context.Cause(ctx)
+	}
+	<-done
+	return in, wanted, nil
+}
 
 // ScopeChanged tells the replicator that the node's own follows or blocks
 // changed: the scope is recomputed and sessions with blocked peers end.
@@ -290,6 +340,7 @@ func (r *Replicator) publish() {
 	r.mu.Lock()
 	r.progress, r.status, r.ownBest = p, st, own
 	r.mu.Unlock()
+	r.publishScope()
 }
 
 // loadAll reads what the core starts from: every stored feed's head and
@@ -308,7 +359,11 @@ func (r *Replicator) loadAll() (evInit, error) {
 		if err != nil {
 			return evInit{}, fmt.Errorf("ebt: load contacts of %s: %w", id, err)
 		}
-		ev.feeds[id] = feedSnapshot{head: h, contacts: cs}
+		tail, err := r.st.Tail(id)
+		if err != nil {
+			return evInit{}, fmt.Errorf("ebt: load tail of %s: %w", id, err)
+		}
+		ev.feeds[id] = feedSnapshot{head: h, contacts: cs, tail: tail}
 	}
 	proofs, err := r.st.ForkProofs()
 	if err != nil {
@@ -331,6 +386,9 @@ func (r *Replicator) snapshot(author feed.ID) feedSnapshot {
 	}
 	if s.contacts, err = r.st.Contacts(author); err != nil {
 		r.log.Warn("ebt: read contacts", "feed", author, "err", err)
+	}
+	if s.tail, err = r.st.Tail(author); err != nil {
+		r.log.Warn("ebt: read tail", "feed", author, "err", err)
 	}
 	p, err := r.st.ForkProof(author)
 	s.frozen = err == nil && p != nil
@@ -373,9 +431,20 @@ func (r *Replicator) apply(acts []any) {
 			// The IDs come from verification (verify.go): Append needs
 			// not hash the entries again on Run's goroutine.
 			ev := evAppended{act: a, err: r.st.AppendIDs(a.entries, a.ids)}
+			if k, ok := quotaFit(ev.err); ok && k > 0 {
+				// Keep what fits the quota; the core learns the new
+				// head from the snapshot below.
+				if err := r.st.AppendIDs(a.entries[:k], a.ids[:k]); err == nil {
+					r.cfg.Metrics.add(cAppended, k)
+					if r.cfg.OnAppend != nil {
+						r.cfg.OnAppend(author, feed.Head{Seq: a.entries[k-1].Seq, ID: a.ids[k-1]})
+					}
+				}
+			}
 			if ev.err != nil {
 				ev.state = r.snapshot(author)
 			} else {
+				r.cfg.Metrics.add(cAppended, len(a.entries))
 				r.sigs.add(author, a.head)
 				if r.cfg.OnAppend != nil {
 					r.cfg.OnAppend(author, a.head)
@@ -395,6 +464,9 @@ func (r *Replicator) apply(acts []any) {
 func (r *Replicator) checkFork(a actCheckFork) forkResult {
 	e := a.entry
 	stored, err := r.st.Get(e.Author, e.Seq)
+	if pruned(err) {
+		return forkDuplicate // nothing to compare it with any more
+	}
 	if err != nil {
 		r.log.Warn("ebt: read entry for fork check", "feed", e.Author, "seq", e.Seq, "err", err)
 		return forkDuplicate
@@ -446,6 +518,7 @@ func (r *Replicator) connect(now time.Time, s *session) error {
 		}
 	}
 	r.live[s.peer] = s
+	r.cfg.Metrics.session(+1)
 	r.mu.Lock()
 	r.sessions[s.peer] = s
 	r.mu.Unlock()
@@ -476,6 +549,7 @@ func (r *Replicator) peerClock(peer feed.ID) map[feed.ID]Note {
 // dropSession forgets a live session and tells the core.
 func (r *Replicator) dropSession(now time.Time, s *session) {
 	delete(r.live, s.peer)
+	r.cfg.Metrics.session(-1)
 	r.mu.Lock()
 	if r.sessions[s.peer] == s {
 		delete(r.sessions, s.peer)

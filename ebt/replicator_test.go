@@ -28,6 +28,8 @@ type testNet struct {
 	cancel context.CancelFunc
 	mem    *memlink.Network
 	wg     sync.WaitGroup
+	// metrics, if set, is the Metrics of the nodes made from then on.
+	metrics *Metrics
 
 	mu    sync.Mutex
 	links []*flitlink.Link
@@ -76,6 +78,7 @@ func (n *testNet) node(name string, hops int) *testNode {
 		Hops:     hops,
 		Logger:   testLogger(n.t).With("node", name),
 		OnAppend: func(feed.ID, feed.Head) { nd.onAppend.Add(1) },
+		Metrics:  n.metrics,
 	})
 	if err != nil {
 		n.t.Fatal(err)

@@ -1,6 +1,7 @@
 package ebt
 
 import (
+	"errors"
 	"maps"
 	"slices"
 
@@ -57,15 +58,20 @@ func (c *core) shared(f, peer feed.ID) bool {
 }
 
 // wantRx reports whether we take entries of f from peers at all: any feed
-// in scope that is not frozen, our own included (a node that lost its
-// store takes its own entries back from peers that hold more of them).
+// in scope that is neither frozen nor full, our own included (a node that
+// lost its store takes its own entries back from peers that hold more of
+// them).
 func (c *core) wantRx(fs *feedState) bool {
-	return !fs.frozen && c.scope[fs.id]
+	return !fs.frozen && !fs.full && c.scope[fs.id]
 }
 
 // updateScope recomputes the scope and reconciles every session with it:
 // feeds that left are declined, feeds that joined are offered, sessions
-// with peers self now blocks are closed.
+// with peers self now blocks are closed. A peer whose note for a joining
+// feed was answered with -1 may get our note in place of the -1 (notes
+// are merged, the latest per feed wins), and then does not send its note
+// again: the refused note is taken up as if it came now, so that we know
+// how far the peer is (a source if it is ahead, tick notes if behind).
 func (c *core) updateScope() {
 	next, lazy := c.computeScope()
 	var removed, added []feed.ID
@@ -93,8 +99,13 @@ func (c *core) updateScope() {
 	}
 	for _, f := range added {
 		for _, p := range c.order {
-			if p.open {
-				c.share(p, f)
+			if !p.open {
+				continue
+			}
+			c.share(p, f)
+			if n, ok := p.refused[f]; ok {
+				delete(p.refused, f)
+				c.onNote(p, f, n)
 			}
 		}
 	}
@@ -132,4 +143,23 @@ func (c *core) authorChanged(author feed.ID) {
 		}
 	}
 	c.updateScope()
+}
+
+// quotaFit reports whether err is a store's refusal of an append for a
+// byte quota, and how many leading entries of the batch fit the quota: it
+// has a method QuotaFit() int (store.QuotaError), which ebt recognises
+// without importing store.
+func quotaFit(err error) (fit int, ok bool) {
+	var q interface{ QuotaFit() int }
+	if !errors.As(err, &q) {
+		return 0, false
+	}
+	return q.QuotaFit(), true
+}
+
+// pruned reports whether err is a store's refusal to read entries it
+// pruned: it has a method PrunedTail() uint64 (store.PrunedError).
+func pruned(err error) bool {
+	var p interface{ PrunedTail() uint64 }
+	return errors.As(err, &p)
 }

@@ -36,13 +36,17 @@ type session struct {
 	reply    chan error // Run's answer to evConnect
 	out      outbox
 	sent     atomic.Int64 // entries sent
+	// named: the feeds the peer named in notes so far (the reader's;
+	// at most Limits.MaxFeeds)
+	named map[feed.ID]struct{}
 }
 
 // Serve runs one replication session with peer over c until it ends: the
 // peer closes it (nil), ctx is done (nil), Run returns (ErrClosed), the
 // peer is or becomes blocked (ErrBlocked), a newer session with the same
-// peer replaces it (ErrReplaced), or the peer breaks the protocol or the
-// connection fails (that error). acceptor is true on the side that
+// peer replaces it (ErrReplaced), the peer breaks a limit (ErrAbuse,
+// limits.go), or the peer breaks the protocol or the connection fails
+// (that error). acceptor is true on the side that
 // accepted the circuit; it sends its notes first. Serve closes c.
 func (r *Replicator) Serve(ctx context.Context, c Conn, peer feed.ID, acceptor bool) error {
 	defer c.Close()
@@ -89,6 +93,7 @@ func (r *Replicator) newSession(peer feed.ID, acceptor bool, c Conn, cancel cont
 	}
 	s.out.init(r.st)
 	s.out.sigs = r.sigs
+	s.out.m = r.cfg.Metrics
 	s.out.hello = true
 	return s
 }
@@ -120,6 +125,9 @@ func (s *session) read(ctx context.Context) error {
 			return fmt.Errorf("%w: HELLO must come first and once (got type %d)", ErrProtocol, m.typ)
 		}
 		first = false
+		if err := s.admit(ctx, m); err != nil {
+			return err
+		}
 		if ev := s.event(m); ev != nil {
 			if err := s.r.send(ctx, sessionEvent{s: s, ev: ev}); err != nil {
 				return err
@@ -138,13 +146,17 @@ func (s *session) event(m message) any {
 	case msgNotes:
 		clock := make(map[feed.ID]int64, len(m.notes))
 		for _, n := range m.notes {
-			clock[n.Feed] = int64(n.Note)
+			if s.r.inScope(n.Feed) { // a peer makes us store no clock of other feeds (limits.go)
+				clock[n.Feed] = int64(n.Note)
+			}
 		}
 		if err := s.r.st.SetPeerClock(s.peer, clock); err != nil {
 			s.r.log.Warn("ebt: save peer clock", "peer", s.peer, "err", err)
 		}
+		s.r.cfg.Metrics.add(cNotesReceived, len(m.notes))
 		return evNotes{peer: s.peer, notes: m.notes}
 	case msgEntries:
+		s.r.cfg.Metrics.add(cReceived, len(m.entries))
 		es, errs := feed.DecodeAll(m.entries)
 		if len(errs) > 0 {
 			s.r.log.Debug("ebt: malformed entries", "peer", s.peer, "count", len(errs), "first", errs[0])
@@ -175,6 +187,7 @@ func (s *session) write(ctx context.Context) error {
 			return fmt.Errorf("ebt: send to %s: %w", s.peer.Short(), err)
 		}
 		s.sent.Add(int64(n))
+		s.r.cfg.Metrics.add(cSent, n)
 	}
 }
 
@@ -187,6 +200,7 @@ type outbox struct {
 	st   Store
 	sigs *sigCache     // entries known to be validly signed
 	wake chan struct{} // capacity 1: something was queued
+	m    *Metrics      // counts the notes sent (nil: none)
 
 	mu     sync.Mutex // guards the fields below
 	hello  bool
@@ -289,6 +303,7 @@ func (o *outbox) try() (msg []byte, n int, more bool, err error) {
 		}
 		o.flush = false
 		o.mu.Unlock()
+		o.m.add(cNotesSent, len(ns))
 		return appendNotes(nil, ns), 0, true, nil
 	}
 	if len(o.order) == 0 {
@@ -304,6 +319,11 @@ func (o *outbox) try() (msg []byte, n int, more bool, err error) {
 	// A frame adds at most 3 bytes of length prefix to an encoding.
 	limit := int(min(to-from+1, MaxEntriesPerMsg))
 	enc, err := o.st.RangeEncoded(f, from, limit, MaxMessageSize-entriesHeaderSize-3*limit)
+	if pruned(err) {
+		// The store pruned them since they were queued: nothing to send
+		// (below, the range is dropped); the peer finds another source.
+		enc, err = nil, nil
+	}
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("ebt: read entries of %s: %w", f.Short(), err)
 	}

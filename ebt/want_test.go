@@ -88,3 +88,46 @@ func TestCoreAppendRace(t *testing.T) {
 		t.Fatalf("after a lost append race, sends to p1 = %+v, want 6..7", s)
 	}
 }
+
+// TestCoreWantAfterRefusal: a peer announced a feed before it joined our
+// scope, and we answered -1; when the feed joins the scope, the -1 and our
+// note may reach the peer as one note (the latest note per feed wins), so
+// the peer, having told us its note already, does not tell it again. Its
+// refused note must count as if it came now: when it is ahead, it becomes
+// our source (in TestContextChain, B refused A's note for the context
+// key's feed, seq 1, and so never took it from A, nor C from B); when we
+// get further, the tick tells it.
+func TestCoreWantAfterRefusal(t *testing.T) {
+	w := newWorld(t, 3, 0)
+	h := w.harness(t, 0)
+	x, y := w.x.id, newChain(t, "y")
+	y.add(4)
+	h.connect(w.p1, true) // behind on x: it takes x from us later
+	h.connect(w.p2, true) // ahead on x
+	h.connect(w.p3, true) // ahead on y
+
+	acts := h.notes(w.p1, map[feed.ID]Note{x: MakeNote(0, false)})
+	acts = append(acts, h.notes(w.p3, map[feed.ID]Note{y.id: MakeNote(4, false)})...)
+	wantNotes(t, acts, w.p1, map[feed.ID]Note{x: DontReplicate})
+	wantNotes(t, acts, w.p3, map[feed.ID]Note{y.id: DontReplicate})
+
+	acts = h.do(evWant{feeds: map[feed.ID]bool{x: true, y.id: true}})
+	// p1 and p3 get our note in place of the -1 and say nothing more.
+	if got, _ := notesTo(acts, w.p1); got[x] != MakeNote(0, false) {
+		t.Fatalf("x not offered to p1: %v", got)
+	}
+	if got := h.source(y.id); got != w.p3 {
+		t.Errorf("source of y = %s, want p3 %s, which claimed 4 before y joined the scope", got.Short(), w.p3.Short())
+	}
+
+	h.notes(w.p2, map[feed.ID]Note{x: MakeNote(2, false)})
+	acts = h.entries(w.p2, w.x.entries[:2]...)
+	if ap := of[actAppend](acts, nil); len(ap) != 1 {
+		t.Fatalf("appends of x = %+v", ap)
+	}
+	h.now = h.now.Add(3 * time.Second)
+	acts = h.do(evTick{})
+	if got, _ := notesTo(acts, w.p1); got[x] != MakeNote(2, false) {
+		t.Fatalf("p1, behind on x, was not told we hold 2: %v", got)
+	}
+}

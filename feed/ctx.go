@@ -32,7 +32,10 @@ var ErrBadCtx = errors.New("feed: bad context body")
 const (
 	ctxVersion = 1
 	ctxFixed   = 1 + len(ID{}) // version, context key
-	metaFixed  = 1 + 2 + 2     // version, name length, description length
+	metaFixed  = 1 + 2 + 2 + 1 // version, name length, description length, flags
+	// metaWide is the flag of a wide context (CtxMeta.Wide); the other
+	// bits are reserved and must be zero.
+	metaWide = 1 << 0
 )
 
 // Ctx is the body of a ctx entry: version byte, the 32-byte context key,
@@ -76,11 +79,15 @@ func DecodeCtx(b []byte) (Ctx, error) {
 
 // CtxMeta is the body of a ctxmeta entry, valid only in the context key's
 // own feed: version byte, name length (uint16 BE), description length
-// (uint16 BE), then name and description, both UTF-8. The latest one
-// describes the context.
+// (uint16 BE), a flags byte (bit 0: Wide; the others zero), then name and
+// description, both UTF-8. The latest one describes the context.
 type CtxMeta struct {
 	Name        string
 	Description string
+	// Wide marks a context meant for a large audience (a broadcast, a
+	// stream): its members gossip over a wide mesh, short paths at the
+	// price of more copies, where a room's mesh is lean.
+	Wide bool
 }
 
 // Encode returns the ctxmeta body; ErrBadCtx for text that is not UTF-8 or
@@ -93,6 +100,11 @@ func (m CtxMeta) Encode() ([]byte, error) {
 	b = append(b, ctxVersion)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Name)))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Description)))
+	var flags byte
+	if m.Wide {
+		flags |= metaWide
+	}
+	b = append(b, flags)
 	b = append(b, m.Name...)
 	return append(b, m.Description...), nil
 }
@@ -122,6 +134,11 @@ func DecodeCtxMeta(b []byte) (CtxMeta, error) {
 	if len(b) != metaFixed+nl+dl {
 		return m, fmt.Errorf("%w: meta of %d bytes for a name of %d and a description of %d", ErrBadCtx, len(b), nl, dl)
 	}
+	flags := b[metaFixed-1]
+	if flags&^metaWide != 0 {
+		return m, fmt.Errorf("%w: meta flags %#x", ErrBadCtx, flags)
+	}
+	m.Wide = flags&metaWide != 0
 	m.Name = string(b[metaFixed : metaFixed+nl])
 	m.Description = string(b[metaFixed+nl:])
 	return m, m.check()

@@ -44,7 +44,7 @@ func TestCtxEncoding(t *testing.T) {
 }
 
 func TestCtxMetaEncoding(t *testing.T) {
-	for _, m := range []CtxMeta{{}, {Name: "room"}, {Name: "ünï", Description: strings.Repeat("d", MaxCtxDescription)}} {
+	for _, m := range []CtxMeta{{}, {Name: "room"}, {Name: "stage", Wide: true}, {Name: "ünï", Description: strings.Repeat("d", MaxCtxDescription)}} {
 		enc, err := m.Encode()
 		if err != nil {
 			t.Fatal(err)
@@ -71,8 +71,11 @@ func TestCtxMetaEncoding(t *testing.T) {
 			t.Fatalf("encode %q: %v", m.Name, err)
 		}
 	}
-	if _, err := DecodeCtxMeta([]byte{1, 0, 1, 0, 0, 0xff}); !errors.Is(err, ErrBadCtx) {
+	if _, err := DecodeCtxMeta([]byte{1, 0, 1, 0, 0, 0, 0xff}); !errors.Is(err, ErrBadCtx) {
 		t.Fatalf("name not UTF-8: %v", err)
+	}
+	if _, err := DecodeCtxMeta([]byte{1, 0, 0, 0, 0, 2}); !errors.Is(err, ErrBadCtx) {
+		t.Fatalf("reserved flag set: %v", err)
 	}
 }
 
@@ -83,6 +86,8 @@ func FuzzDecodeCtx(f *testing.F) {
 	f.Add(enc)
 	meta, _ := CtxMeta{Name: "n", Description: "d"}.Encode()
 	f.Add(meta)
+	wide, _ := CtxMeta{Name: "w", Wide: true}.Encode()
+	f.Add(wide)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if c, err := DecodeCtx(b); err == nil {
 			again, err := c.Encode()

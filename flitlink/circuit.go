@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 )
 
 type circuitState uint8
@@ -66,6 +67,7 @@ type outMsg struct {
 	done     chan struct{}
 	finished bool
 	err      error
+	queued   time.Time // when Send took it; set only with Config.Metrics
 }
 
 func (m *outMsg) finishLocked(err error) {
@@ -123,6 +125,9 @@ func (c *Circuit) Send(ctx context.Context, msg []byte) error {
 		return ErrCircuitClosed
 	}
 	m := &outMsg{data: msg, done: make(chan struct{})}
+	if l.cfg.Metrics != nil {
+		m.queued = time.Now()
+	}
 	c.out = m
 	l.readyLocked(c)
 	l.mu.Unlock()

@@ -75,6 +75,9 @@ type Config struct {
 	AcceptBacklog int
 	// Logger receives link events at Debug level (nil = discard).
 	Logger *slog.Logger
+	// Metrics, if not nil, counts bytes and queueing delay per class
+	// (metrics.go); links may share one.
+	Metrics *Metrics
 }
 
 // withDefaults returns cfg with defaults filled in and values clamped.

@@ -33,6 +33,7 @@
 // Adapters provide the byte streams: flitlink/p2plink (one libp2p stream per
 // peer pair, protocol "/contextd/flit/1") and flitlink/memlink (in-process,
 // with latency, bandwidth and cuts, for tests and the simulator). This
-// package imports only the standard library and feed; any package may
-// import it.
+// package imports only the standard library, feed and the Prometheus
+// client (metrics.go: bytes and queueing delay per class behind
+// Config.Metrics); any package may import it.
 package flitlink

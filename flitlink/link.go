@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/internal/limit"
 )
 
 // Link is one flit link to a peer over a reliable, ordered byte stream. It
@@ -54,6 +56,7 @@ type Link struct {
 	ctrl         fifo[*Circuit]
 	ready        [numClasses]fifo[*Circuit]
 	pass         [numClasses]uint64 // stride-scheduler virtual time (Video, Data)
+	discard      limit.Bucket       // bytes the peer may send on circuits this side closed (limits.go)
 }
 
 // NewLink starts a link over conn, which it owns from now on: conn is closed
@@ -75,6 +78,7 @@ func NewLink(conn io.ReadWriteCloser, remote feed.ID, initiator bool, cfg Config
 		rbuf:      make([]byte, max(cfg.FlitSize, MaxControlSize)),
 		circuits:  make(map[uint32]*Circuit),
 		nextID:    2,
+		discard:   newDiscard(cfg, time.Now()),
 	}
 	if initiator {
 		l.nextID = 1

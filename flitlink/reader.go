@@ -201,10 +201,15 @@ func (l *Link) handleDataLocked(h header, p []byte) error {
 		return fmt.Errorf("%w: %w: circuit %d sent a message of more than %d bytes", ErrProtocol, ErrTooLarge, h.circuit, l.cfg.MaxMessageSize)
 	}
 	c.recvOutstanding -= cost
+	l.cfg.Metrics.frameIn(c.class, HeaderSize+h.length)
 	switch {
 	case c.localClosed:
 		// Nobody will read: discard, but keep the flags in sequence and
-		// keep the credit flowing so the peer is not stuck.
+		// keep the credit flowing so the peer is not stuck, within bounds
+		// (limits.go).
+		if err := l.discardLocked(h.circuit, cost); err != nil {
+			return err
+		}
 		c.inPartial = h.more()
 		c.partialLen = 0
 		if c.inPartial {

@@ -187,6 +187,7 @@ func (l *Link) appendFragmentLocked(buf []byte, c *Circuit) []byte {
 	}
 	buf = appendHeader(buf, header{circuit: c.id, flags: flags, length: n})
 	buf = append(buf, m.data[m.off:m.off+n]...)
+	l.cfg.Metrics.frameOut(c.class, HeaderSize+n, m.off == 0, m.queued)
 	m.off += n
 	c.sendCredit -= max(n, 1)
 	if m.off == len(m.data) {

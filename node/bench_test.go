@@ -1,10 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -19,13 +18,9 @@ func BenchmarkGetObject(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	seeder := startNode(b, ctx)
-	in := filepath.Join(b.TempDir(), "in")
 	data := make([]byte, size)
 	rand.Read(data)
-	if err := os.WriteFile(in, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	put, err := seeder.PutObject(ctx, in)
+	put, err := seeder.PutObject(ctx, bytes.NewReader(data))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -49,7 +49,7 @@ type ctxNode struct{ n *Node }
 func (c ctxNode) Head(a feed.ID) (feed.Head, error)            { return c.n.store.Head(a) }
 func (c ctxNode) Relation(a, t feed.ID) (feed.Relation, error) { return c.n.store.Relation(a, t) }
 func (c ctxNode) Want(feeds []feed.ID)                         { c.n.repl.Want(feeds) }
-func (c ctxNode) Append(e *feed.Entry) error                   { return c.n.appendLocal([]*feed.Entry{e}) }
+func (c ctxNode) Append(e *feed.Entry) error                   { return c.n.appendLocal([]*feed.Entry{e}, false) }
 
 func (c ctxNode) Members(id feed.ID) ([]contexts.Member, error) {
 	ms, err := c.n.store.CtxMembers(id)
@@ -84,10 +84,16 @@ func (s ctxStore) AppendIDs(es []*feed.Entry, ids []feed.Hash) error {
 
 // appendLocal stores entries of one author that did not come by
 // replication (the node's own, gossiped ones) and tells replication and
-// the readers.
-func (n *Node) appendLocal(es []*feed.Entry) error {
+// the readers. With durable set (the node's own entries) the store is
+// synced first: nothing leaves the node that a power loss could take back.
+func (n *Node) appendLocal(es []*feed.Entry, durable bool) error {
 	if err := n.store.Append(es); err != nil {
 		return err
+	}
+	if durable {
+		if err := n.store.Sync(); err != nil {
+			return err
+		}
 	}
 	n.repl.Appended(es[0].Author)
 	n.appended(es[0].Author, es)
@@ -104,11 +110,63 @@ func (n *Node) appended(author feed.ID, es []*feed.Entry) {
 		}
 		if c, err := feed.DecodeCtx(e.Body); err == nil {
 			n.ctxSig.notify(c.Context)
+			if author != n.id {
+				n.metrics.contexts.Delivered(e, time.Now())
+			}
 		}
 	}
 	if n.ctxs != nil {
 		n.ctxs.Appended(author)
+		if decidesFanout(es) && n.ctxs.Joined(author) {
+			n.wg.Go(func() { n.refreshFanout(author) })
+		}
 	}
+}
+
+// decidesFanout reports whether es, entries of one feed, may change the
+// fanout of the context that feed's key names: a context's meta, or the
+// feed's first entry (which tells a context from a person).
+func decidesFanout(es []*feed.Entry) bool {
+	if len(es) > 0 && es[0].Seq == 1 {
+		return true
+	}
+	for _, e := range es {
+		if e.Type == feed.TypeCtxMeta {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshFanout moves joined context id to the gossip mesh its feed now
+// calls for.
+func (n *Node) refreshFanout(id feed.ID) {
+	if err := n.ctxs.Move(id, n.contextFanout(id)); err != nil && !errors.Is(err, contexts.ErrClosed) {
+		n.log.Warn("move context to its mesh", "context", id, "err", err)
+	}
+}
+
+// contextFanout returns the gossip fanout of context id as far as the node
+// knows it: Wide for a context created wide (its meta says so) and for a
+// person's key (a feed whose first entry is not a ctxmeta: the room of
+// their followers); Lean for a room, and for a context whose feed the node
+// does not hold yet (refreshFanout moves it when the feed arrives).
+func (n *Node) contextFanout(id feed.ID) contexts.Fanout {
+	meta, ok, err := n.contextMeta(id)
+	switch {
+	case err != nil:
+		n.log.Warn("read context meta", "context", id, "err", err)
+		return contexts.Lean
+	case ok && meta.Wide:
+		return contexts.Wide
+	case ok:
+		return contexts.Lean
+	}
+	first, err := n.store.Get(id, 1)
+	if err != nil || first.Type == feed.TypeCtxMeta {
+		return contexts.Lean
+	}
+	return contexts.Wide
 }
 
 // ctxKeyPath is where the key of context id is kept, if this node made it.
@@ -128,8 +186,8 @@ func (n *Node) ctxKey(id feed.ID) (feed.PrivateKey, error) {
 
 // CreateContext makes a new context key, keeps it, writes the context's
 // meta to its feed and joins it.
-func (n *Node) CreateContext(ctx context.Context, name, description string) (api.Context, error) {
-	meta, err := feed.CtxMeta{Name: name, Description: description}.Encode()
+func (n *Node) CreateContext(ctx context.Context, p api.ContextCreateParams) (api.Context, error) {
+	meta, err := feed.CtxMeta{Name: p.Name, Description: p.Description, Wide: p.Wide}.Encode()
 	if err != nil {
 		return api.Context{}, fmt.Errorf("%w: %w", api.ErrInvalidParams, err)
 	}
@@ -159,7 +217,7 @@ func (n *Node) JoinContext(ctx context.Context, id feed.ID) (api.Context, error)
 	if err := n.store.SetJoined(id, true); err != nil {
 		return api.Context{}, err
 	}
-	if err := n.ctxs.Join(id); err != nil {
+	if err := n.ctxs.Join(id, n.contextFanout(id)); err != nil {
 		return api.Context{}, err
 	}
 	n.wg.Go(func() { n.discover(n.ctx, id) })
@@ -304,11 +362,22 @@ func (n *Node) contextInfo(id feed.ID) (api.Context, error) {
 	if _, err := os.Stat(n.ctxKeyPath(id)); err == nil {
 		c.Owner = true
 	}
-	head, err := n.store.Head(id)
+	meta, _, err := n.contextMeta(id)
 	if err != nil {
 		return c, err
 	}
-	// The latest ctxmeta entry of the context's own feed names it.
+	c.Name, c.Description, c.Wide = meta.Name, meta.Description, meta.Wide
+	return c, nil
+}
+
+// contextMeta returns the latest ctxmeta of context id's own feed among
+// its last metaScan entries, else its first entry's (a context's feed
+// starts with one); ok is false if the node holds neither.
+func (n *Node) contextMeta(id feed.ID) (meta feed.CtxMeta, ok bool, err error) {
+	head, err := n.store.Head(id)
+	if err != nil {
+		return meta, false, err
+	}
 	for seq := head.Seq; seq > 0 && head.Seq-seq < metaScan; {
 		from := uint64(1)
 		if seq > 100 {
@@ -316,20 +385,30 @@ func (n *Node) contextInfo(id feed.ID) (api.Context, error) {
 		}
 		es, err := n.store.Range(id, from, int(seq-from+1))
 		if err != nil {
-			return c, err
+			return meta, false, err
 		}
 		for i := len(es) - 1; i >= 0; i-- {
 			if es[i].Type != feed.TypeCtxMeta {
 				continue
 			}
 			if m, err := feed.DecodeCtxMeta(es[i].Body); err == nil {
-				c.Name, c.Description = m.Name, m.Description
-				return c, nil
+				return m, true, nil
 			}
 		}
 		seq = from - 1
 	}
-	return c, nil
+	if head.Seq < metaScan {
+		return meta, false, nil // scanned it all
+	}
+	first, err := n.store.Get(id, 1)
+	if err != nil {
+		return meta, false, err
+	}
+	if first.Type != feed.TypeCtxMeta {
+		return meta, false, nil
+	}
+	m, err := feed.DecodeCtxMeta(first.Body)
+	return m, err == nil, nil
 }
 
 // ContextMembers lists the authors the node holds messages of in id.
@@ -447,13 +526,18 @@ func (n *Node) visibleFunc(id feed.ID) func(author feed.ID) (bool, error) {
 	}
 }
 
-// message reads the message ref points at.
-func (n *Node) message(id feed.ID, r store.CtxRef) (api.Message, error) {
+// message reads the message r points at; ok is false for one no longer
+// held (retention pruned it, or its author's feed was forgotten, after the
+// index was read).
+func (n *Node) message(id feed.ID, r store.CtxRef) (m api.Message, ok bool, err error) {
 	e, err := n.store.Get(r.Author, r.Seq)
-	if err != nil {
-		return api.Message{}, fmt.Errorf("node: message %d of %s: %w", r.Cursor, id.Short(), err)
+	if errors.Is(err, store.ErrPruned) || errors.Is(err, store.ErrNotFound) {
+		return api.Message{}, false, nil
 	}
-	return toMessage(id, r.Cursor, e), nil
+	if err != nil {
+		return api.Message{}, false, fmt.Errorf("node: message %d of %s: %w", r.Cursor, id.Short(), err)
+	}
+	return toMessage(id, r.Cursor, e), true, nil
 }
 
 // ContextMessages returns id's messages after cursor after, looking at up
@@ -471,11 +555,13 @@ func (n *Node) ContextMessages(id feed.ID, after uint64, limit int) ([]api.Messa
 		} else if !ok {
 			continue
 		}
-		m, err := n.message(id, r)
+		m, ok, err := n.message(id, r)
 		if err != nil {
 			return nil, after, err
 		}
-		out = append(out, m)
+		if ok {
+			out = append(out, m)
+		}
 	}
 	return out, refs[len(refs)-1].Cursor, nil
 }
@@ -514,11 +600,13 @@ func (n *Node) ContextHistory(id feed.ID, p api.HistoryParams) (api.HistoryResul
 				res.More = true
 				return res, nil
 			}
-			m, err := n.message(id, r)
+			m, ok, err := n.message(id, r)
 			if err != nil {
 				return api.HistoryResult{}, err
 			}
-			res.Messages = append(res.Messages, m)
+			if ok {
+				res.Messages = append(res.Messages, m)
+			}
 		}
 		if len(refs) < p.Limit+1 {
 			return res, nil // the end of the index

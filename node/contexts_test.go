@@ -79,7 +79,7 @@ func TestContextChain(t *testing.T) {
 	if err := c.Connect(ctx, addrOf(t, b)); err != nil {
 		t.Fatal(err)
 	}
-	room, err := a.CreateContext(ctx, "room", "a test room")
+	room, err := a.CreateContext(ctx, api.ContextCreateParams{Name: "room", Description: "a test room"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestContextBadInput(t *testing.T) {
 	if err := a.SendContext(ctx, other, []byte("x")); !errors.Is(err, api.ErrNotJoined) {
 		t.Fatalf("send to a context not joined: %v", err)
 	}
-	room, err := a.CreateContext(ctx, "r", "")
+	room, err := a.CreateContext(ctx, api.ContextCreateParams{Name: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func newRawGossiper(t *testing.T, ctx context.Context, to *Node, room feed.ID) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	ps, err := pubsub.NewGossipSub(ctx, h, contexts.GossipOptions()...)
+	ps, err := pubsub.NewGossipSub(ctx, h, contexts.GossipOptions(contexts.Lean)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestContextGossipValidation(t *testing.T) {
 	if err := b.Connect(ctx, addrOf(t, a)); err != nil {
 		t.Fatal(err)
 	}
-	room, err := a.CreateContext(ctx, "moderated", "")
+	room, err := a.CreateContext(ctx, api.ContextCreateParams{Name: "moderated"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,8 +284,9 @@ func TestContextGossipValidation(t *testing.T) {
 	waitMessages(t, ctx, b, room.ID, 1)
 
 	// A forged, a banned and a blocked author's message, then a good one.
-	// The node validates one peer's messages in order, inline, so once the
-	// good one is stored the three were judged.
+	// pubsub validates a peer's messages on several workers, so the good
+	// one may be stored before the others are judged: the counter says
+	// when all three were.
 	bad := g.entry(t, first.Next(), room.ID, "forged")
 	bad.Sig[0] ^= 1
 	g.send(t, ctx, bad)
@@ -298,12 +299,17 @@ func TestContextGossipValidation(t *testing.T) {
 	}
 	good := g.entry(t, first.Next(), room.ID, "still here")
 	g.send(t, ctx, good)
-	ms := waitMessages(t, ctx, b, room.ID, 2)
-	if len(ms) != 2 || ms[0].ID != first.ID() || ms[1].ID != good.ID() {
-		t.Fatalf("B holds %+v, want only the two good messages", ms)
+	waitMessages(t, ctx, b, room.ID, 2)
+	for st := b.ContextStats(); st.Rejected != 3; st = b.ContextStats() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gossip rejected or ignored %d messages, want 3 (%+v)", st.Rejected, st)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	if st := b.ContextStats(); st.Rejected != 3 {
-		t.Fatalf("gossip rejected or ignored %d messages, want 3 (%+v)", st.Rejected, st)
+	ms, _, err := b.ContextMessages(room.ID, 0, 10)
+	if err != nil || len(ms) != 2 || ms[0].ID != first.ID() || ms[1].ID != good.ID() {
+		t.Fatalf("B holds %+v (%v), want only the two good messages", ms, err)
 	}
 	for _, id := range []feed.ID{g.key.Public(), banned.Public(), blocked.Public()} {
 		if h, _ := b.store.Head(id); id != good.Author && h.Seq != 0 {
@@ -352,4 +358,74 @@ func startLogged(t *testing.T, ctx context.Context, name string) *Node {
 		}
 	})
 	return n
+}
+
+// waitFanout waits until n gossips context id on fanout f.
+func waitFanout(t *testing.T, ctx context.Context, n *Node, id feed.ID, f contexts.Fanout) {
+	t.Helper()
+	for {
+		if got, ok := n.ctxs.Fanout(id); ok && got == f {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			got, ok := n.ctxs.Fanout(id)
+			t.Fatalf("%s gossips %s on %s (joined %v), want %s", n.id.Short(), id.Short(), got, ok, f)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestContextFanout: a context created wide, and a person's key, gossip
+// on the wide mesh; a room on the lean one. A joiner that does not hold
+// the context's feed yet starts lean and moves once the feed tells it,
+// and its messages then go by gossip on the wide mesh. A move never joins
+// a context left meanwhile.
+func TestContextFanout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := startNode(t, ctx), startNode(t, ctx)
+	if err := b.Connect(ctx, addrOf(t, a)); err != nil {
+		t.Fatal(err)
+	}
+	room := must(a.CreateContext(ctx, api.ContextCreateParams{Name: "room"}))
+	stage := must(a.CreateContext(ctx, api.ContextCreateParams{Name: "stage", Wide: true}))
+	if !stage.Wide || room.Wide {
+		t.Fatalf("created %+v and %+v", room, stage)
+	}
+	waitFanout(t, ctx, a, room.ID, contexts.Lean)
+	waitFanout(t, ctx, a, stage.ID, contexts.Wide)
+	// A person's own key names the room of their followers.
+	must(a.Publish(ctx, "post", []byte("hello")))
+	for _, id := range []feed.ID{room.ID, stage.ID, a.id} {
+		must(b.JoinContext(ctx, id))
+	}
+	waitFanout(t, ctx, b, stage.ID, contexts.Wide)
+	waitFanout(t, ctx, b, a.id, contexts.Wide)
+	waitFanout(t, ctx, b, room.ID, contexts.Lean)
+	if info := must(b.contextInfo(stage.ID)); !info.Wide || info.Name != "stage" {
+		t.Fatalf("B sees %+v", info)
+	}
+
+	// Both on the wide mesh: B's message reaches A by gossip.
+	before := a.ctxs.Stats().Received
+	sent := must(b.PublishContext(ctx, stage.ID, []byte("from B")))
+	got := waitMessages(t, ctx, a, stage.ID, 1)
+	if got[0].ID != sent.ID {
+		t.Fatalf("A holds %+v, B sent %+v", got[0], sent)
+	}
+	for a.ctxs.Stats().Received == before {
+		select {
+		case <-ctx.Done():
+			t.Fatal("B's message reached A, but not by gossip")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
+	if err := b.LeaveContext(room.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ctxs.Move(room.ID, contexts.Wide); err != nil || b.ctxs.Joined(room.ID) {
+		t.Fatalf("a move after leaving: %v, joined %v", err, b.ctxs.Joined(room.ID))
+	}
 }

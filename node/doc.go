@@ -5,7 +5,8 @@
 // only cmd/ and tests import it.
 //
 // Lifecycle: New opens the store and starts the host; Run runs replication,
-// the lease heartbeat and the cache eviction passes (pins.go) and accepts
+// the lease heartbeat and the cache eviction passes (pins.go), the
+// contexts' history retention pass (retention.go) and accepts
 // links until its context ends; Close shuts down in order
 // (listeners, links and sessions, host, store last) and waits for every
 // goroutine. The node's methods are safe for concurrent use; appends to the

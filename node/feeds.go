@@ -50,7 +50,7 @@ func (n *Node) appendAs(key feed.PrivateKey, typ string, body []byte) (*feed.Ent
 	if err != nil {
 		return nil, err
 	}
-	if err := n.appendLocal([]*feed.Entry{e}); errors.Is(err, store.ErrForked) {
+	if err := n.appendLocal([]*feed.Entry{e}, true); errors.Is(err, store.ErrForked) {
 		return nil, fmt.Errorf("%w: feed %s: %w", api.ErrForked, author, err)
 	} else if err != nil {
 		return nil, fmt.Errorf("node: append to %s: %w", author.Short(), err)
@@ -104,12 +104,17 @@ func (n *Node) Head(id feed.ID) (feed.Head, error) {
 	return h, nil
 }
 
-// Entries returns up to limit entries of id's feed from seq from on.
+// Entries returns up to limit entries of id's feed from seq from on. Seqs
+// that retention pruned are api.ErrPruned, naming where the feed starts.
 func (n *Node) Entries(id feed.ID, from uint64, limit int) ([]*feed.Entry, error) {
 	if _, err := n.Head(id); err != nil {
 		return nil, err
 	}
-	return n.store.Range(id, from, limit)
+	es, err := n.store.Range(id, from, limit)
+	if errors.Is(err, store.ErrPruned) {
+		return nil, fmt.Errorf("%w: %w", api.ErrPruned, err)
+	}
+	return es, err
 }
 
 // Watch returns a channel that receives a signal (coalesced) whenever id's
@@ -219,6 +224,14 @@ func (n *Node) Feeds() ([]api.FeedStatus, error) {
 	for _, id := range ids {
 		local := heads[id].Seq
 		fs := api.FeedStatus{ID: id, Local: local, Best: max(local, best[id])}
+		if fs.Bytes, err = n.store.FeedBytes(id); err != nil {
+			return nil, err
+		}
+		if tail, err := n.store.Tail(id); err != nil {
+			return nil, err
+		} else if tail > 1 {
+			fs.From = tail
+		}
 		if p, err := n.store.ForkProof(id); err == nil {
 			fs.Forked, fs.ForkSeq = true, p.Seq()
 		} else if !errors.Is(err, store.ErrNotFound) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -17,52 +15,8 @@ import (
 )
 
 // This file is the fetching half of objects (objects.go has the rest):
-// GetObject finds sources, probes them, swarms the missing chunks into the
-// store and writes the object out.
-
-// GetObject makes the node hold object id, fetching what it lacks from the
-// peers that provide it (DHT providers and linked peers), then writes it to
-// outPath (absolute; none if empty) through a temporary file in the same
-// directory. A fetched object is then provided in the background.
-// progress, if not nil, is called with the bytes held and the size as
-// chunks arrive, from one goroutine at a time.
-func (n *Node) GetObject(ctx context.Context, id cid.Cid, outPath string, progress func(done, total int64)) (api.ObjectGetResult, error) {
-	if outPath != "" {
-		if err := checkPath(outPath); err != nil {
-			return api.ObjectGetResult{}, err
-		}
-		if fi, err := os.Stat(filepath.Dir(outPath)); err != nil || !fi.IsDir() {
-			return api.ObjectGetResult{}, fmt.Errorf("%w: no directory %s", ErrBadPath, filepath.Dir(outPath))
-		}
-	}
-	if _, err := swarm.InfoFromID(id); err != nil {
-		return api.ObjectGetResult{}, fmt.Errorf("%w: %w", api.ErrInvalidParams, err)
-	}
-	defer n.evictSoon()     // runs last: after the object is released
-	defer n.useObject(id)() // eviction spares it while it is fetched and written out
-	st, err := n.store.Object(id)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return api.ObjectGetResult{}, err
-	}
-	if err != nil || !st.Complete() {
-		if st, err = n.fetch(ctx, id, progress); err != nil {
-			return api.ObjectGetResult{}, err
-		}
-		// Announcing may take a DHT round trip per closest peer (some
-		// may be gone): the caller does not wait for it.
-		n.wg.Go(func() { n.provide(n.ctx, id) })
-	} else if progress != nil {
-		progress(st.Info.Size, st.Info.Size)
-	}
-	res := api.ObjectGetResult{Size: st.Info.Size}
-	if outPath != "" {
-		if err := n.writeObject(id, st.Info, outPath); err != nil {
-			return api.ObjectGetResult{}, err
-		}
-		res.Path = outPath
-	}
-	return res, nil
-}
+// fetch finds sources, probes them and swarms the missing chunks into the
+// store, for OpenObject.
 
 // fetch gets the chunks of id the store lacks. Sources are probed as they
 // are found (linked peers at once, DHT providers as the lookup yields
@@ -119,7 +73,7 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 		sink.done = st.Bytes
 	}
 	sink.report()
-	stats, err := swarm.Fetch(ctx, info, conns, sink, swarm.FetchConfig{OnPex: src.pex, Logger: n.log})
+	stats, err := swarm.Fetch(ctx, info, conns, sink, swarm.FetchConfig{OnPex: src.pex, Logger: n.log, Metrics: n.metrics.swarm})
 	if err != nil {
 		return store.ObjectStat{}, fmt.Errorf("%w: fetch %s: %w", api.ErrUnavailable, id, err)
 	}
@@ -163,39 +117,6 @@ func (s *progressSink) report() {
 	done := s.done
 	s.mu.Unlock()
 	s.progress(min(done, s.total), s.total)
-}
-
-// writeObject writes a complete object to path via a temporary file.
-func (n *Node) writeObject(id cid.Cid, info swarm.Info, path string) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.part")
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadPath, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	var b []byte
-	for i := range info.Chunks() {
-		if b, err = n.store.AppendChunk(b[:0], id, i); err != nil {
-			return fmt.Errorf("node: read chunk %d of %s: %w", i, id, err)
-		}
-		if _, err := tmp.Write(b); err != nil {
-			return fmt.Errorf("node: write %s: %w", path, err)
-		}
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("node: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("node: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadPath, err)
-	}
-	return nil
 }
 
 // watchGrowth returns the Growth through which a swarm/1 session serving

@@ -50,6 +50,18 @@ type FileConfig struct {
 	// leased (Config.CacheBytes; default DefaultCacheBytes; added in
 	// version 1 without a version change).
 	CacheBytes int64 `json:"cache_bytes,omitempty"`
+	// ObjectDirs are the directories (absolute) in which object.put may
+	// read and object.get may write files by path (Config.ObjectDirs;
+	// none by default: objects then travel only as bytes over the API;
+	// added in version 1 without a version change).
+	ObjectDirs []string `json:"object_dirs,omitempty"`
+	// Limits are the per-peer abuse limits (Config.Limits; zero fields
+	// mean the defaults, which init writes; added in version 1 without a
+	// version change).
+	Limits Limits `json:"limits,omitzero"`
+	// Storage bounds what the node stores (Config.Storage; zero fields
+	// mean the defaults; added in version 1 without a version change).
+	Storage StorageConfig `json:"storage,omitzero"`
 }
 
 // Init creates home (if needed) with a new key and a default config, and
@@ -70,7 +82,7 @@ func Init(home string) (feed.ID, error) {
 		return feed.ID{}, err
 	}
 	if _, err := os.Stat(filepath.Join(home, configFile)); errors.Is(err, fs.ErrNotExist) {
-		b, _ := json.MarshalIndent(FileConfig{Version: configVersion, Listen: []string{DefaultListen}, RPC: DefaultRPC, Hops: 1, CacheBytes: DefaultCacheBytes}, "", "  ")
+		b, _ := json.MarshalIndent(FileConfig{Version: configVersion, Listen: []string{DefaultListen}, RPC: DefaultRPC, Hops: 1, CacheBytes: DefaultCacheBytes, Limits: DefaultLimits()}, "", "  ")
 		if err := writeFileExcl(filepath.Join(home, configFile), append(b, '\n')); err != nil {
 			return feed.ID{}, err
 		}
@@ -131,6 +143,11 @@ func LoadFileConfig(home string) (FileConfig, error) {
 	}
 	if c.Version != configVersion {
 		return c, fmt.Errorf("node: %s has version %d; this build reads version %d", filepath.Join(home, configFile), c.Version, configVersion)
+	}
+	for _, d := range c.ObjectDirs {
+		if !filepath.IsAbs(d) {
+			return c, fmt.Errorf("node: %s: object_dirs: %q is not an absolute path", filepath.Join(home, configFile), d)
+		}
 	}
 	return c, nil
 }

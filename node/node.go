@@ -22,6 +22,7 @@ import (
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/flitlink/p2plink"
+	"github.com/contextd/contextd/internal/limit"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/store"
 	"github.com/contextd/contextd/swarm"
@@ -54,8 +55,17 @@ type Config struct {
 	// neither pinned nor leased; default DefaultCacheBytes. Negative is
 	// an error.
 	CacheBytes int64
-	// Now is the clock leases are written and judged by; default
-	// time.Now. Tests move it instead of sleeping.
+	// ObjectDirs are the directories in which PutObjectFile may read and
+	// GetObject may write files by path (objects.go). None: every path is
+	// refused; objects travel only as bytes (PutObject, OpenObject).
+	ObjectDirs []string
+	// Storage bounds what the node stores: quotas and context history
+	// retention (bounds.go, retention.go).
+	Storage StorageConfig
+	// Limits are the per-peer abuse limits (limits.go).
+	Limits Limits
+	// Now is the clock leases are written and judged by, and retention
+	// by; default time.Now. Tests move it instead of sleeping.
 	Now    func() time.Time
 	Logger *slog.Logger // default: discard
 }
@@ -75,6 +85,8 @@ type Node struct {
 	dht   *dht.DHT
 	ctxs  *contexts.Manager
 
+	metrics *metrics // the node's Prometheus registry and each package's metrics (metrics.go)
+
 	pubMu sync.Mutex // serialises appends to the feeds the node writes (its own, its contexts')
 
 	feedSig signals // head moved, per feed
@@ -93,6 +105,9 @@ type Node struct {
 	ctx       context.Context // the node's lifetime: links and sessions run under it
 	cancel    context.CancelFunc
 	closeOnce sync.Once
+
+	bans     *limit.Bans[feed.ID] // peers dropped for abuse, refused until their cool-down ends (limits.go)
+	swarmLim *swarm.Limiter       // each peer's limits as a swarm/1 seeder
 
 	mu    sync.Mutex
 	peers map[feed.ID]*flitlink.Link // guarded by mu: the one live link to each peer
@@ -121,6 +136,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.Limits.fill()
 	key, err := LoadKey(cfg.Home)
 	if err != nil {
 		return nil, err
@@ -139,22 +155,29 @@ func New(cfg Config) (*Node, error) {
 		key:       key,
 		id:        key.Public(),
 		peers:     map[feed.ID]*flitlink.Link{},
+		bans:      limit.NewBans[feed.ID](maxBans),
+		swarmLim:  swarm.NewLimiter(cfg.Limits.swarm()),
 		evictKick: make(chan struct{}, 1),
 		inUse:     map[string]int{},
 		growths:   map[string]map[*swarm.Growth]struct{}{},
 		recent:    swarmPeers{peers: map[string]map[peer.ID]time.Time{}},
+		metrics:   newMetrics(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.store, err = store.OpenBadger(StoreDir(cfg.Home), store.BadgerOptions{Logger: cfg.Logger})
+	n.store, err = store.OpenBadger(StoreDir(cfg.Home), store.BadgerOptions{Logger: cfg.Logger, Metrics: n.metrics.store})
 	if err != nil {
 		return nil, err
 	}
-	n.host, err = newHost(key, cfg.Listen)
+	if err := n.setupStorage(); err != nil {
+		n.store.Close()
+		return nil, err
+	}
+	n.host, err = newHost(key, cfg.Listen, libp2p.ConnectionGater(gater{n}))
 	if err != nil {
 		n.store.Close()
 		return nil, err
 	}
-	n.links = p2plink.New(n.host, flitlink.Config{Logger: cfg.Logger})
+	n.links = p2plink.New(n.host, flitlink.Config{Logger: cfg.Logger, Metrics: n.metrics.links})
 	n.dht, err = dht.New(n.ctx, n.host, dht.Config{Bootstrap: boot, Logger: cfg.Logger})
 	if err != nil {
 		n.Close()
@@ -166,12 +189,15 @@ func New(cfg Config) (*Node, error) {
 		Hops:    cfg.Hops,
 		Timeout: cfg.EBTTimeout,
 		Logger:  cfg.Logger,
+		Metrics: n.metrics.ebt,
+		Limits:  cfg.Limits.ebt(),
 	})
 	if err != nil {
 		n.Close()
 		return nil, err
 	}
-	n.ctxs, err = contexts.New(contexts.Config{Key: key, Host: n.host, Node: ctxNode{n}, Logger: cfg.Logger})
+	n.ctxs, err = contexts.New(contexts.Config{Key: key, Host: n.host, Node: ctxNode{n}, Logger: cfg.Logger, Metrics: n.metrics.contexts,
+		Limits: cfg.Limits.contexts(), Drop: n.drop})
 	if err != nil {
 		n.Close()
 		return nil, err
@@ -179,7 +205,7 @@ func New(cfg Config) (*Node, error) {
 	joined, err := n.store.Joined()
 	if err == nil {
 		for _, id := range joined {
-			if err = n.ctxs.Join(id); err != nil {
+			if err = n.ctxs.Join(id, n.contextFanout(id)); err != nil {
 				break
 			}
 		}
@@ -193,20 +219,22 @@ func New(cfg Config) (*Node, error) {
 
 // newHost builds a libp2p host that speaks QUIC only, listens on listen,
 // and reaches nobody it is not told to: no relays, no port mapping, no
-// discovery, no global metrics.
-func newHost(key feed.PrivateKey, listen []string) (host.Host, error) {
+// discovery, no global metrics; extra options follow (the node's
+// connection gater, which refuses dropped peers).
+func newHost(key feed.PrivateKey, listen []string, extra ...libp2p.Option) (host.Host, error) {
 	priv, err := crypto.UnmarshalEd25519PrivateKey(key.Ed25519())
 	if err != nil {
 		return nil, fmt.Errorf("node: libp2p key: %w", err)
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(priv),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
-		libp2p.UserAgent("contextd/"+Version),
-	)
+		libp2p.UserAgent("contextd/" + Version),
+	}
+	h, err := libp2p.New(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("node: start libp2p on %v: %w", listen, err)
 	}
@@ -231,6 +259,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { n.joinDHT(ctx) })
 	wg.Go(func() { n.runObjects(ctx) })
+	wg.Go(func() { n.runRetention(ctx) })
 	wg.Go(func() { n.exchangeMembers(ctx) })
 	for _, id := range n.ctxs.Rooms() {
 		wg.Go(func() { n.discover(ctx, id) })
@@ -283,6 +312,11 @@ func (n *Node) Close() error {
 // links, both ends keep the one dialed by the smaller ID.
 func (n *Node) startLink(l *flitlink.Link) {
 	p := l.Remote()
+	if n.refused(p) {
+		n.log.Debug("refusing link: peer dropped, cool-down not over", "peer", p)
+		l.Close()
+		return
+	}
 	if rel, err := n.store.Relation(n.id, p); err != nil || rel == feed.RelBlock {
 		n.log.Info("refusing link", "peer", p, "blocked", rel == feed.RelBlock, "err", err)
 		l.Close()
@@ -316,6 +350,7 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 	p := l.Remote()
 	defer func() {
 		l.Close()
+		n.dropIfAbusive(p, l.Err())
 		n.mu.Lock()
 		if n.peers[p] == l {
 			delete(n.peers, p)
@@ -368,6 +403,7 @@ func (n *Node) serveEBT(ctx context.Context, c *flitlink.Circuit, p feed.ID, acc
 	defer c.Close()
 	if err := n.repl.Serve(ctx, c, p, acceptor); err != nil && ctx.Err() == nil {
 		n.log.Info("ebt session ended", "peer", p, "err", err)
+		n.dropIfAbusive(p, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,20 +22,30 @@ import (
 	"github.com/contextd/contextd/swarm"
 )
 
+// readObject reads object id out of n.
+func readObject(t *testing.T, ctx context.Context, n *Node, id cid.Cid, progress func(done, total int64)) []byte {
+	t.Helper()
+	r, size, err := n.OpenObject(ctx, id, progress)
+	if err != nil {
+		t.Fatalf("open %s: %v", id, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil || int64(len(b)) != size {
+		t.Fatalf("read %s: %d of %d bytes (%v)", id, len(b), size, err)
+	}
+	return b
+}
+
 func TestObjectLocal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	n := startNode(t, ctx)
-	dir := t.TempDir()
 
 	for _, size := range []int{0, 100, 16 << 10, 100_000} {
 		data := make([]byte, size)
 		rand.Read(data)
-		in := filepath.Join(dir, "in")
-		if err := os.WriteFile(in, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		put, err := n.PutObject(ctx, in)
+		put, err := n.PutObject(ctx, bytes.NewReader(data))
 		if err != nil {
 			t.Fatalf("put %d bytes: %v", size, err)
 		}
@@ -46,27 +57,47 @@ func TestObjectLocal(t *testing.T) {
 		if err != nil || !st.Pinned || !st.Complete() || st.Size != int64(size) {
 			t.Fatalf("stat after put of %d bytes: %+v (%v)", size, st, err)
 		}
-		out := filepath.Join(dir, "out")
 		var last int64 = -1
-		got, err := n.GetObject(ctx, id, out, func(done, total int64) { last = done })
-		if err != nil || got.Size != int64(size) || last != int64(size) {
-			t.Fatalf("get %d bytes: %+v, progress %d (%v)", size, got, last, err)
+		if b := readObject(t, ctx, n, id, func(done, total int64) { last = done }); !bytes.Equal(b, data) || last != int64(size) {
+			t.Fatalf("copy of %d bytes differs, progress %d", size, last)
 		}
-		if b, err := os.ReadFile(out); err != nil || !bytes.Equal(b, data) {
-			t.Fatalf("copy of %d bytes differs (%v)", size, err)
+		// Read in small pieces too (Read rather than WriteTo).
+		r, _, err := n.OpenObject(ctx, id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(io.LimitReader(r, int64(size+1)))
+		r.Close()
+		if err != nil || !bytes.Equal(b, data) {
+			t.Fatalf("copy of %d bytes read piecewise differs (%v)", size, err)
 		}
 	}
 	objs, err := n.ListObjects()
 	if err != nil || len(objs) != 4 {
 		t.Fatalf("list: %d objects (%v)", len(objs), err)
 	}
+	// The spool files are gone.
+	if m, _ := filepath.Glob(filepath.Join(n.cfg.Home, spoolPattern)); len(m) != 0 {
+		t.Fatalf("spool files left: %v", m)
+	}
+}
+
+// errAfter yields n bytes, then fails.
+type errAfter struct{ n int }
+
+func (r *errAfter) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, errors.New("the caller went away")
+	}
+	k := min(len(p), r.n)
+	r.n -= k
+	return k, nil
 }
 
 func TestObjectBadInput(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	n := startNode(t, ctx)
-	dir := t.TempDir()
 	unknown, err := cid.Decode("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
 	if err != nil {
 		t.Fatal(err)
@@ -83,22 +114,184 @@ func TestObjectBadInput(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		}
 	}
-	_, err = n.PutObject(ctx, "relative")
-	check("put relative path", err, api.ErrInvalidParams)
-	_, err = n.PutObject(ctx, filepath.Join(dir, "missing"))
-	check("put missing file", err, api.ErrInvalidParams)
-	_, err = n.PutObject(ctx, dir)
-	check("put directory", err, api.ErrInvalidParams)
+	_, err = n.PutObject(ctx, &errAfter{n: 100_000})
+	if err == nil || !strings.Contains(err.Error(), "the caller went away") {
+		t.Errorf("put from a failing reader: %v", err)
+	}
+	if objs, _ := n.ListObjects(); len(objs) != 0 {
+		t.Errorf("a failed put stored %+v", objs)
+	}
 	_, err = n.GetObject(ctx, unknown, "", nil)
 	check("get unknown, no peers", err, api.ErrNotFound)
+	_, _, err = n.OpenObject(ctx, unknown, nil)
+	check("open unknown, no peers", err, api.ErrNotFound)
 	_, err = n.GetObject(ctx, notObject, "", nil)
 	check("get non-object CID", err, api.ErrInvalidParams)
-	_, err = n.GetObject(ctx, unknown, filepath.Join(dir, "no", "such", "dir"), nil)
-	check("get into a missing directory", err, api.ErrInvalidParams)
 	_, err = n.StatObject(unknown)
 	check("stat unknown", err, api.ErrNotFound)
 	check("pin unknown", n.PinObject(ctx, unknown), api.ErrNotFound)
 	check("unpin unknown", n.UnpinObject(unknown), api.ErrNotFound)
+}
+
+// TestObjectPathsOff: a node without object directories refuses every
+// path, saying how to allow one, and reads or writes nothing.
+func TestObjectPathsOff(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	n := startNode(t, ctx)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	if err := os.WriteFile(in, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := n.PutObject(ctx, strings.NewReader("held"))
+	held, err := cid.Decode(id.CID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.PutObjectFile(ctx, in)
+	if !errors.Is(err, api.ErrNotAllowed) || !strings.Contains(err.Error(), `"object_dirs"`) {
+		t.Errorf("put by path: %v, want not allowed, naming object_dirs", err)
+	}
+	out := filepath.Join(dir, "out")
+	if _, err := n.GetObject(ctx, held, out, nil); !errors.Is(err, api.ErrNotAllowed) {
+		t.Errorf("get to a path: %v, want not allowed", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("get to a path wrote it: %v", err)
+	}
+	if objs, _ := n.ListObjects(); len(objs) != 1 {
+		t.Errorf("the node holds %d objects, want the 1 put as bytes", len(objs))
+	}
+}
+
+// TestObjectPaths: with object directories, put reads and get writes only
+// inside them, symlinks and ".." resolved first; outside, the call is
+// refused before anything is read, fetched or written.
+func TestObjectPaths(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	base := t.TempDir()
+	allowed, outside := filepath.Join(base, "media"), filepath.Join(base, "private")
+	for _, d := range []string{allowed, outside, filepath.Join(allowed, "sub")} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A second allowed directory named through a symlink.
+	linkedDir := filepath.Join(base, "linked")
+	if err := os.Symlink(filepath.Join(allowed, "sub"), linkedDir); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := startNodeWith(t, ctx, Config{ObjectDirs: []string{allowed, linkedDir}})
+	write := func(path, data string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(allowed, "in"), "public")
+	write(filepath.Join(outside, "secret"), "secret")
+	for _, link := range [][2]string{
+		{filepath.Join(allowed, "to-secret"), filepath.Join(outside, "secret")}, // a file symlink out
+		{filepath.Join(allowed, "to-private"), outside},                         // a directory symlink out
+	} {
+		if err := os.Symlink(link[1], link[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unknown, err := cid.Decode("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Inside: put reads, get writes (also through the symlinked dir).
+	put, err := n.PutObjectFile(ctx, filepath.Join(allowed, "in"))
+	if err != nil {
+		t.Fatalf("put inside: %v", err)
+	}
+	id, err := cid.Decode(put.CID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{filepath.Join(allowed, "out"), allowed + "/sub/../out2", filepath.Join(linkedDir, "out3")} {
+		if got, err := n.GetObject(ctx, id, out, nil); err != nil || got.Path != out || got.Size != 6 {
+			t.Fatalf("get to %s: %+v (%v)", out, got, err)
+		}
+		if b, err := os.ReadFile(out); err != nil || string(b) != "public" {
+			t.Fatalf("get wrote %q to %s (%v)", b, out, err)
+		}
+	}
+
+	// Outside: refused, nothing read.
+	for _, path := range []string{
+		filepath.Join(outside, "secret"),
+		allowed + "/../private/secret",
+		filepath.Join(allowed, "to-secret"),
+		filepath.Join(allowed, "to-private", "secret"),
+		filepath.Join(outside, "missing"), // not even whether it exists
+		"/etc/passwd",
+	} {
+		_, err := n.PutObjectFile(ctx, path)
+		if !errors.Is(err, ErrPathNotAllowed) {
+			t.Errorf("put %s: %v, want not allowed", path, err)
+		} else {
+			t.Logf("put %s: %v", path, err)
+		}
+	}
+	if objs, _ := n.ListObjects(); len(objs) != 1 {
+		t.Errorf("refused puts stored objects: %d held, want 1", len(objs))
+	}
+
+	// Outside: refused before fetching (an unknown object would
+	// otherwise fail as not found) and nothing written.
+	for _, path := range []string{
+		filepath.Join(outside, "out"),
+		allowed + "/../private/out",
+		filepath.Join(allowed, "to-private", "out"),
+	} {
+		for _, obj := range []cid.Cid{id, unknown} {
+			if _, err := n.GetObject(ctx, obj, path, nil); !errors.Is(err, ErrPathNotAllowed) {
+				t.Errorf("get %s to %s: %v, want not allowed", obj, path, err)
+			}
+		}
+	}
+	// A symlink inside named as the file is replaced, not followed.
+	link := filepath.Join(allowed, "to-secret")
+	if _, err := n.GetObject(ctx, id, link, nil); err != nil {
+		t.Fatalf("get over a symlink inside: %v", err)
+	}
+	if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("get over a symlink left %v (%v), want a regular file", fi.Mode(), err)
+	}
+	if b, err := os.ReadFile(filepath.Join(outside, "secret")); err != nil || string(b) != "secret" {
+		t.Errorf("the file outside now holds %q (%v)", b, err)
+	}
+	if entries, err := os.ReadDir(outside); err != nil || len(entries) != 1 {
+		t.Errorf("the outside directory holds %v (%v), want only the secret", entries, err)
+	}
+
+	// Inside but unusable: bad paths.
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"put relative", func() error { _, err := n.PutObjectFile(ctx, "in"); return err }()},
+		{"put missing", func() error { _, err := n.PutObjectFile(ctx, filepath.Join(allowed, "missing")); return err }()},
+		{"put directory", func() error { _, err := n.PutObjectFile(ctx, filepath.Join(allowed, "sub")); return err }()},
+		{"get into a missing directory", func() error {
+			_, err := n.GetObject(ctx, id, filepath.Join(allowed, "no", "such", "dir"), nil)
+			return err
+		}()},
+		{"get over a directory", func() error { _, err := n.GetObject(ctx, id, filepath.Join(allowed, "sub"), nil); return err }()},
+	} {
+		if !errors.Is(tc.err, ErrBadPath) {
+			t.Errorf("%s: %v, want bad path", tc.name, tc.err)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(allowed, ".*.part")); len(m) != 0 {
+		t.Errorf("temporary files left: %v", m)
+	}
 }
 
 // TestServeWhileFetching: B holds half of an object, as while it is still
@@ -142,16 +335,13 @@ func TestServeWhileFetching(t *testing.T) {
 	}
 	half := int64(n/2) * int64(info.ChunkSize)
 	var once sync.Once
-	out := filepath.Join(t.TempDir(), "out")
-	if _, err := c.GetObject(ctx, id, out, func(done, total int64) {
+	got := readObject(t, ctx, c, id, func(done, total int64) {
 		if done >= half {
 			once.Do(func() { store(n/2, n) }) // B's fetch goes on
 		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("C's copy differs (%v)", err)
+	})
+	if !bytes.Equal(got, data) {
+		t.Fatal("C's copy differs")
 	}
 }
 
@@ -166,13 +356,9 @@ func TestPexSources(t *testing.T) {
 	a, b, c, d := startNode(t, ctx), startNode(t, ctx), startNode(t, ctx), startNode(t, ctx)
 	data := make([]byte, 100_000)
 	rand.Read(data)
-	in := filepath.Join(t.TempDir(), "in")
-	if err := os.WriteFile(in, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var id cid.Cid
 	for _, n := range []*Node{a, d} {
-		put, err := n.PutObject(ctx, in)
+		put, err := n.PutObject(ctx, bytes.NewReader(data))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,5 +443,31 @@ func TestSwarmSessionLimit(t *testing.T) {
 	}
 	for _, c := range open[:maxSwarmSessions] {
 		c.Close()
+	}
+}
+
+// TestObjectDirsConfig: config.json's object_dirs must be absolute.
+func TestObjectDirsConfig(t *testing.T) {
+	home := t.TempDir()
+	if _, err := Init(home); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dirs string
+		ok   bool
+	}{
+		{`["/srv/media", "/tmp"]`, true},
+		{`["media"]`, false},
+	} {
+		cfg := `{"version": 1, "object_dirs": ` + tc.dirs + `}`
+		if err := os.WriteFile(filepath.Join(home, configFile), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fc, err := LoadFileConfig(home)
+		if (err == nil) != tc.ok {
+			t.Errorf("object_dirs %s: %v, want ok %v", tc.dirs, err, tc.ok)
+		} else if tc.ok && len(fc.ObjectDirs) != 2 {
+			t.Errorf("object_dirs %s read as %q", tc.dirs, fc.ObjectDirs)
+		}
 	}
 }

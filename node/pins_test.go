@@ -1,11 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -43,11 +42,7 @@ func putFile(t *testing.T, ctx context.Context, n *Node, size int) cid.Cid {
 	t.Helper()
 	data := make([]byte, size)
 	rand.Read(data)
-	path := filepath.Join(t.TempDir(), "in")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	put, err := n.PutObject(ctx, path)
+	put, err := n.PutObject(ctx, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}

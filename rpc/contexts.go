@@ -16,7 +16,7 @@ func contextCreate(ctx context.Context, s *Server, _ *call, p api.ContextCreateP
 	case len(p.Description) > api.MaxContextDescription:
 		return nil, api.NewError(api.CodeInvalidParams, "field \"description\": %d bytes, the limit is %d", len(p.Description), api.MaxContextDescription)
 	}
-	return s.node.CreateContext(ctx, p.Name, p.Description)
+	return s.node.CreateContext(ctx, p)
 }
 
 func contextJoin(ctx context.Context, s *Server, _ *call, p api.ContextParams) (any, error) {

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/contextd/contextd/rpc/api"
 )
@@ -97,6 +98,7 @@ func (s *Server) dispatch(ctx context.Context, cl *call, req api.Request) (res a
 	if !ok {
 		return nil, api.NewError(api.CodeMethodNotFound, "unknown method %q", truncate(req.Method))
 	}
+	defer s.cfg.Metrics.called(req.Method, time.Now(), &err)
 	if !callerOf(ctx).may(m.scope) {
 		return nil, api.NewError(api.CodeNotAllowed, "not allowed: method %s needs scope %s", req.Method, m.scope)
 	}

@@ -6,6 +6,12 @@
 // (context.datagram); both kinds share one pump (ws.go). The wire protocol is docs/protocols/rpc.md; the
 // types are in rpc/api.
 //
+// Beside /rpc, objects travel as bytes (objects.go): POST /objects stores
+// the body as an object, GET /objects/CID streams one, each authenticated
+// like /rpc and needing the scope of the method it stands for (object.put,
+// object.get); at most Config.MaxObjectStreams run at once, and neither
+// end holds an object in memory.
+//
 // Handlers are thin: decode the params, call the Node, encode the result,
 // map the error to a code with errors.Is (see api.CodeOf). rpc declares the
 // Node interface it needs and never imports package node; node builds a

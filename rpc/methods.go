@@ -28,12 +28,14 @@ type method struct {
 
 // methods is the one table of every RPC method. Each names the scope a
 // token needs to call it (docs/protocols/rpc.md, "Tokens and scopes"): app
-// tokens never change follows or blocks, touch objects by path, or mint
-// tokens.
+// tokens never change follows or blocks, touch objects, or mint tokens.
+// The object endpoints (objects.go) need the scope of the method they
+// stand for.
 var methods = map[string]method{
 	api.MethodNodeInfo:    {scope: api.ScopeFeedsRead, handle: noParams(nodeInfo)},
 	api.MethodNodePeers:   {scope: api.ScopeAdmin, handle: noParams(nodePeers)},
 	api.MethodNodeConnect: {scope: api.ScopeAdmin, handle: withParams(nodeConnect)},
+	api.MethodNodeStorage: {scope: api.ScopeAdmin, handle: noParams(nodeStorage)},
 
 	api.MethodFeedPublish:     {scope: api.ScopeFeedsWrite, handle: withParams(feedPublish)},
 	api.MethodFeedHead:        {scope: api.ScopeFeedsRead, handle: withParams(feedHead)},
@@ -43,7 +45,7 @@ var methods = map[string]method{
 	api.MethodFeedList:        {scope: api.ScopeFeedsRead, handle: noParams(feedList)},
 
 	api.MethodGraphFollow:   {scope: api.ScopeAdmin, handle: withParams(contact(feed.RelFollow))},
-	api.MethodGraphUnfollow: {scope: api.ScopeAdmin, handle: withParams(contact(feed.RelNone))},
+	api.MethodGraphUnfollow: {scope: api.ScopeAdmin, handle: withParams(graphUnfollow)},
 	api.MethodGraphBlock:    {scope: api.ScopeAdmin, handle: withParams(contact(feed.RelBlock))},
 	api.MethodGraphUnblock:  {scope: api.ScopeAdmin, handle: withParams(contact(feed.RelNone))},
 	api.MethodGraphList:     {scope: api.ScopeAdmin, handle: noParams(graphList)},
@@ -58,6 +60,7 @@ var methods = map[string]method{
 	api.MethodObjectUnpin:     {scope: api.ScopeAdmin, handle: withParams(objectUnpin)},
 	api.MethodObjectList:      {scope: api.ScopeAdmin, handle: noParams(objectList)},
 	api.MethodObjectProviders: {scope: api.ScopeAdmin, handle: withParams(objectProviders)},
+	api.MethodObjectRm:        {scope: api.ScopeAdmin, handle: withParams(objectRm)},
 
 	api.MethodContextCreate:      {scope: api.ScopeContextsWrite, handle: withParams(contextCreate)},
 	api.MethodContextJoin:        {scope: api.ScopeContextsWrite, handle: withParams(contextJoin)},
@@ -265,7 +268,7 @@ func objectPut(ctx context.Context, s *Server, _ *call, p api.ObjectPutParams) (
 	if p.Path == "" {
 		return nil, missing("path")
 	}
-	return s.node.PutObject(ctx, p.Path)
+	return s.node.PutObjectFile(ctx, p.Path)
 }
 
 // objectGet fetches an object; with a progress token on a WebSocket it

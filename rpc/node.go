@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"io"
 
 	"github.com/ipfs/go-cid"
 
@@ -49,19 +50,38 @@ type Node interface {
 	Contact(ctx context.Context, target feed.ID, rel feed.Relation) (*feed.Entry, error)
 	// Graph returns the node's own follows and blocks.
 	Graph() (api.Graph, error)
+	// Unfollow is graph.unfollow: Contact with RelNone, and with forget
+	// the deletion of what the node stores of the feed (see
+	// api.UnfollowResult). The node's own ID and the feed of a context
+	// whose key the node holds wrap api.ErrInvalidParams.
+	Unfollow(ctx context.Context, id feed.ID, forget bool) (api.UnfollowResult, error)
+	// Storage reports the disk the store uses and its bounds.
+	Storage() (api.Storage, error)
 
 	// Progress reports replication progress.
 	Progress() api.Progress
 	// EBTPeers reports per-peer replication status.
 	EBTPeers() []api.EBTPeer
 
-	// PutObject stores, pins and provides the file at path (absolute); a
-	// path it cannot read should wrap api.ErrInvalidParams.
-	PutObject(ctx context.Context, path string) (api.ObjectPutResult, error)
-	// GetObject makes the node hold object id, fetching it from providers,
-	// and writes it to path (absolute; none if empty). progress, if not
-	// nil, is called with the bytes held and the size, from one goroutine
-	// at a time. No provider should wrap api.ErrNotFound.
+	// PutObject stores, pins and provides the bytes r yields, to its end,
+	// in memory bounded whatever their number; an error reading r fails
+	// it.
+	PutObject(ctx context.Context, r io.Reader) (api.ObjectPutResult, error)
+	// PutObjectFile does what PutObject does with the file at path
+	// (absolute, on the daemon's machine). A path outside the
+	// directories the operator allowed should wrap api.ErrNotAllowed
+	// (nothing read), one it cannot read api.ErrInvalidParams.
+	PutObjectFile(ctx context.Context, path string) (api.ObjectPutResult, error)
+	// OpenObject makes the node hold object id, fetching it from
+	// providers, and returns a reader of its size bytes; the object is
+	// kept until the reader is closed. progress, if not nil, is called
+	// with the bytes held and the size, from one goroutine at a time. No
+	// provider should wrap api.ErrNotFound.
+	OpenObject(ctx context.Context, id cid.Cid, progress func(done, total int64)) (r io.ReadCloser, size int64, err error)
+	// GetObject makes the node hold object id as OpenObject does and
+	// writes it to path (absolute; none if empty). A path outside the
+	// allowed directories should wrap api.ErrNotAllowed (nothing fetched
+	// or written).
 	GetObject(ctx context.Context, id cid.Cid, path string, progress func(done, total int64)) (api.ObjectGetResult, error)
 	// StatObject, PinObject and UnpinObject wrap api.ErrNotFound for an
 	// object the node does not hold.
@@ -70,6 +90,9 @@ type Node interface {
 	UnpinObject(id cid.Cid) error
 	// ListObjects reports every object held, ordered by CID.
 	ListObjects() ([]api.Object, error)
+	// RemoveObject deletes what the node holds of id (api.ErrNotFound if
+	// nothing); a pinned object wraps api.ErrInvalidParams unless force.
+	RemoveObject(id cid.Cid, force bool) (api.ObjectRmResult, error)
 	// Providers returns the peers the DHT says provide id.
 	Providers(ctx context.Context, id cid.Cid) ([]api.Provider, error)
 
@@ -77,9 +100,9 @@ type Node interface {
 	// api.ErrNotJoined otherwise; a body over api.MaxMessageBody wraps
 	// feed.ErrTooLarge.
 
-	// CreateContext makes a new context key, keeps it, writes name and
-	// description to the context's feed, and joins it.
-	CreateContext(ctx context.Context, name, description string) (api.Context, error)
+	// CreateContext makes a new context key, keeps it, writes its meta
+	// (name, description, wide) to the context's feed, and joins it.
+	CreateContext(ctx context.Context, p api.ContextCreateParams) (api.Context, error)
 	// JoinContext joins context id: finds and links members, subscribes to
 	// its gossip and replicates its history. Joining twice is not an error.
 	JoinContext(ctx context.Context, id feed.ID) (api.Context, error)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/internal/limit"
 	"github.com/contextd/contextd/rpc/api"
 )
 
@@ -60,6 +61,19 @@ type Config struct {
 	CallTimeout    time.Duration // bound of one call
 	WriteTimeout   time.Duration // a WebSocket message not written in this time drops the connection
 	PingInterval   time.Duration // WebSocket ping period; the pong must come within it
+	// MaxObjectStreams bounds the object uploads and downloads served at
+	// once (each holds a batch of chunks at most).
+	MaxObjectStreams int
+	// Metrics, if not nil, counts and times calls by method (metrics.go).
+	Metrics *Metrics
+
+	// MaxConns and MaxConnsPerAddr bound the open connections Serve
+	// accepts, in all and per remote address; AuthPolicy counts requests
+	// without a valid token per address (zero fields:
+	// limit.DefaultPolicy). See limits.go.
+	MaxConns        int
+	MaxConnsPerAddr int
+	AuthPolicy      limit.Policy
 }
 
 func (c *Config) fill() {
@@ -78,6 +92,10 @@ func (c *Config) fill() {
 	def(&c.MaxCalls, DefaultMaxCalls)
 	def(&c.MaxSubs, DefaultMaxSubs)
 	def(&c.SubBatch, DefaultSubBatch)
+	def(&c.MaxObjectStreams, DefaultMaxObjectStreams)
+	def(&c.MaxConns, DefaultMaxConns)
+	def(&c.MaxConnsPerAddr, DefaultMaxConnsPerAddr)
+	c.AuthPolicy = c.AuthPolicy.OrDefault()
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = DefaultCallTimeout
 	}
@@ -89,8 +107,9 @@ func (c *Config) fill() {
 	}
 }
 
-// Server serves the RPC. It is an http.Handler for api.Path, api.LoginPath
-// and, through Config.Pages, every other path.
+// Server serves the RPC. It is an http.Handler for api.Path, api.LoginPath,
+// api.ObjectsPath and below it, and, through Config.Pages, every other
+// path.
 type Server struct {
 	cfg    Config
 	node   Node
@@ -99,6 +118,10 @@ type Server struct {
 	token  [sha256.Size]byte // hash of cfg.Token; compared in constant time
 	ctx    context.Context   // cancelled by Close; parent of every call
 	stop   context.CancelFunc
+	// slots holds a token per object upload or download being served
+	// (capacity MaxObjectStreams).
+	slots chan struct{}
+	lim   *limits // per-address connection counts, strikes and refusals (limits.go)
 
 	// authMu guards live and logins. It is held across a revocation, so
 	// no WebSocket of a revoked token is registered after it.
@@ -125,6 +148,8 @@ func New(cfg Config) *Server {
 		ctx:    ctx,
 		stop:   stop,
 		live:   make(map[string]map[*context.CancelFunc]struct{}),
+		slots:  make(chan struct{}, cfg.MaxObjectStreams),
+		lim:    newLimits(cfg),
 	}
 }
 
@@ -170,7 +195,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(s.limitListener(ln)) }()
 	var err error
 	select {
 	case err = <-errc:
@@ -190,10 +215,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // ServeHTTP serves api.Path (POST with one JSON-RPC request, or a
-// WebSocket upgrade), api.LoginPath, and passes other paths to
-// Config.Pages.
+// WebSocket upgrade), api.LoginPath, the object endpoints, and passes other
+// paths to Config.Pages.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != api.Path && r.URL.Path != api.LoginPath {
+	objects := isObjectsPath(r.URL.Path)
+	if r.URL.Path != api.Path && r.URL.Path != api.LoginPath && !objects {
 		if s.cfg.Pages == nil {
 			http.NotFound(w, r)
 			return
@@ -210,10 +236,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveLogin(w, r)
 		return
 	}
+	if objects {
+		s.serveObjects(w, r)
+		return
+	}
 	if isWebSocket(r) {
 		ctx, release, ok := s.authWS(r)
 		if !ok {
-			unauthorized(w)
+			s.unauthorized(w, r)
 			return
 		}
 		defer release()
@@ -223,7 +253,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	who, ok := s.authenticate(r, false)
 	if !ok {
-		unauthorized(w)
+		s.unauthorized(w, r)
 		return
 	}
 	data, ok := readPOST(w, r, s.cfg.MaxRequestSize, "use POST or a WebSocket upgrade")

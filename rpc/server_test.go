@@ -63,23 +63,7 @@ func (e *testEnv) post(t *testing.T, token, body string) (int, []byte) {
 // postTo posts a JSON body to path, with token if not empty.
 func (e *testEnv) postTo(t *testing.T, path, token, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.ts.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := e.ts.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := e.send(t, http.MethodPost, path, token, "application/json", strings.NewReader(body))
 	return resp.StatusCode, b
 }
 

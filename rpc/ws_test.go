@@ -344,8 +344,8 @@ func TestLongCalls(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	want := map[string]bool{
-		"GetObject ws": false, "PutObject ws": false, "PinObject ws": true,
-		"GetObject post": true, "PutObject post": true, "PinObject post": true,
+		"GetObject ws": false, "PutObjectFile ws": false, "PinObject ws": true,
+		"GetObject post": true, "PutObjectFile post": true, "PinObject post": true,
 	}
 	if !maps.Equal(deadlines, want) {
 		t.Fatalf("deadlines seen by the node = %v, want %v", deadlines, want)

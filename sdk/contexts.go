@@ -8,11 +8,17 @@ import (
 	"github.com/contextd/contextd/rpc/api"
 )
 
-// CreateContext makes a new context with a name and description; the node
+// CreateContext makes a new room with a name and description; the node
 // keeps its key and joins it (context.create).
 func (c *Client) CreateContext(ctx context.Context, name, description string) (api.Context, error) {
+	return c.CreateContextWith(ctx, api.ContextCreateParams{Name: name, Description: description})
+}
+
+// CreateContextWith is CreateContext with every parameter of
+// context.create, such as Wide.
+func (c *Client) CreateContextWith(ctx context.Context, p api.ContextCreateParams) (api.Context, error) {
 	var r api.Context
-	err := c.Call(ctx, api.MethodContextCreate, api.ContextCreateParams{Name: name, Description: description}, &r)
+	err := c.Call(ctx, api.MethodContextCreate, p, &r)
 	return r, err
 }
 

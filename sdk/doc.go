@@ -1,6 +1,8 @@
 // Package sdk is the Go client of contextd's JSON-RPC API: Dial a daemon,
 // call its methods with typed functions (Info, Publish, Get, Follow, ...),
-// and Subscribe to feeds.
+// and Subscribe to feeds. PutObject and GetObject stream objects over the
+// daemon's HTTP object endpoints beside the WebSocket, each request on its
+// own, so neither the app nor the daemon holds an object in memory.
 //
 // A Client keeps one WebSocket connection. When it drops, the Client
 // redials with exponential backoff; calls made meanwhile wait for the new
@@ -21,6 +23,6 @@
 // Client started.
 //
 // sdk imports only rpc/api, feed, the standard library and
-// github.com/coder/websocket, never libp2p or Badger (deps_test.go guards
-// that), so apps can embed it cheaply.
+// github.com/coder/websocket, never libp2p or Badger (the dependency rules'
+// test, internal/archtest, guards that), so apps can embed it cheaply.
 package sdk

@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -53,11 +55,13 @@ const (
 	badgerWorstContact  = badgerWorstEntry + pairKeyLen + badgerWriteOverhead + 1
 	badgerWorstLease    = badgerWorstEntry + maxLeaseKeyLen + badgerWriteOverhead + 8
 	badgerHeadWrite     = 1 + idLen + badgerWriteOverhead + headValLen
-	// A ctx entry adds its index key, its context's cursor and its
-	// member record (at worst one context per entry).
+	badgerCounterWrite  = 1 + idLen + badgerWriteOverhead + 8 // a feed's or a context's byte count
+	// A ctx entry adds its index key, its context's cursor, its member
+	// record and its byte count (at worst one context per entry).
 	badgerWorstCtx = badgerWorstEntry + ctxMsgKeyLen + badgerWriteOverhead + ctxRefValLen +
-		1 + idLen + badgerWriteOverhead + 8 + pairKeyLen + badgerWriteOverhead + ctxMemValLen
-	badgerWorstTxnBytes = MaxBatch*max(badgerWorstEntry, badgerWorstContact, badgerWorstLease, badgerWorstCtx) + badgerHeadWrite
+		1 + idLen + badgerWriteOverhead + 8 + pairKeyLen + badgerWriteOverhead + ctxMemValLen + badgerCounterWrite
+	badgerWorstTxnBytes = MaxBatch*max(badgerWorstEntry, badgerWorstContact, badgerWorstLease, badgerWorstCtx) +
+		badgerHeadWrite + badgerCounterWrite
 
 	// minEntrySize is the encoded size of the smallest entry: header 82 +
 	// a 1-byte type + body length 4 + signature 64.
@@ -75,11 +79,15 @@ type BadgerOptions struct {
 	// Logger receives Badger's own log lines: errors at Error, warnings at
 	// Warn, the rest at Debug. Nil discards them.
 	Logger *slog.Logger
+	// Metrics, if not nil, times commits and syncs and reports the
+	// databases' sizes (metrics.go).
+	Metrics *Metrics
 }
 
 // Badger is a Store on two Badger v4 databases in one directory. db, in
 // the directory itself, holds feeds, the graph, clocks, object records,
-// pins and leases, with every write synced before it returns. blobs, in
+// pins and leases; the writes that must not go back in time are synced
+// before they return, the node's own entries at its Sync. blobs, in
 // its subdirectory blobsDir, holds what can be fetched again: chunks and
 // tree hashes, written unsynced (see OpenBadger). It is safe for
 // concurrent use.
@@ -105,6 +113,14 @@ type Badger struct {
 	ctxMu sync.Mutex
 
 	objs badgerObjects // object storage (badger_objects.go)
+
+	quotas atomic.Pointer[Quotas] // what Append enforces (badger_bounds.go); nil: none
+
+	dir        string     // the main database's directory
+	syncMu     sync.Mutex // serialises Sync
+	syncedVlog uint32     // value logs below this number are synced (badger_sync.go)
+
+	metrics *Metrics // BadgerOptions.Metrics, or nil
 }
 
 var _ Store = (*Badger)(nil)
@@ -125,10 +141,15 @@ const (
 // OpenBadger opens (creating if needed) the store in dir. Only one process
 // may have a directory open at a time.
 //
-// Durability differs between the two databases. Every write to db is
-// synced before it returns (SyncWrites): an author that lost its own
-// latest entries would fork its feed, and object records, pins and leases
-// must not go back in time. The blobs database is not synced on write:
+// Durability differs between the two databases. Appends to db are not
+// synced: most are other authors' entries, which can be fetched again, and
+// a sync per delivered message would put the disk on every context
+// message's path (a commit survives the process dying, only not the
+// machine). Sync is the barrier for the writes that must survive a power
+// loss: the node syncs after appending its own entries and before they
+// leave it (an author that lost its own latest entries would fork its
+// feed), and object records, pins, sweeps and joined contexts are synced
+// here before their calls return. The blobs database is not synced on write:
 // syncing the value log and the write-ahead log for each batch of chunks
 // cost more CPU than the network when swarming; a power loss may take
 // chunks or hashes written in the last seconds, which are fetched again.
@@ -141,7 +162,7 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(nil).
-		WithSyncWrites(true).
+		WithSyncWrites(false).
 		WithVerifyValueChecksum(true).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
@@ -161,7 +182,8 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open badger %s: %w", dir, err)
 	}
-	if err := checkSchema(db); err != nil {
+	oldMain, err := checkSchema(db)
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
 	}
 	blobs, err := badger.Open(bo.WithDir(filepath.Join(dir, blobsDir)).
@@ -174,20 +196,29 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: blobs: %w", dir, err), db.Close())
 	}
-	if err := checkSchema(blobs); err != nil {
+	oldBlobs, err := checkSchema(blobs)
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: blobs: %w", dir, err), blobs.Close(), db.Close())
 	}
-	s := &Badger{db: db, blobs: blobs}
+	s := &Badger{db: db, blobs: blobs, dir: dir, metrics: opts.Metrics}
+	if err := s.upgrade(oldMain, oldBlobs); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), blobs.Close(), db.Close())
+	}
+	if err := s.finishDeletes(); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), blobs.Close(), db.Close())
+	}
 	if err := s.loadObjects(); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), blobs.Close(), db.Close())
 	}
+	opts.Metrics.watch(s)
 	return s, nil
 }
 
 // checkSchema writes the schema version into a new database and refuses a
-// database of another version.
-func checkSchema(db *badger.DB) error {
-	return db.Update(func(txn *badger.Txn) error {
+// database of another version than schemaVersion or schemaUpgradable;
+// old reports the latter (the caller upgrades it).
+func checkSchema(db *badger.DB) (old bool, err error) {
+	return old, db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte{keySchema})
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return txn.Set([]byte{keySchema}, []byte{schemaVersion})
@@ -199,7 +230,8 @@ func checkSchema(db *badger.DB) error {
 			if len(v) != 1 {
 				return fmt.Errorf("%w: schema version %x", ErrCorrupt, v)
 			}
-			if v[0] != schemaVersion {
+			old = v[0] == schemaUpgradable
+			if v[0] != schemaVersion && !old {
 				return fmt.Errorf("%w: schema version %d, this build reads %d; another contextd version "+
 					"wrote it: move the directory away to start afresh (feeds sync again from peers, "+
 					"the node's own feed too)", ErrSchema, v[0], schemaVersion)
@@ -281,6 +313,17 @@ func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 	if err := b.extends(head); err != nil {
 		return err
 	}
+	held, err := readCounter(txn, idKey(prefixFeedBytes, b.author))
+	if err != nil {
+		return fmt.Errorf("store: append: %w", err)
+	}
+	q := s.quotasNow()
+	if err := b.checkQuotas(q, int64(held), func(ctx feed.ID) (int64, error) { return ctxOthers(txn, ctx, q.Self) }); err != nil {
+		return err
+	}
+	if err := txn.Set(idKey(prefixFeedBytes, b.author), binary.BigEndian.AppendUint64(nil, held+uint64(b.bytes()))); err != nil {
+		return badgerWriteErr(err)
+	}
 	for i := range b.recs {
 		r := &b.recs[i]
 		if err := txn.Set(entryKey(b.author, r.e.Seq), r.enc); err != nil {
@@ -317,9 +360,11 @@ func (s *Badger) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 	if err := txn.Set(idKey(prefixHead, b.author), encodeHead(b.head())); err != nil {
 		return badgerWriteErr(err)
 	}
+	start := s.metrics.now()
 	if err := txn.Commit(); err != nil {
 		return badgerWriteErr(err)
 	}
+	s.metrics.committed(start)
 	if b.leases {
 		x := &s.objs.index
 		for i := range b.recs {
@@ -394,13 +439,19 @@ func (s *Badger) Get(author feed.ID, seq uint64) (*feed.Entry, error) {
 		if seq == 0 {
 			return ErrNotFound
 		}
-		return readValue(txn, entryKey(author, seq), func(v []byte) (err error) {
+		err := readValue(txn, entryKey(author, seq), func(v []byte) (err error) {
 			e, err = decodeEntry(author, seq, v)
 			return err
 		})
+		if errors.Is(err, ErrNotFound) {
+			if perr := prunedErr(txn, author, seq); perr != nil {
+				return perr
+			}
+		}
+		return err
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrPruned) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("store: get %s seq %d: %w", author.Short(), seq, err)
@@ -485,6 +536,11 @@ func scanEntries(txn *badger.Txn, author feed.ID, from uint64, limit int, fn fun
 			return err
 		}
 		if seq != want {
+			if want == from {
+				if err := prunedErr(txn, author, from); err != nil {
+					return err
+				}
+			}
 			return fmt.Errorf("%w: seq %d where %d belongs", ErrCorrupt, seq, want)
 		}
 		more := true
@@ -703,7 +759,10 @@ func (s *Badger) Close() error {
 		return nil
 	}
 	s.closed = true
-	if err := errors.Join(s.blobs.Close(), s.db.Close()); err != nil {
+	// Closing flushes the memtables but syncs no value log without
+	// SyncWrites: sync first, so what a clean close leaves survives a
+	// power loss.
+	if err := errors.Join(s.sync(), s.blobs.Close(), s.db.Close()); err != nil {
 		return fmt.Errorf("store: close badger: %w", err)
 	}
 	return nil

@@ -19,7 +19,7 @@ const (
 
 	ctxMsgKeyLen = 1 + idLen + 8
 	ctxRefValLen = idLen + 8
-	ctxMemValLen = 16
+	ctxMemValLen = 24 // 16 in stores written before the byte counts: their bytes read as 0
 )
 
 func ctxMsgKey(ctx feed.ID, cursor uint64) []byte {
@@ -55,9 +55,12 @@ func writeCtxLocked(txn *badger.Txn, b *batch) error {
 		if err := readValue(txn, mk, func(v []byte) (err error) { old, err = decodeMember(b.author, v); return err }); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		v := binary.BigEndian.AppendUint64(nil, old.Messages+u.members.Messages)
-		v = binary.BigEndian.AppendUint64(v, max(old.Seq, u.members.Seq))
-		if err := txn.Set(mk, v); err != nil {
+		m := CtxMember{Author: b.author, Messages: old.Messages + u.members.Messages,
+			Seq: max(old.Seq, u.members.Seq), Bytes: old.Bytes + u.members.Bytes}
+		if err := txn.Set(mk, encodeMember(m)); err != nil {
+			return err
+		}
+		if err := addCounter(txn, idKey(prefixCtxBytes, u.ctx), int64(u.members.Bytes)); err != nil {
 			return err
 		}
 	}
@@ -79,11 +82,22 @@ func readCtxCursor(txn *badger.Txn, ctx feed.ID) (uint64, error) {
 	return c, err
 }
 
+func encodeMember(m CtxMember) []byte {
+	v := make([]byte, 0, ctxMemValLen)
+	v = binary.BigEndian.AppendUint64(v, m.Messages)
+	v = binary.BigEndian.AppendUint64(v, m.Seq)
+	return binary.BigEndian.AppendUint64(v, m.Bytes)
+}
+
 func decodeMember(author feed.ID, v []byte) (CtxMember, error) {
-	if len(v) != ctxMemValLen {
+	if len(v) != ctxMemValLen && len(v) != 16 {
 		return CtxMember{}, fmt.Errorf("%w: context member record of %d bytes", ErrCorrupt, len(v))
 	}
-	return CtxMember{Author: author, Messages: binary.BigEndian.Uint64(v), Seq: binary.BigEndian.Uint64(v[8:])}, nil
+	m := CtxMember{Author: author, Messages: binary.BigEndian.Uint64(v), Seq: binary.BigEndian.Uint64(v[8:])}
+	if len(v) == ctxMemValLen {
+		m.Bytes = binary.BigEndian.Uint64(v[16:])
+	}
+	return m, nil
 }
 
 // CtxRefs implements Contexts.
@@ -103,6 +117,7 @@ func (s *Badger) CtxRefs(ctx feed.ID, from uint64, limit int, desc bool) ([]CtxR
 		if desc && from == 0 {
 			seek = ctxMsgKey(ctx, ^uint64(0))
 		}
+		stored := storedCache{}
 		for it.Seek(seek); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
 			item := it.Item()
 			k := item.Key()
@@ -120,7 +135,11 @@ func (s *Badger) CtxRefs(ctx feed.ID, from uint64, limit int, desc bool) ([]CtxR
 			}); err != nil {
 				return err
 			}
-			out = append(out, ref)
+			if ok, err := stored.stored(txn, ref.Author, ref.Seq); err != nil {
+				return err
+			} else if ok {
+				out = append(out, ref)
+			}
 		}
 		return nil
 	})
@@ -171,6 +190,9 @@ func (s *Badger) SetJoined(ctx feed.ID, joined bool) error {
 		}
 		return txn.Delete(idKey(prefixJoined, ctx))
 	})
+	if err == nil {
+		err = s.sync()
+	}
 	if err != nil {
 		return wrapErr(err, "set joined %s", ctx.Short())
 	}

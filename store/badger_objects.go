@@ -334,6 +334,15 @@ func update(db *badger.DB, fn func(txn *badger.Txn) error) error {
 	return txn.Commit()
 }
 
+// updateDurable is update of the main database followed by a sync, for
+// the object records that must not go back in time (OpenBadger).
+func (s *Badger) updateDurable(fn func(txn *badger.Txn) error) error {
+	if err := update(s.db, fn); err != nil {
+		return err
+	}
+	return s.sync()
+}
+
 // PutObject implements Objects.
 func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
 	if err := checkPutObject(id, info); err != nil {
@@ -366,7 +375,7 @@ func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
 	info.Root = bytes.Clone(info.Root)
 	m := &objMeta{id: id, info: info, access: x.next(nil)}
 	var leases map[feed.ID]int64 // leases that came before the object
-	err = update(s.db, func(txn *badger.Txn) error {
+	err = s.updateDurable(func(txn *badger.Txn) error {
 		var err error
 		if leases, err = readLeases(txn, id); err != nil {
 			return err
@@ -628,7 +637,7 @@ func (s *Badger) setPinned(id cid.Cid, pinned bool) error {
 		}
 		st := stateOf(m)
 		st.pinned = pinned
-		if err := s.db.Update(func(txn *badger.Txn) error {
+		if err := s.updateDurable(func(txn *badger.Txn) error {
 			return txn.Set(objKey(prefixObjState, id, nil), encodeState(st))
 		}); err != nil {
 			return err
@@ -657,17 +666,41 @@ func (s *Badger) Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool
 	defer s.mu.RUnlock()
 	out, err := s.evict(now, cacheBytes, inUse)
 	if len(out) > 0 {
-		// Rewrite blobs value log files that are mostly garbage; stop at
-		// the first that is not (badger.ErrNoRewrite) or after a few. A
-		// power loss may lose what a rewrite moved: chunks only, which
-		// then read as ErrCorrupt and are fetched again.
-		for range 4 {
-			if s.blobs.RunValueLogGC(0.5) != nil {
-				break
-			}
-		}
+		collect(s.blobs)
 	}
 	return out, err
+}
+
+// collect rewrites a few of db's value log files that are mostly garbage
+// (deleted entries or chunks), so that their space goes back to the disk;
+// it stops at the first that is not (badger.ErrNoRewrite) or after four.
+// In the blobs database a power loss may lose what a rewrite moved:
+// chunks only, which then read as ErrCorrupt and are fetched again.
+func collect(db *badger.DB) {
+	for range 4 {
+		if db.RunValueLogGC(0.5) != nil {
+			return
+		}
+	}
+}
+
+// Delete implements Objects, in the steps of Evict.
+func (s *Badger) Delete(id cid.Cid) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	s.objs.mu.Lock()
+	m, err := s.objs.index.get(id)
+	if err == nil {
+		err = s.deleteObjectLocked(m)
+	}
+	s.objs.mu.Unlock()
+	if err != nil {
+		return objErr(err, "delete", id)
+	}
+	collect(s.blobs)
+	return nil
 }
 
 func (s *Badger) evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) ([]cid.Cid, error) {
@@ -676,26 +709,38 @@ func (s *Badger) evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool
 	x := &s.objs.index
 	var out []cid.Cid
 	for _, m := range x.victims(now, cacheBytes, inUse) {
-		err := update(s.db, func(txn *badger.Txn) error {
-			if err := txn.Delete(objKey(prefixObject, m.id, nil)); err != nil {
-				return err
-			}
-			if err := txn.Delete(objKey(prefixObjState, m.id, nil)); err != nil {
-				return err
-			}
-			return txn.Set(objKey(prefixTombstone, m.id, nil), nil)
-		})
-		if err != nil {
-			return out, fmt.Errorf("store: evict %s: %w", m.id, err)
+		err := s.deleteObjectLocked(m)
+		if err == nil || x.objs[m.id.KeyString()] == nil {
+			out = append(out, m.id)
 		}
-		delete(x.objs, m.id.KeyString())
-		delete(x.leases, m.id.KeyString()) // on disk only from now on
-		out = append(out, m.id)
-		if err := s.sweepObject(m.id); err != nil {
+		if err != nil {
 			return out, fmt.Errorf("store: evict %s: %w", m.id, err)
 		}
 	}
 	return out, nil
+}
+
+// deleteObjectLocked deletes the object m: its info and state with a
+// tombstone in one durable transaction, then its blobs and the tombstone
+// (sweepObject). Its lease keys stay. s.objs.mu must be held.
+func (s *Badger) deleteObjectLocked(m *objMeta) error {
+	x := &s.objs.index
+	// The tombstone is durable before any blob goes.
+	err := s.updateDurable(func(txn *badger.Txn) error {
+		if err := txn.Delete(objKey(prefixObject, m.id, nil)); err != nil {
+			return err
+		}
+		if err := txn.Delete(objKey(prefixObjState, m.id, nil)); err != nil {
+			return err
+		}
+		return txn.Set(objKey(prefixTombstone, m.id, nil), nil)
+	})
+	if err != nil {
+		return err
+	}
+	delete(x.objs, m.id.KeyString())
+	delete(x.leases, m.id.KeyString()) // on disk only from now on
+	return s.sweepObject(m.id)
 }
 
 // sweepObject deletes the blobs of id, then its tombstone.
@@ -712,30 +757,8 @@ func (s *Badger) sweepObject(id cid.Cid) error {
 // database, at most badgerDeleteBatch per transaction.
 func (s *Badger) deleteBlobs(id cid.Cid) error {
 	for _, prefix := range []byte{prefixChunk, prefixTreeHash} {
-		p := objKey(prefix, id, nil)
-		for {
-			n := 0
-			err := update(s.blobs, func(txn *badger.Txn) error {
-				var keys [][]byte
-				it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
-				for it.Seek(p); it.ValidForPrefix(p) && len(keys) < badgerDeleteBatch; it.Next() {
-					keys = append(keys, it.Item().KeyCopy(nil))
-				}
-				it.Close()
-				n = len(keys)
-				for _, k := range keys {
-					if err := txn.Delete(k); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if n < badgerDeleteBatch {
-				break
-			}
+		if err := deleteKeys(s.blobs, objKey(prefix, id, nil), nil); err != nil {
+			return err
 		}
 	}
 	return nil

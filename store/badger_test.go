@@ -270,6 +270,11 @@ func TestCrashChild(t *testing.T) {
 		if err := s.Append(es); err != nil {
 			t.Fatal(err)
 		}
+		if i%3 == 0 { // as the node does for its own entries
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if _, err := fmt.Fprintf(os.Stdout, "ok %d\n", a.head.Seq); err != nil {
 			return // the parent is gone
 		}

@@ -19,11 +19,16 @@ func unsignedRun(author feed.ID, head feed.Head, n int) []*feed.Entry {
 	return es
 }
 
-// BenchmarkBadgerAppend measures synced appends of batches of 200-byte
-// entries to one feed, as replication does them.
+// BenchmarkBadgerAppend measures appends of batches of 200-byte entries to
+// one feed, as replication does them (unsynced), and single appends each
+// followed by a Sync, as the node writes its own entries.
 func BenchmarkBadgerAppend(b *testing.B) {
-	for _, batch := range []int{1, 64, 1024, MaxBatch} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+	for _, c := range []struct {
+		batch int
+		sync  bool
+	}{{1, false}, {64, false}, {1024, false}, {MaxBatch, false}, {1, true}} {
+		batch := c.batch
+		b.Run(fmt.Sprintf("batch=%d/sync=%t", batch, c.sync), func(b *testing.B) {
 			s, err := OpenBadger(b.TempDir(), BadgerOptions{})
 			if err != nil {
 				b.Fatal(err)
@@ -39,6 +44,11 @@ func BenchmarkBadgerAppend(b *testing.B) {
 				b.StartTimer()
 				if err := s.Append(es); err != nil {
 					b.Fatal(err)
+				}
+				if c.sync {
+					if err := s.Sync(); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 			b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "entries/s")

@@ -13,7 +13,8 @@ import (
 type Contexts interface {
 	// CtxRefs returns up to limit messages of ctx by cursor: with desc
 	// false those with cursor >= from, ascending; with desc true those
-	// with cursor <= from (from 0: the latest), descending.
+	// with cursor <= from (from 0: the latest), descending. Messages no
+	// longer stored (pruned or deleted: Bounds) are skipped.
 	CtxRefs(ctx feed.ID, from uint64, limit int, desc bool) ([]CtxRef, error)
 	// CtxCursor returns the latest cursor of ctx: 0 for none.
 	CtxCursor(ctx feed.ID) (uint64, error)
@@ -37,6 +38,7 @@ type CtxMember struct {
 	Author   feed.ID
 	Messages uint64 // messages indexed
 	Seq      uint64 // the highest seq among them
+	Bytes    uint64 // bytes of the messages stored (canonical encodings; less once pruned)
 }
 
 // ctxOf returns the context of a ctx entry's body; false if it is not one
@@ -78,6 +80,7 @@ func (b *batch) ctxUpdates() []*ctxUpdate {
 		u.seqs = append(u.seqs, r.e.Seq)
 		u.members.Messages++
 		u.members.Seq = r.e.Seq
+		u.members.Bytes += uint64(len(r.enc))
 	}
 	return out
 }

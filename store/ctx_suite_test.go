@@ -65,9 +65,13 @@ func testCtxIndex(t *testing.T, s ctxStore) {
 	}
 	// a: post, msg(room), msg(other), msg(room) in one batch; b: msg(room);
 	// a bad ctx body is stored but not indexed.
-	mustAppend(t, s, a.posts(1)[0], a.msg(room, "a1"), a.msg(other, "x"), a.msg(room, "a2"))
-	mustAppend(t, s, b.msg(room, "b1"), b.next(feed.TypeCtx, []byte{1, 2, 3}))
-	mustAppend(t, s, a.msg(room, "a3"))
+	post := a.posts(1)[0]
+	a1, ax, a2 := a.msg(room, "a1"), a.msg(other, "x"), a.msg(room, "a2")
+	b1 := b.msg(room, "b1")
+	a3 := a.msg(room, "a3")
+	mustAppend(t, s, post, a1, ax, a2)
+	mustAppend(t, s, b1, b.next(feed.TypeCtx, []byte{1, 2, 3}))
+	mustAppend(t, s, a3)
 
 	want := []CtxRef{{1, a.id, 2}, {2, a.id, 4}, {3, b.id, 1}, {4, a.id, 5}}
 	if got := refs(t, s, room, 0, 100, false); !slices.Equal(got, want) {
@@ -83,7 +87,13 @@ func testCtxIndex(t *testing.T, s ctxStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantM := []CtxMember{{a.id, 3, 5}, {b.id, 1, 1}}
+	size := func(es ...*feed.Entry) (n uint64) {
+		for _, e := range es {
+			n += uint64(e.EncodedSize())
+		}
+		return n
+	}
+	wantM := []CtxMember{{a.id, 3, 5, size(a1, a2, a3)}, {b.id, 1, 1, size(b1)}}
 	slices.SortFunc(wantM, func(x, y CtxMember) int { return x.Author.Compare(y.Author) })
 	if !slices.Equal(ms, wantM) {
 		t.Fatalf("members = %v, want %v", ms, wantM)

@@ -3,11 +3,13 @@
 // sent us, fork proofs, and swarm objects (object info, verified
 // chunks and tree hashes, pins, the leases read from lease entries,
 // least-recently-used eviction). It
-// offers three interfaces, Store for feeds, Contexts for the index of
-// context messages and Objects for objects, each with
+// offers four interfaces, Store for feeds, Contexts for the index of
+// context messages, Objects for objects and Bounds for the storage bounds
+// (byte counts and quotas, pruning, deleting a feed), each with
 // two implementations: Badger (on disk, Badger v4) and Mem (in memory, for
 // tests and simulations). One conformance suite per interface
-// (suite_test.go, objects_suite_test.go) runs against both.
+// (suite_test.go, ctx_suite_test.go, objects_suite_test.go,
+// bounds_suite_test.go) runs against both.
 //
 // # Guarantees
 //
@@ -17,14 +19,17 @@
 // over the same head at most one succeeds (the other gets ErrNotContiguous).
 // A reader sees a feed's head and its entries move together. Append checks
 // linkage (seq and prev) and structure, never signatures: verifying is the
-// caller's job (ebt verifies batches, node signs its own). Badger syncs every
-// Append to disk before returning, so an author cannot lose entries it has
-// already published and then fork its own feed after a power loss. Chunks and
-// tree hashes live in a second Badger database (blobs/) that is not synced
-// on write: a power loss may take those written in the last seconds (they
-// are fetched again), and one torn by it reads as ErrCorrupt, never as
-// other bytes, and is forgotten (see OpenBadger). Returned
-// entries and proofs are the caller's to keep and modify.
+// caller's job (ebt verifies batches, node signs its own). Appends are not
+// synced to disk on their own: a commit survives the process dying, and
+// Sync makes everything committed before it survive a power loss too. The
+// node syncs after appending its own entries and before they leave it, so
+// an author cannot lose entries it has already published and then fork its
+// own feed; other authors' entries lost to a power loss are fetched again.
+// Chunks and tree hashes live in a second Badger database (blobs/) that is
+// not synced on write: a power loss may take those written in the last
+// seconds (they are fetched again), and one torn by it reads as
+// ErrCorrupt, never as other bytes, and is forgotten (see OpenBadger).
+// Returned entries and proofs are the caller's to keep and modify.
 //
 // Batches are bounded, not split: at most MaxBatch entries per Append
 // (ErrBatchTooLarge otherwise), sized so that any such batch fits one Badger
@@ -35,19 +40,23 @@
 // Every key starts with a one-byte prefix. IDs are the 32 bytes of the
 // ed25519 key; integers are big-endian, so keys of one feed sort by seq.
 //
-//	'v'                      → schema version (1 byte, currently 2; in both databases)
+//	'v'                      → schema version (1 byte, currently 3; in both databases; 2 is upgraded on open)
 //	'e' author(32) seq(8)    → canonical entry encoding (feed.Entry.Encode)
 //	'h' author(32)           → head: seq(8) entry ID(32)
 //	'c' author(32) target(32)→ relation (1 byte: 1 follow, 2 block); absent = none
 //	'p' peer(32) feed(32)    → the peer's last EBT note for the feed (int64, 8 bytes)
 //	'f' author(32)           → fork proof (feed.ForkProof.Encode)
+//	'b' author(32)           → bytes of the feed's stored entries (8 bytes), for quotas and status
+//	'r' author(32)           → the first stored seq (8 bytes) once Prune deleted the ones before it; absent: 1
+//	'g' author(32)           → empty: tombstone of a DeleteFeed in progress, finished on open
 //
 // The context index (Contexts) is written in the transaction of the ctx
 // entries it indexes; cursors count from 1 per context:
 //
 //	'x' ctx(32) cursor(8)    → author(32) seq(8) of the message with that cursor
 //	'y' ctx(32)              → the context's latest cursor (8 bytes)
-//	'm' ctx(32) author(32)   → messages(8) highest seq(8) of the author in the context
+//	'm' ctx(32) author(32)   → messages(8) highest seq(8) bytes(8) of the author in the context
+//	'z' ctx(32)              → bytes of the context's stored messages (8 bytes)
 //	'j' ctx(32)              → empty: the node has joined the context
 //
 // Object keys carry the object ID (CID bytes, at most MaxObjectIDLen) after
@@ -75,17 +84,21 @@
 // Every entry (151 bytes or more) goes to the value log; the LSM tree keeps
 // its key and a pointer, so an append writes each entry once, and flushes
 // and compactions move only keys and pointers. Values under 64 bytes (heads,
-// contacts, clocks, leases, the schema version) are kept inline. Of the feed
-// data nothing but heads, peer clocks, contacts and leases is ever
-// overwritten or deleted, and all are inline, so the main value log holds
-// no garbage; evicted chunks are garbage in the blobs value log, and Evict
-// runs Badger's value log GC there after deleting. Each Append is one
-// transaction and one sync (of the value log and the LSM's write-ahead
-// log), however many entries it carries.
+// contacts, clocks, leases, counts, the schema version) are kept inline.
+// Entries are deleted only by Prune (a feed's prefix, in transactions of
+// up to 1024 entries that each move the 'r' point and the counts with
+// them, so a crash leaves a consistent feed) and DeleteFeed (a synced
+// 'g' tombstone, then the feed's rows in bounded transactions, the head
+// last); both leave garbage in the main value log, which DeleteFeed and
+// the node's retention pass hand to Badger's value log GC. Evicted and
+// deleted objects' chunks are garbage in the blobs value log, and Evict
+// and Delete run the GC there after deleting. Each Append is one
+// transaction, however many entries it carries, and a Sync after it one
+// sync of the value log and the LSM's write-ahead log (badger_sync.go).
 //
 // # Importers
 //
-// store imports only feed, swarm (pure: the object Info, bins, CIDs) and
-// Badger; no network code. node builds a Store; ebt and the other
+// store imports only feed, swarm (pure: the object Info, bins, CIDs),
+// Badger and the Prometheus client (metrics.go); no network code. node builds a Store; ebt and the other
 // consumers declare the small interfaces they need and receive it from node.
 package store

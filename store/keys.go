@@ -30,8 +30,13 @@ const (
 )
 
 // schemaVersion is the layout this build reads and writes (2: chunks and
-// tree hashes moved to the blobs database; object state without counts).
-const schemaVersion = 2
+// tree hashes moved to the blobs database; object state without counts;
+// 3: byte counts of feeds and contexts, prune points, feed tombstones).
+const schemaVersion = 3
+
+// schemaUpgradable is the older layout OpenBadger upgrades in place: a
+// version 2 store lacks only the byte counts, which it computes.
+const schemaUpgradable = 2
 
 const (
 	idLen       = len(feed.ID{})

@@ -24,14 +24,17 @@ type Mem struct {
 	forks    map[feed.ID]*feed.ForkProof
 	ctxs     map[feed.ID]*memCtx // context index (mem_ctx.go)
 	joined   map[feed.ID]bool
+	quotas   Quotas // mem_bounds.go
 
 	objs memObjects // object storage (mem_objects.go), with its own lock
 }
 
-// memFeed is one author's entries; entries[i] has seq i+1.
+// memFeed is one author's entries; entries[i] has seq base+i+1.
 type memFeed struct {
 	entries []*feed.Entry
 	head    feed.Head
+	base    uint64 // entries pruned (Prune)
+	bytes   int64  // bytes of the entries' encodings
 }
 
 var _ Store = (*Mem)(nil)
@@ -76,6 +79,13 @@ func (m *Mem) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 	if err := b.extends(head); err != nil {
 		return err
 	}
+	var held int64
+	if f != nil {
+		held = f.bytes
+	}
+	if err := b.checkQuotas(&m.quotas, held, m.ctxOthersLocked); err != nil {
+		return err
+	}
 	if f == nil {
 		f = &memFeed{}
 		m.feeds[b.author] = f
@@ -98,6 +108,7 @@ func (m *Mem) AppendIDs(entries []*feed.Entry, ids []feed.Hash) error {
 		m.indexCtxLocked(b)
 	}
 	f.head = b.head()
+	f.bytes += b.bytes()
 	return nil
 }
 
@@ -160,10 +171,13 @@ func (m *Mem) Get(author feed.ID, seq uint64) (*feed.Entry, error) {
 		return nil, ErrClosed
 	}
 	f := m.feeds[author]
-	if f == nil || seq == 0 || seq > uint64(len(f.entries)) {
+	if f == nil || seq == 0 || seq > f.head.Seq {
 		return nil, ErrNotFound
 	}
-	return cloneEntry(f.entries[seq-1]), nil
+	if seq <= f.base {
+		return nil, &PrunedError{Author: author, Seq: seq, Tail: f.base + 1}
+	}
+	return cloneEntry(f.entries[seq-f.base-1]), nil
 }
 
 // Range implements Store.
@@ -203,17 +217,21 @@ func (m *Mem) RangeEncoded(author feed.ID, from uint64, limit, maxBytes int) ([]
 }
 
 // spanLocked returns author's stored entries with seq >= from (0 reads
-// from 1), at most limit of them, not copied. m.mu must be held.
+// from 1), at most limit of them, not copied, or a *PrunedError if from
+// is below the feed's tail. m.mu must be held.
 func (m *Mem) spanLocked(author feed.ID, from uint64, limit int) ([]*feed.Entry, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
 	f := m.feeds[author]
 	from = max(from, 1)
-	if f == nil || limit <= 0 || from > uint64(len(f.entries)) {
+	if f == nil || limit <= 0 || from > f.head.Seq {
 		return nil, nil
 	}
-	src := f.entries[from-1:]
+	if from <= f.base {
+		return nil, &PrunedError{Author: author, Seq: from, Tail: f.base + 1}
+	}
+	src := f.entries[from-f.base-1:]
 	return src[:min(len(src), limit)], nil
 }
 
@@ -323,6 +341,10 @@ func (m *Mem) ForkProofs() ([]*feed.ForkProof, error) {
 	}
 	return out, nil
 }
+
+// Sync implements Store: memory has nothing to sync, but a closed store
+// says so.
+func (m *Mem) Sync() error { return m.usable() }
 
 // Close implements Store. It drops everything the store holds.
 func (m *Mem) Close() error {

@@ -10,6 +10,7 @@ import (
 type memCtx struct {
 	refs    []CtxRef
 	members map[feed.ID]CtxMember
+	bytes   int64 // bytes of the messages stored
 }
 
 // indexCtxLocked adds the batch's ctx records to the index; m.mu must be
@@ -25,7 +26,9 @@ func (m *Mem) indexCtxLocked(b *batch) {
 			c.refs = append(c.refs, CtxRef{Cursor: uint64(len(c.refs) + 1), Author: b.author, Seq: seq})
 		}
 		old := c.members[b.author]
-		c.members[b.author] = CtxMember{Author: b.author, Messages: old.Messages + u.members.Messages, Seq: max(old.Seq, u.members.Seq)}
+		c.members[b.author] = CtxMember{Author: b.author, Messages: old.Messages + u.members.Messages,
+			Seq: max(old.Seq, u.members.Seq), Bytes: old.Bytes + u.members.Bytes}
+		c.bytes += int64(u.members.Bytes)
 	}
 }
 
@@ -47,12 +50,16 @@ func (m *Mem) CtxRefs(ctx feed.ID, from uint64, limit int, desc bool) ([]CtxRef,
 			from = n
 		}
 		for i := from; i >= 1 && len(out) < limit; i-- {
-			out = append(out, c.refs[i-1])
+			if r := c.refs[i-1]; m.storedLocked(r.Author, r.Seq) {
+				out = append(out, r)
+			}
 		}
 		return out, nil
 	}
 	for i := max(from, 1); i <= n && len(out) < limit; i++ {
-		out = append(out, c.refs[i-1])
+		if r := c.refs[i-1]; m.storedLocked(r.Author, r.Seq) {
+			out = append(out, r)
+		}
 	}
 	return out, nil
 }

@@ -248,11 +248,24 @@ func (m *Mem) Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) (
 	defer m.unlockObjects()
 	var out []cid.Cid
 	for _, om := range o.index.victims(now, cacheBytes, inUse) {
-		key := om.id.KeyString()
-		delete(o.index.objs, key)
-		delete(o.chunks, key)
-		delete(o.hashes, key)
+		o.delete(om.id)
 		out = append(out, om.id)
 	}
 	return out, nil
+}
+
+// Delete implements Objects. The leases on the object stay.
+func (m *Mem) Delete(id cid.Cid) error {
+	return m.withObject(id, func(o *memObjects, om *objMeta) error {
+		o.delete(om.id)
+		return nil
+	})
+}
+
+// delete drops an object's info, chunks and hashes; o.mu must be held.
+func (o *memObjects) delete(id cid.Cid) {
+	key := id.KeyString()
+	delete(o.index.objs, key)
+	delete(o.chunks, key)
+	delete(o.hashes, key)
 }

@@ -117,6 +117,10 @@ type Objects interface {
 	// call. inUse is called with the store's object lock held, so it must
 	// not call the store.
 	Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) ([]cid.Cid, error)
+	// Delete deletes one object (info, chunks, hashes; not the leases on
+	// it), pinned, leased or not, or returns ErrNotFound. Whether it may
+	// go is the caller's decision.
+	Delete(id cid.Cid) error
 }
 
 // ObjectStat is what the store holds of an object.

@@ -49,7 +49,9 @@ type Store interface {
 	// (feed.TypeContact) update the graph index in the same transaction (a
 	// contact body that does not parse is stored but does not change the
 	// graph). Lease entries (feed.TypeLease) update the lease index of
-	// Objects the same way (see Objects). Empty batch: no-op. The store keeps copies: the caller may
+	// Objects the same way (see Objects). A batch that would take its feed
+	// or a context past a byte quota (Bounds.SetQuotas) is refused whole
+	// with a *QuotaError (ErrQuota). Empty batch: no-op. The store keeps copies: the caller may
 	// reuse the entries afterwards.
 	Append(entries []*feed.Entry) error
 	// AppendIDs is Append for a caller that already has the entries' IDs
@@ -65,11 +67,13 @@ type Store interface {
 	Head(author feed.ID) (feed.Head, error)
 	// Heads returns the head of every feed with at least one entry.
 	Heads() (map[feed.ID]feed.Head, error)
-	// Get returns a copy of one entry, or ErrNotFound.
+	// Get returns a copy of one entry, or ErrNotFound; a *PrunedError
+	// (ErrPruned) for an entry Prune deleted.
 	Get(author feed.ID, seq uint64) (*feed.Entry, error)
 	// Range returns copies of the author's entries with seq >= from, in
 	// ascending order, at most limit of them (none when limit <= 0). A from
-	// of 0 reads from seq 1; a from past the head returns no entries.
+	// of 0 reads from seq 1; a from past the head returns no entries; a
+	// from below a pruned feed's tail is a *PrunedError (ErrPruned).
 	Range(author feed.ID, from uint64, limit int) ([]*feed.Entry, error)
 	// RangeEncoded is Range returning the entries' canonical encodings
 	// without decoding them (for sending them on), and it stops before
@@ -97,6 +101,12 @@ type Store interface {
 	ForkProof(author feed.ID) (*feed.ForkProof, error)
 	// ForkProofs returns every fork proof, ordered by author.
 	ForkProofs() ([]*feed.ForkProof, error)
+	// Sync makes every write that returned before it durable: on disk,
+	// safe from a power loss. Appends are not synced on their own (other
+	// authors' entries can be fetched again); a caller syncs after
+	// appending entries that must not be lost, such as the node's own,
+	// before they leave the node.
+	Sync() error
 	// Close releases the store. Later calls return ErrClosed; a second
 	// Close returns nil.
 	Close() error

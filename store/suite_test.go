@@ -606,6 +606,7 @@ func testClosed(t *testing.T, s Store) {
 		"AddForkProof": func() error { return s.AddForkProof(b.forkProof("x")) },
 		"ForkProof":    func() error { _, err := s.ForkProof(a.id); return err },
 		"ForkProofs":   func() error { _, err := s.ForkProofs(); return err },
+		"Sync":         s.Sync,
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, ErrClosed) {

@@ -21,6 +21,6 @@
 // circuit) and a store given by small interfaces; each starts its own
 // goroutines and waits for them before it returns, and holds no package
 // state. The package imports only the standard library, go-cid,
-// go-multihash and feed (peer IDs in PEX), so node, cmd and tools may all
-// import it.
+// go-multihash, feed (peer IDs in PEX) and the Prometheus client
+// (metrics.go), so node, cmd and tools may all import it.
 package swarm

@@ -114,6 +114,8 @@ type FetchConfig struct {
 	OnPex func(peers []PexPeer)
 	// Logger receives per-peer events at Debug level (nil: discard).
 	Logger *slog.Logger
+	// Metrics, if not nil, counts chunks and times the fetch (metrics.go).
+	Metrics *Metrics
 }
 
 func (c FetchConfig) fill() FetchConfig {
@@ -304,6 +306,7 @@ type fetcher struct {
 // ended. It closes every conn it received before it returns; the caller
 // must not send on peers after that (select on its own done signal).
 func Fetch(ctx context.Context, info Info, peers <-chan Conn, dst ChunkSink, cfg FetchConfig) (FetchStats, error) {
+	start := time.Now()
 	cfg = cfg.fill()
 	n := info.Chunks()
 	if n == 0 || !info.Hash.valid() || len(info.Root) != info.Hash.Size() {
@@ -348,6 +351,7 @@ func Fetch(ctx context.Context, info Info, peers <-chan Conn, dst ChunkSink, cfg
 		err = werr
 	}
 	f.stats.Chunks = f.held + f.wr.stored
+	cfg.Metrics.fetched(start, err)
 	return f.stats, err
 }
 
@@ -493,6 +497,9 @@ func (f *fetcher) run(peers <-chan Conn) error {
 			}
 			f.heard = time.Now()
 			if ev.err != nil {
+				if ev.bad {
+					f.cfg.Metrics.chunkRejected()
+				}
 				f.drop(ev.p, ev.err, ev.bad)
 				continue
 			}
@@ -646,6 +653,7 @@ func (f *fetcher) data(p *fpeer, v *verified) {
 	size := int64(len(v.data))
 	st := f.pstats(p)
 	st.Bytes += size
+	f.cfg.Metrics.chunkIn(len(v.data), f.done[c])
 	at, asked := p.inflight[c]
 	if asked {
 		delete(p.inflight, c)

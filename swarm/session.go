@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/contextd/contextd/feed"
 )
 
 // This file is the seeder side of a swarm/1 session (Serve) and what both
@@ -107,6 +109,12 @@ type ServeConfig struct {
 	Peers func() []PexPeer
 	// Logger receives per-session events at Debug level (nil: discard).
 	Logger *slog.Logger
+	// Metrics, if not nil, counts the chunks served (metrics.go).
+	Metrics *Metrics
+	// Limiter, if not nil, applies Peer's limits (limits.go): requests
+	// over its rate wait, unrequested DATA and INTEGRITY are strikes.
+	Limiter *Limiter
+	Peer    feed.ID
 }
 
 // checkHandshake checks a peer's HANDSHAKE against the object.
@@ -157,12 +165,16 @@ type server struct {
 	announced []byte           // writer's: the have-bitmap sent in HAVEs so far
 	grown     *Growth          // ServeConfig.Grown, or nil
 	peers     func() []PexPeer // ServeConfig.Peers, or nil
+	m         *Metrics         // ServeConfig.Metrics, or nil
+	lim       *Limiter         // ServeConfig.Limiter, or nil
+	peer      feed.ID          // ServeConfig.Peer
 }
 
 // Serve answers one peer's requests for one object over c until the peer
 // closes the session (nil), ctx ends (nil), the peer breaks the protocol
-// (an error wrapping ErrMalformed, ErrProtocol or ErrMismatch) or the
-// connection or the source fails. It sends HANDSHAKE, HAVE (what src holds
+// (an error wrapping ErrMalformed, ErrProtocol, ErrMismatch, or ErrAbuse
+// past its strikes under a ServeConfig.Limiter) or the connection or the
+// source fails. It sends HANDSHAKE, HAVE (what src holds
 // now; later HAVEs as ServeConfig.Grown tells of more), UNCHOKE, PEX (if
 // ServeConfig.Peers names any), then for each requested chunk, in request
 // order, an
@@ -187,7 +199,8 @@ func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error
 		conn: c, src: src, id: info.ID(), info: info, n: n,
 		limit: cfg.MaxRequests, log: cfg.Logger,
 		sig:  make(chan struct{}, 1),
-		sent: make(map[Bin]bool), grown: cfg.Grown, peers: cfg.Peers,
+		sent: make(map[Bin]bool), grown: cfg.Grown, peers: cfg.Peers, m: cfg.Metrics,
+		lim: cfg.Limiter, peer: cfg.Peer,
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -386,7 +399,11 @@ func (s *server) answer(ctx context.Context, i uint64) error {
 			s.sent[bh.Bin] = true
 		}
 	}
-	return s.sendEncoded(ctx, TypeData, msg)
+	if err := s.sendEncoded(ctx, TypeData, msg); err != nil {
+		return err
+	}
+	s.m.chunkOut(n)
+	return nil
 }
 
 // read receives the peer's messages and queues its requests.
@@ -419,6 +436,9 @@ func (s *server) read(ctx context.Context) error {
 		case Handshake:
 			return fmt.Errorf("%w: second HANDSHAKE", ErrProtocol)
 		case Request:
+			if err := s.admit(ctx, m.Ranges); err != nil {
+				return err
+			}
 			if err := s.request(m.Ranges); err != nil {
 				return err
 			}
@@ -427,6 +447,10 @@ func (s *server) read(ctx context.Context) error {
 			}
 		case Cancel:
 			s.cancel(m.Ranges)
+		case Data, Integrity:
+			if err := s.offend(m.Type()); err != nil {
+				return err
+			}
 		}
 		// HAVE, INTEGRITY, DATA, PEX, CHOKE, UNCHOKE and unknown types:
 		// a server that fetches nothing ignores them.

@@ -495,34 +495,13 @@ func TestServeViolations(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ctx := t.Context()
-				sn := newSwarmNet(memlink.Config{Latency: time.Millisecond})
-				src := o.seederStore(t)
-				ep := sn.net.Endpoint(nodeID(1))
-				la, err := sn.net.Endpoint(nodeID(0)).Dial(ctx, nodeID(1))
-				if err != nil {
-					t.Fatal(err)
-				}
-				lb, err := ep.Accept(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer la.Close()
-				defer lb.Close()
-				c, err := la.Open(ctx, swarm.Service, flitlink.Data)
-				if err != nil {
-					t.Fatal(err)
-				}
-				s, err := lb.Accept(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
+				c, done := servePair(t, ctx, o, swarm.ServeConfig{MaxRequests: 16})
 				for _, m := range tc.msgs {
 					if err := c.Send(ctx, m); err != nil {
 						t.Fatal(err)
 					}
 				}
-				err = swarm.Serve(ctx, s, src, swarm.ServeConfig{Info: o.info, MaxRequests: 16})
-				if !errors.Is(err, tc.want) {
+				if err := <-done; !errors.Is(err, tc.want) {
 					t.Errorf("Serve = %v, want %v", err, tc.want)
 				}
 			})

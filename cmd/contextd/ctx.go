@@ -64,14 +64,15 @@ func (c *cli) ctxIDCmd(use, short string, nargs int, run ctxRun) *cobra.Command 
 }
 
 func (c *cli) ctxCreateCmd() *cobra.Command {
-	var desc string
+	var p api.ContextCreateParams
 	cmd := &cobra.Command{
-		Use:   "create NAME [--description D]",
+		Use:   "create NAME [--description D] [--wide]",
 		Short: "Create a context (this node keeps its key) and join it; print its ID",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			p.Name = args[0]
 			return c.withClient(cmd, func(ctx context.Context, cl *sdk.Client) error {
-				r, err := cl.CreateContext(ctx, args[0], desc)
+				r, err := cl.CreateContextWith(ctx, p)
 				if err != nil {
 					return err
 				}
@@ -80,7 +81,8 @@ func (c *cli) ctxCreateCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&desc, "description", "", "what the context is about")
+	cmd.Flags().StringVar(&p.Description, "description", "", "what the context is about")
+	cmd.Flags().BoolVar(&p.Wide, "wide", false, "for a large audience (a broadcast, a stream): gossip on a wide mesh, fewer hops, more copies")
 	return cmd
 }
 
@@ -90,6 +92,9 @@ func printContext(w io.Writer, x api.Context) {
 	var flags []string
 	if x.Owner {
 		flags = append(flags, "owner")
+	}
+	if x.Wide {
+		flags = append(flags, "wide")
 	}
 	if !x.Joined {
 		flags = append(flags, "left")

@@ -43,10 +43,11 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		c.initCmd(), c.idCmd(), c.runCmd(),
 		c.addrsCmd(), c.connectCmd(), c.statusCmd(), c.syncCmd(),
-		c.publishCmd(), c.feedCmd(), c.hashCmd(),
+		c.publishCmd(), c.feedCmd(), c.hashCmd(), c.doctorCmd(),
 	)
 	root.AddCommand(c.contactCmds()...)
 	root.AddCommand(c.objectCmds()...)
+	root.AddCommand(c.objectCmd())
 	root.AddCommand(c.ctxCmd())
 	root.AddCommand(c.tokenCmd(), c.uiCmd())
 	return root

@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/contextd/contextd/node"
@@ -22,6 +27,9 @@ func (c *cli) runCmd() *cobra.Command {
 		listen    []string
 		bootstrap []string
 		rpcAddr   string
+		pprofAddr string
+		metrics   string
+		public    bool
 		logLevel  string
 	)
 	cmd := &cobra.Command{
@@ -33,7 +41,11 @@ Peers reach it over QUIC at --listen (default from config.json, else ` + node.De
 apps and the CLI reach its JSON-RPC API at --rpc (default ` + node.DefaultRPC + `), whose
 actual address is written to HOME/rpc.addr. The daemon contacts no one by itself but the DHT
 peers given with --bootstrap (or config.json "bootstrap"): no public bootstrap nodes, no mDNS,
-no port mapping, no relays.`,
+no port mapping, no relays.
+
+--metrics HOST:PORT serves Prometheus metrics at /metrics and --pprof HOST:PORT Go's
+profiles at /debug/pprof/, each on a listener of its own; both are off by default, have no
+authentication and take loopback addresses only (--metrics-public lets --metrics take any).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -41,19 +53,97 @@ no port mapping, no relays.`,
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			return c.runDaemon(cmd.Context(), listen, bootstrap, rpcAddr, log)
+			if metrics != "" {
+				if err := checkLocalAddr("metrics", metrics, public); err != nil {
+					return err
+				}
+			}
+			if pprofAddr != "" {
+				if err := checkLocalAddr("pprof", pprofAddr, false); err != nil {
+					return err
+				}
+				stop, err := servePprof(pprofAddr, log)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			return c.runDaemon(cmd.Context(), listen, bootstrap, rpcAddr, metrics, log)
 		},
 	}
 	cmd.Flags().StringArrayVar(&listen, "listen", nil, "libp2p multiaddr to listen on (repeatable)")
 	cmd.Flags().StringArrayVar(&bootstrap, "bootstrap", nil, "DHT peer to join through, a multiaddr ending in /p2p/<id> (repeatable; default from config.json)")
 	cmd.Flags().StringVar(&rpcAddr, "rpc", "", "host:port of the JSON-RPC API")
+	cmd.Flags().StringVar(&pprofAddr, "pprof", "", "host:port to serve Go's profiles on (/debug/pprof/; off by default; loopback only: no authentication)")
+	cmd.Flags().StringVar(&metrics, "metrics", "", "host:port to serve Prometheus metrics on (/metrics; off by default; loopback only unless --metrics-public)")
+	cmd.Flags().BoolVar(&public, "metrics-public", false, "allow --metrics on an address other than loopback (anyone who reaches it reads the metrics)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
 
+// servePprof serves net/http/pprof's handlers on a listener of their own
+// at addr until stop is called.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	bound, stop, err := serveHTTP("pprof", addr, mux, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("serving profiles", "addr", "http://"+bound.String()+"/debug/pprof/")
+	return stop, nil
+}
+
+// serveHTTP serves h on a listener of its own at addr until stop is
+// called, and returns the address bound; flag names the option in errors.
+func serveHTTP(flag, addr string, h http.Handler, log *slog.Logger) (bound net.Addr, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--%s: listen on %s: %w", flag, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(flag+" server", "err", err)
+		}
+	}()
+	return ln.Addr(), func() { srv.Close() }, nil
+}
+
+// checkLocalAddr refuses an address for the listener of --flag whose host
+// is not loopback (an empty host is every interface) unless public is set:
+// /metrics and /debug/pprof have no authentication. Only --metrics can be
+// made public (--metrics-public); profiles show the daemon's memory.
+func checkLocalAddr(flag, addr string, public bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--%s %q: want host:port, e.g. 127.0.0.1:9464: %w", flag, addr, err)
+	}
+	if ip := net.ParseIP(host); public || host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if flag != "metrics" {
+		return fmt.Errorf("--%s %s: not a loopback address, and it has no authentication: use 127.0.0.1 or ::1", flag, addr)
+	}
+	return fmt.Errorf("--metrics %s: not a loopback address, and /metrics has no authentication: "+
+		"use 127.0.0.1 or ::1 (scrape through a tunnel or a proxy), or add --metrics-public to serve it there anyway", addr)
+}
+
+// serveMetrics serves the metrics gathered by g at /metrics on a listener
+// of its own at addr until stop is called; it returns the address bound.
+func serveMetrics(addr string, g prometheus.Gatherer, log *slog.Logger) (bound net.Addr, stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	return serveHTTP("metrics", addr, mux, log)
+}
+
 // runDaemon runs a node and its RPC API until ctx is done. Shutdown order:
 // the RPC listener first, then the node (links, replication, store).
-func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr string, log *slog.Logger) error {
+func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr, metricsAddr string, log *slog.Logger) error {
 	id, err := node.Init(c.home)
 	if err != nil {
 		return err
@@ -82,7 +172,7 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 	if err != nil {
 		return err
 	}
-	n, err := node.New(node.Config{Home: c.home, Listen: listen, Bootstrap: bootstrap, Hops: fc.Hops, CacheBytes: fc.CacheBytes, Logger: log})
+	n, err := node.New(node.Config{Home: c.home, Listen: listen, Bootstrap: bootstrap, Hops: fc.Hops, CacheBytes: fc.CacheBytes, ObjectDirs: fc.ObjectDirs, Limits: fc.Limits, Storage: fc.Storage, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -97,6 +187,16 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 		return err
 	}
 	defer node.RemoveRPCAddr(c.home)
+	var metricsBound net.Addr
+	if metricsAddr != "" {
+		var stop func()
+		if metricsBound, stop, err = serveMetrics(metricsAddr, n.Metrics(), log); err != nil {
+			ln.Close()
+			n.Close()
+			return err
+		}
+		defer stop()
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -107,8 +207,13 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 	for _, a := range n.Info().Addrs {
 		fmt.Printf("addr: %s\n", a)
 	}
+	if metricsBound != nil {
+		fmt.Printf("metrics: %s\n", metricsBound)
+	}
 	fmt.Println("ready")
-	rpcErr := rpc.Serve(ctx, ln, rpc.New(rpc.Config{Node: n, Token: token, Tokens: appTokens, Pages: ui.Handler(), Logger: log}))
+	rpcErr := rpc.Serve(ctx, ln, rpc.New(rpc.Config{Node: n, Token: token, Tokens: appTokens, Pages: ui.Handler(), Logger: log,
+		MaxConns: fc.Limits.RPCConns, MaxConnsPerAddr: fc.Limits.RPCConnsPerAddr, AuthPolicy: fc.Limits.Policy(),
+		Metrics: rpc.NewMetrics(n.Metrics())}))
 	cancel()
 	nodeErr := <-nodeDone
 	return errors.Join(rpcErr, nodeErr, n.Close())

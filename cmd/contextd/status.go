@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -59,6 +61,7 @@ type status struct {
 	Graph    api.Graph        `json:"graph"`
 	Feeds    []api.FeedStatus `json:"feeds"`
 	Progress api.Progress     `json:"progress"`
+	Storage  api.Storage      `json:"storage"`
 }
 
 func (c *cli) statusCmd() *cobra.Command {
@@ -78,10 +81,16 @@ TO IT how many this node sends it. RECEIVED, SENT and INVALID count entries in t
 feeds: one row per feed held or followed, this node's own first. LOCAL is the seq held,
 BEST KNOWN the highest seq a connected peer has said it holds; STATE says why the feed is
 here (self, followed, blocked, or not followed: within hops or followed before) and whether
-it is in sync, behind, or frozen by a fork proof.
+it is in sync, behind, or frozen by a fork proof. BYTES is what the node stores of it, and
+"from N" that retention pruned the entries before seq N.
 
-With --json, one object with node, peers, ebt_peers, graph, feeds and progress as the RPC
-methods return them.`,
+storage: the bytes of the store's main database (feeds, indexes, object records) and of its
+blobs database (object chunks), as Badger counts them (about once a minute); the quotas per
+feed and per context; per joined context the bytes of its messages (all authors', and other
+authors' as the quota and retention count them) and its retention setting.
+
+With --json, one object with node, peers, ebt_peers, graph, feeds, progress and storage as
+the RPC methods return them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.withClient(cmd, func(ctx context.Context, cl *sdk.Client) error {
@@ -119,7 +128,10 @@ func getStatus(ctx context.Context, cl *sdk.Client) (st status, err error) {
 	if st.Feeds, err = cl.Feeds(ctx); err != nil {
 		return st, err
 	}
-	st.Progress, err = cl.Progress(ctx)
+	if st.Progress, err = cl.Progress(ctx); err != nil {
+		return st, err
+	}
+	st.Storage, err = cl.Storage(ctx)
 	return st, err
 }
 
@@ -161,11 +173,52 @@ func printStatus(cmd *cobra.Command, st status) {
 
 	fmt.Fprintf(out, "\nfeeds (%d):\n", len(st.Feeds))
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "  ID\tLOCAL\tBEST KNOWN\tSTATE")
+	fmt.Fprintln(w, "  ID\tLOCAL\tBEST KNOWN\tBYTES\tSTATE")
 	for _, f := range st.Feeds {
-		fmt.Fprintf(w, "  %s\t%d\t%d\t%s\n", f.ID, f.Local, f.Best, feedState(f, st.Node.ID, st.Graph))
+		state := feedState(f, st.Node.ID, st.Graph)
+		if f.From > 1 {
+			state += fmt.Sprintf(", from %d", f.From)
+		}
+		fmt.Fprintf(w, "  %s\t%d\t%d\t%s\t%s\n", f.ID, f.Local, f.Best, byteSize(f.Bytes), state)
 	}
 	w.Flush()
+	printStorage(out, st.Storage)
+}
+
+// printStorage prints the storage section of status.
+func printStorage(out io.Writer, s api.Storage) {
+	quota := func(n int64) string {
+		if n == 0 {
+			return "none"
+		}
+		return byteSize(n)
+	}
+	fmt.Fprintf(out, "\nstorage:  main %s, blobs %s; quotas: %s per feed, %s per context\n",
+		byteSize(s.Main), byteSize(s.Blobs), quota(s.FeedQuota), quota(s.ContextQuota))
+	if len(s.Contexts) == 0 {
+		return
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "  CONTEXT\tBYTES\tOTHERS\tRETENTION")
+	for _, c := range s.Contexts {
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", c.ID, byteSize(c.Bytes), byteSize(c.OthersBytes), retention(c))
+	}
+	w.Flush()
+}
+
+// retention describes a context's retention setting.
+func retention(c api.ContextStorage) string {
+	var parts []string
+	if c.RetentionDays > 0 {
+		parts = append(parts, fmt.Sprintf("%d days", c.RetentionDays))
+	}
+	if c.RetentionBytes > 0 {
+		parts = append(parts, byteSize(c.RetentionBytes))
+	}
+	if len(parts) == 0 {
+		return "keep all"
+	}
+	return "newest " + strings.Join(parts, " or ")
 }
 
 // feedState says in a few words why the node has a feed and how far.

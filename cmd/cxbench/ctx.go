@@ -45,6 +45,7 @@ func runCtx(ctx context.Context, args []string) (string, error) {
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the graph")
 	fs.DurationVar(&c.drain, "drain", 15*time.Second, "how long to wait for missing deliveries after the last publish")
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "pause before the warm-up, for gossipsub to set up its streams and meshes (meshes change at heartbeats, 1 s)")
+	fs.BoolVar(&c.wide, "wide", false, "create the context wide (gossip on the wide mesh of large audiences), else a room (lean mesh)")
 	verbose := fs.Bool("v", false, "show the daemons' logs")
 	if err := fs.Parse(args); err != nil {
 		return "", err
@@ -63,8 +64,8 @@ func runCtx(ctx context.Context, args []string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("baseline: %w", err)
 	}
-	return fmt.Sprintf("bench=ctx members=%d msgs=%d rate=%g p50_ms=%.1f p99_ms=%.1f delivered_pct=%.2f dup_per_msg=%.2f base_p50_ms=%.1f base_p99_ms=%.1f base_delivered_pct=%.2f base_dup_per_msg=%.2f",
-		c.members, c.msgs, c.rate, ms(d.quantile(0.5)), ms(d.quantile(0.99)), d.deliveredPct(), d.dupPerMsg(),
+	return fmt.Sprintf("bench=ctx members=%d msgs=%d rate=%g p50_ms=%.1f p99_ms=%.1f delivered_pct=%.2f dup_per_msg=%.2f ebt_dup_per_msg=%.2f base_p50_ms=%.1f base_p99_ms=%.1f base_delivered_pct=%.2f base_dup_per_msg=%.2f",
+		c.members, c.msgs, c.rate, ms(d.quantile(0.5)), ms(d.quantile(0.99)), d.deliveredPct(), d.dupPerMsg(), ratio(d.ebtDups, int64(d.want)),
 		ms(b.quantile(0.5)), ms(b.quantile(0.99)), b.deliveredPct(), b.dupPerMsg()), nil
 }
 
@@ -79,6 +80,7 @@ type ctxConfig struct {
 	drain   time.Duration
 	settle  time.Duration
 	edges   [][2]int // the graph both halves use
+	wide    bool     // create the context wide (its gossip on the wide mesh)
 	verbose bool
 }
 
@@ -126,7 +128,7 @@ func ctxDaemons(ctx context.Context, c ctxConfig) (result, error) {
 			return result{}, fmt.Errorf("member %d: connect to %d: %w", e[0], e[1], err)
 		}
 	}
-	cx, err := cls[0].CreateContext(ctx, "cxbench", "")
+	cx, err := cls[0].CreateContextWith(ctx, api.ContextCreateParams{Name: "cxbench", Wide: c.wide})
 	if err != nil {
 		return result{}, err
 	}
@@ -193,28 +195,33 @@ func ctxDaemons(ctx context.Context, c ctxConfig) (result, error) {
 		return result{}, err
 	}
 	r := col.result()
-	r.dups = after - before
+	r.dups = after.gossip + after.ebt - before.gossip - before.ebt
+	r.ebtDups = after.ebt - before.ebt
 	return r, nil
 }
 
-// daemonDuplicates returns the payload copies of context messages the
-// daemons received beyond the first, so far: gossip duplicates
-// (context.list's stats) and entries EBT sessions brought that the daemon
-// held already (ebt.peers).
-func daemonDuplicates(ctx context.Context, cls []*sdk.Client) (int64, error) {
-	var sum int64
+// copies counts payload copies of context messages the daemons received
+// beyond the first, by the path that brought them.
+type copies struct {
+	gossip int64 // gossip duplicates (context.list's stats)
+	ebt    int64 // entries EBT sessions brought that the daemon held already (ebt.peers)
+}
+
+// daemonDuplicates returns the copies the daemons received so far.
+func daemonDuplicates(ctx context.Context, cls []*sdk.Client) (copies, error) {
+	var sum copies
 	for _, cl := range cls {
 		var r api.ContextsResult
 		if err := cl.Call(ctx, api.MethodContextList, nil, &r); err != nil {
-			return 0, fmt.Errorf("context stats: %w", err)
+			return copies{}, fmt.Errorf("context stats: %w", err)
 		}
-		sum += r.Stats.Duplicates
+		sum.gossip += r.Stats.Duplicates
 		ps, err := cl.EBTPeers(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("ebt peers: %w", err)
+			return copies{}, fmt.Errorf("ebt peers: %w", err)
 		}
 		for _, p := range ps {
-			sum += p.Duplicate
+			sum.ebt += p.Duplicate
 		}
 	}
 	return sum, nil
@@ -476,9 +483,10 @@ func (c *collector) result() result {
 
 // result is what one half of a run measured.
 type result struct {
-	lats []time.Duration // one per delivery, sorted
-	want int             // deliveries expected: messages × (members − 1)
-	dups int64           // payload copies received beyond the first, over all members
+	lats    []time.Duration // one per delivery, sorted
+	want    int             // deliveries expected: messages × (members − 1)
+	dups    int64           // payload copies received beyond the first, over all members
+	ebtDups int64           // the part of dups that EBT brought (daemons only)
 }
 
 func (r result) quantile(q float64) time.Duration { return quantile(r.lats, q) }

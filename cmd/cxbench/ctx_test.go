@@ -20,14 +20,14 @@ func TestCtxSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv, keys := parseLine(t, line, "p50_ms", "p99_ms", "base_p50_ms", "base_p99_ms")
-	want := "bench members msgs rate p50_ms p99_ms delivered_pct dup_per_msg base_p50_ms base_p99_ms base_delivered_pct base_dup_per_msg"
+	want := "bench members msgs rate p50_ms p99_ms delivered_pct dup_per_msg ebt_dup_per_msg base_p50_ms base_p99_ms base_delivered_pct base_dup_per_msg"
 	if got := strings.Join(keys, " "); got != want {
 		t.Fatalf("keys %q, want %q", got, want)
 	}
 	if kv["bench"] != "ctx" || kv["members"] != "3" || kv["msgs"] != "10" || kv["delivered_pct"] != "100.00" || kv["base_delivered_pct"] != "100.00" {
 		t.Fatalf("line %q", line)
 	}
-	for _, k := range []string{"dup_per_msg", "base_dup_per_msg"} {
+	for _, k := range []string{"dup_per_msg", "ebt_dup_per_msg", "base_dup_per_msg"} {
 		if v := number(t, kv, k); v < 0 {
 			t.Errorf("%s=%v", k, v)
 		}

@@ -12,11 +12,16 @@
 //	go run ./cmd/cxbench repl --entries 100000 --size 200
 //	go run ./cmd/cxbench sim-ebt --nodes 100 --extra-edges 100 --authors 10 --msgs 20 --live 5 --seeds 200
 //	go run ./cmd/cxbench ctx --members 10 --rate 50 --msgs 1000
-//	go run ./cmd/cxbench sim-ctx --members 1000 --latency 100ms --degree 16 --msgs 30 --rate 2 --dilate 10
+//	go run ./cmd/cxbench sim-ctx --members 1000 --latency 100ms --degree 16 --msgs 30 --rate 2 --dilate 10 --wide
+//	go run ./cmd/cxbench chaos --nodes 10 --minutes 3 --seed 1
+//	go run ./cmd/cxbench flood
 //
 // ctx runs contextd daemons in one context and, in the same run, bare
 // go-libp2p-pubsub peer processes on the same graph as the baseline;
 // sim-ctx simulates a large context in one process over go-libp2p's
 // mocknet, with link delays applied per write and time dilated to keep
-// CPU starvation out of the latencies.
+// CPU starvation out of the latencies (--wide: the mesh of a context
+// created wide). chaos runs daemons under kill -9, restarts and link cuts
+// and counts what was acknowledged but lost; flood points a hostile
+// process at a daemon while honest peers sync and chat through it.
 package main

@@ -30,9 +30,15 @@ func parseLine(t *testing.T, line string, positive ...string) (kv map[string]str
 
 // checkCPU checks the line's cpu_secs: a number, at least zero (a short
 // run may use less than the 10 ms the kernel counts in).
-func checkCPU(t *testing.T, kv map[string]string) {
+func checkCPU(t *testing.T, kv map[string]string) { checkNonNegative(t, kv, "cpu_secs") }
+
+// checkNonNegative checks that the line's keys are numbers, at least zero:
+// figures a small run may round to zero.
+func checkNonNegative(t *testing.T, kv map[string]string, keys ...string) {
 	t.Helper()
-	if v, err := strconv.ParseFloat(kv["cpu_secs"], 64); err != nil || v < 0 {
-		t.Errorf("cpu_secs=%q", kv["cpu_secs"])
+	for _, k := range keys {
+		if v, err := strconv.ParseFloat(kv[k], 64); err != nil || v < 0 {
+			t.Errorf("%s=%q", k, kv[k])
+		}
 	}
 }

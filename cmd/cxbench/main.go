@@ -22,6 +22,8 @@ var workloads = map[string]workload{
 	"swarm":   {"swarm --bytes N --seeders K: K seeder daemons hold a random object of N bytes; one more daemon gets it into its store, timed, then writes it to a file (out_secs)", runSwarm},
 	"ctx":     {"ctx --members N --rate R [--msgs M] [--degree D]: N daemon processes in one context on a random graph publish M messages at R/s in all; delivery latency at every other member's subscriber, and the same with bare go-libp2p-pubsub processes (base_)", runCtx},
 	"sim-ctx": {"sim-ctx --members N --latency L --degree D --msgs M: a context of N in-process gossipsub hosts on mocknet links of latency L; delivery latency and delivered %, and default gossipsub on the same graph (base_)", runSimCtx},
+	"chaos":   {"chaos --nodes N --minutes M [--seed S]: N daemon processes in a random sparse graph publish feed entries and context messages under kill -9 + restart and link cuts; then, quiet, lost acknowledged publishes and stuck feeds", runChaos},
+	"flood":   {"flood: a hostile process floods a daemon (notes, unrequested chunks, oversized frames, gossip spam, RPC connections) while an honest peer syncs 10,000 entries from it and a context delivers", runFlood},
 	"sim-ebt": {"sim-ebt --nodes N --extra-edges E --authors A --msgs M --live L --seeds S [--kill-fraction F]: the EBT core on a simulated network under a virtual clock", runSimEBT},
 }
 

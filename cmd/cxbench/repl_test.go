@@ -16,7 +16,8 @@ func TestReplSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, _ := parseLine(t, line, "secs", "entries_per_s", "MB_per_s", "verify_1core_per_s")
+	kv, _ := parseLine(t, line, "secs", "entries_per_s", "verify_1core_per_s")
+	checkNonNegative(t, kv, "MB_per_s") // a few KiB: 0.00 on a slow run
 	if kv["bench"] != "repl" || kv["entries"] != "300" || kv["size"] != "50" {
 		t.Fatalf("line %q", line)
 	}
@@ -34,7 +35,8 @@ func TestReplFeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, _ := parseLine(t, line, "secs", "entries_per_s", "MB_per_s", "verify_1core_per_s")
+	kv, _ := parseLine(t, line, "secs", "entries_per_s", "verify_1core_per_s")
+	checkNonNegative(t, kv, "MB_per_s") // a few KiB: 0.00 on a slow run
 	// 3 feeds of 20 posts, and A's 2 follows of the others.
 	if kv["bench"] != "repl" || kv["feeds"] != "3" || kv["entries"] != "20" || kv["total"] != "62" || kv["size"] != "10" {
 		t.Fatalf("line %q", line)

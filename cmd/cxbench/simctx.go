@@ -33,7 +33,8 @@ import (
 const simTopic = "/contextd/ctx/1/sim"
 
 // gossipTuning is what sim-ctx may change in the gossipsub parameters of
-// the contexts variant; zero fields keep the daemon's (contexts.GossipParams).
+// the contexts variant; zero fields keep the daemon's
+// (contexts.GossipParams of the run's fanout).
 type gossipTuning struct {
 	d, dlo, dhi, dlazy int
 	heartbeat          time.Duration
@@ -75,8 +76,8 @@ func (c simConfig) options() []pubsub.Option {
 		}
 		return []pubsub.Option{pubsub.WithGossipSubParams(gossipTuning{}.params(pubsub.DefaultGossipSubParams(), c.dilate))}
 	}
-	return append(contexts.GossipOptions(),
-		pubsub.WithGossipSubParams(c.tuning.params(contexts.GossipParams(), c.dilate)),
+	return append(contexts.GossipOptions(c.fanout),
+		pubsub.WithGossipSubParams(c.tuning.params(contexts.GossipParams(c.fanout), c.dilate)),
 		pubsub.WithFloodPublish(!c.tuning.noFlood))
 }
 
@@ -91,6 +92,7 @@ type simConfig struct {
 	seed    uint64
 	drain   time.Duration
 	bare    bool // default gossipsub options and raw payloads, else the contexts variant
+	fanout  contexts.Fanout
 	tuning  gossipTuning
 	// dilate stretches time: links, heartbeats and the publish interval
 	// are dilate times longer and measured latencies divided by it, so
@@ -129,6 +131,7 @@ func runSimCtx(ctx context.Context, args []string) (string, error) {
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "how long to wait for missing deliveries after the last publish")
 	fs.Float64Var(&c.dilate, "dilate", 1, "run time K times slower (links, heartbeats, publish interval, drain) and divide the latencies measured by K")
 	baseline := fs.Bool("baseline", true, "also run default gossipsub on the same graph (base_ fields)")
+	wide := fs.Bool("wide", false, "the contexts variant on the wide mesh of a context created --wide (contexts.Wide), else a room's lean one")
 	fs.IntVar(&c.tuning.d, "D", 0, "gossipsub D of the contexts variant (0: the daemon's, contexts.GossipParams)")
 	fs.IntVar(&c.tuning.dlo, "Dlo", 0, "gossipsub Dlo (0: the daemon's)")
 	fs.IntVar(&c.tuning.dhi, "Dhi", 0, "gossipsub Dhi (0: the daemon's)")
@@ -139,6 +142,9 @@ func runSimCtx(ctx context.Context, args []string) (string, error) {
 	cpuprof := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return "", err
+	}
+	if *wide {
+		c.fanout = contexts.Wide
 	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
@@ -158,8 +164,8 @@ func runSimCtx(ctx context.Context, args []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	line := fmt.Sprintf("bench=sim-ctx members=%d latency_ms=%d dilate=%g degree=%g msgs=%d p50_ms=%.1f p95_ms=%.1f delivered_pct=%.2f dup_per_msg=%.2f graph_p95_ms=%.1f sched_p99_ms=%.1f cpu_busy=%.2f",
-		c.members, c.latency.Milliseconds(), c.dilate, c.degree, c.msgs, ms(r.quantile(0.5)), ms(r.quantile(0.95)), r.deliveredPct(), r.dupPerMsg(),
+	line := fmt.Sprintf("bench=sim-ctx members=%d fanout=%s latency_ms=%d dilate=%g degree=%g msgs=%d p50_ms=%.1f p95_ms=%.1f delivered_pct=%.2f dup_per_msg=%.2f graph_p95_ms=%.1f sched_p99_ms=%.1f cpu_busy=%.2f",
+		c.members, c.fanout, c.latency.Milliseconds(), c.dilate, c.degree, c.msgs, ms(r.quantile(0.5)), ms(r.quantile(0.95)), r.deliveredPct(), r.dupPerMsg(),
 		ms(r.graphP95), ms(r.schedP99), r.cpuBusy)
 	if *baseline {
 		c.bare = true
@@ -226,7 +232,7 @@ func simulate(ctx context.Context, c simConfig) (simResult, error) {
 		return simResult{}, err
 	}
 	// Meshes form at heartbeats: give them a few before measuring.
-	heartbeat := c.tuning.params(contexts.GossipParams(), c.dilate).HeartbeatInterval
+	heartbeat := c.tuning.params(contexts.GossipParams(c.fanout), c.dilate).HeartbeatInterval
 	if c.bare {
 		heartbeat = gossipTuning{}.params(pubsub.DefaultGossipSubParams(), c.dilate).HeartbeatInterval
 	}

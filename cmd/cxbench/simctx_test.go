@@ -19,11 +19,11 @@ func TestSimCtxSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv, keys := parseLine(t, line, "p50_ms", "p95_ms", "graph_p95_ms", "base_p50_ms", "base_p95_ms")
-	want := "bench members latency_ms dilate degree msgs p50_ms p95_ms delivered_pct dup_per_msg graph_p95_ms sched_p99_ms cpu_busy base_p50_ms base_p95_ms base_delivered_pct base_dup_per_msg base_sched_p99_ms"
+	want := "bench members fanout latency_ms dilate degree msgs p50_ms p95_ms delivered_pct dup_per_msg graph_p95_ms sched_p99_ms cpu_busy base_p50_ms base_p95_ms base_delivered_pct base_dup_per_msg base_sched_p99_ms"
 	if got := strings.Join(keys, " "); got != want {
 		t.Fatalf("keys %q, want %q", got, want)
 	}
-	if kv["bench"] != "sim-ctx" || kv["members"] != "20" || kv["latency_ms"] != "20" || kv["msgs"] != "10" ||
+	if kv["bench"] != "sim-ctx" || kv["members"] != "20" || kv["fanout"] != "lean" || kv["latency_ms"] != "20" || kv["msgs"] != "10" ||
 		kv["delivered_pct"] != "100.00" || kv["base_delivered_pct"] != "100.00" {
 		t.Fatalf("line %q", line)
 	}

@@ -23,8 +23,8 @@ import (
 // they find each other as providers. Once the fetcher's DHT lists every
 // seeder, the clock runs over its get into the store (find, probe, fetch,
 // verify, store: secs and MB_per_s), then over a second get that writes
-// the object it now holds to a file (out_secs: read back and write with
-// fsync); the file must hash like the input. Each timed phase starts after
+// the object it now holds to a file (out_secs: read back, streamed over
+// the RPC listener as `contextd get` does, written with fsync); the file must hash like the input. Each timed phase starts after
 // a sync(2), so that neither pays for writing back what came before it.
 // cpu_secs is the CPU time the seeders and the fetcher used during the get.
 func runSwarm(ctx context.Context, args []string) (string, error) {
@@ -75,7 +75,12 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 	}
 	defer cl.Close()
 	fmt.Fprintf(os.Stderr, "seeder 0 puts %d bytes…\n", *size)
-	put, err := cl.ObjectPut(ctx, in)
+	inf, err := os.Open(in)
+	if err != nil {
+		return "", err
+	}
+	put, err := cl.PutObject(ctx, inf)
+	inf.Close()
 	if err != nil {
 		return "", fmt.Errorf("seeder 0: put: %w", err)
 	}
@@ -135,7 +140,18 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 	out := filepath.Join(dir, "out.bin")
 	syscall.Sync()
 	t1 := time.Now()
-	if _, err := fcl.ObjectGet(ctx, put.CID, out, nil); err != nil {
+	outf, err := os.Create(out)
+	if err != nil {
+		return "", err
+	}
+	_, err = fcl.GetObject(ctx, put.CID, outf, nil)
+	if err == nil {
+		err = outf.Sync()
+	}
+	if cerr := outf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "", fmt.Errorf("fetcher: get -o: %w", err)
 	}
 	outSecs := time.Since(t1).Seconds()

@@ -194,6 +194,8 @@ type FeedStatus struct {
 	Best    uint64  `json:"best"`              // highest seq a connected peer claims (at least Local)
 	Forked  bool    `json:"forked,omitempty"`  // a fork proof froze the feed
 	ForkSeq uint64  `json:"forkSeq,omitempty"` // seq of the fork
+	Bytes   int64   `json:"bytes,omitempty"`   // bytes of the entries the node stores
+	From    uint64  `json:"from,omitempty"`    // the first seq stored, when retention pruned the ones before
 }
 
 // FeedsResult is the result of feed.list: the node's own feed first.

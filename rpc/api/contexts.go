@@ -59,6 +59,7 @@ type Context struct {
 	Name        string  `json:"name,omitempty"`        // from the context's own feed, once the node has it
 	Description string  `json:"description,omitempty"` // likewise
 	Owner       bool    `json:"owner,omitempty"`       // this node holds the context's key (it can ban)
+	Wide        bool    `json:"wide,omitempty"`        // created wide (ContextCreateParams.Wide), from its feed
 	Joined      bool    `json:"joined"`
 	Messages    uint64  `json:"messages"` // messages held, i.e. the latest cursor
 }
@@ -85,6 +86,11 @@ type ContextStats struct {
 type ContextCreateParams struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
+	// Wide makes a context for a large audience (a broadcast, a stream):
+	// its gossip runs on a wide mesh, a few hops across thousands of
+	// members at the price of more copies each; a room (the default)
+	// runs on a lean one.
+	Wide bool `json:"wide,omitempty"`
 }
 
 // ContextParams name a context.

@@ -31,6 +31,7 @@ const (
 	CodeLimit        Code = -32006 // a per-connection limit is reached (e.g. subscriptions)
 	CodeNotJoined    Code = -32007 // the node has not joined this context
 	CodeNotAllowed   Code = -32008 // the token's scope does not allow this method
+	CodePruned       Code = -32009 // the entries were deleted by the retention setting
 )
 
 // Sentinel errors the node returns (wrapped with %w) for the server to map
@@ -46,6 +47,7 @@ var (
 	ErrLimit         = errors.New("limit reached")
 	ErrNotJoined     = errors.New("context not joined")
 	ErrNotAllowed    = errors.New("not allowed")
+	ErrPruned        = errors.New("pruned")
 )
 
 // codes lists the sentinels per code, the first one canonical. CodeOf
@@ -63,6 +65,7 @@ var codes = []struct {
 	{CodeLimit, []error{ErrLimit}},
 	{CodeNotJoined, []error{ErrNotJoined}},
 	{CodeNotAllowed, []error{ErrNotAllowed}},
+	{CodePruned, []error{ErrPruned}},
 	{CodeUnavailable, []error{ErrUnavailable}},
 }
 
@@ -140,6 +143,8 @@ func (c Code) String() string {
 		return "context not joined"
 	case CodeNotAllowed:
 		return "not allowed"
+	case CodePruned:
+		return "pruned"
 	}
 	return fmt.Sprintf("code %d", int(c))
 }

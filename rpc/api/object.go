@@ -10,15 +10,38 @@ import (
 // single-chunk object, the swarm-root codec for a larger one. A malformed
 // CID is an invalid-params error; an object the node does not hold is
 // ErrNotFound.
+//
+// Objects travel as bytes over HTTP on the RPC listener, streamed in
+// bounded memory at both ends:
+//
+//	POST ObjectsPath            body: the bytes → ObjectPutResult (JSON)
+//	GET  ObjectsPath + "/" + CID → the bytes (application/octet-stream,
+//	                              Content-Length the object's size)
+//
+// Both carry the bearer token like a POST to Path and need the scope of
+// the method they stand for (object.put, object.get). A failure before
+// the bytes flow answers an HTTP status with a JSON-RPC error body (id
+// null); a GET whose stream breaks after the header is cut short, so the
+// client sees fewer bytes than Content-Length.
+//
+// object.put and object.get also take a path on the daemon's machine, but
+// only inside the directories the operator lists in the node's config
+// ("object_dirs"); any other path, and every path when none is listed, is
+// refused with ErrNotAllowed before anything is read, fetched or written.
+
+// ObjectsPath is the HTTP path of the object endpoints.
+const ObjectsPath = "/objects"
 
 // ObjectPutParams are the params of object.put: the node reads the file at
-// Path (absolute, on the daemon's machine), stores and pins it, and
-// announces it in the DHT.
+// Path (absolute, on the daemon's machine, inside one of its object_dirs
+// after resolving symlinks and ".."), stores and pins it, and announces it
+// in the DHT. To store bytes from the caller, POST them to ObjectsPath.
 type ObjectPutParams struct {
 	Path string `json:"path"`
 }
 
-// ObjectPutResult is the result of object.put.
+// ObjectPutResult is the result of object.put and of a POST to
+// ObjectsPath.
 type ObjectPutResult struct {
 	CID    string `json:"cid"`
 	Size   int64  `json:"size"`
@@ -27,12 +50,16 @@ type ObjectPutResult struct {
 
 // ObjectGetParams are the params of object.get: the node fetches the object
 // (from its store, else from the providers the DHT and its linked peers
-// know), then writes it to Path (absolute; written to a temporary file in
-// the same directory and renamed). An empty Path only fetches it into the
-// store. A non-empty Progress asks for object.progress notifications with
-// that token on the calling WebSocket while the object is fetched; the last
-// one comes before the response. The call is bounded by the server's call
-// timeout (one minute by default).
+// know), then writes it to Path (absolute, on the daemon's machine, its
+// directory inside one of the node's object_dirs after resolving symlinks
+// and ".."; written to a temporary file in the same directory and
+// renamed). An empty Path only fetches it into the store: the way to
+// watch a fetch before reading the bytes from ObjectsPath. A non-empty
+// Progress asks for object.progress notifications with that token on the
+// calling WebSocket while the object is fetched; the last one comes before
+// the response. Over a WebSocket the call lasts as long as the object
+// needs; over POST it is bounded by the server's call timeout (one minute
+// by default).
 type ObjectGetParams struct {
 	CID      string `json:"cid"`
 	Path     string `json:"path,omitempty"`

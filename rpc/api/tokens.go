@@ -21,8 +21,9 @@ const (
 	// ScopeContextsWrite: create, join and leave contexts, publish and send
 	// to them.
 	ScopeContextsWrite = "contexts:write"
-	// ScopeAdmin: everything else: the social graph, objects (files by
-	// path), peers, replication status, context bans, tokens.
+	// ScopeAdmin: everything else: the social graph, objects (the
+	// object.* methods and the object endpoints), peers, replication
+	// status, context bans, tokens.
 	ScopeAdmin = "admin"
 )
 

@@ -136,7 +136,7 @@ func (n *Node) addMessageLocked(fc *fakeContext, key feed.PrivateKey, body []byt
 }
 
 // CreateContext makes a context with a random key, owned and joined.
-func (n *Node) CreateContext(ctx context.Context, name, description string) (api.Context, error) {
+func (n *Node) CreateContext(ctx context.Context, p api.ContextCreateParams) (api.Context, error) {
 	key, err := feed.GenerateKey(rand.Reader)
 	if err != nil {
 		return api.Context{}, err
@@ -145,7 +145,7 @@ func (n *Node) CreateContext(ctx context.Context, name, description string) (api
 	defer n.ctxs.mu.Unlock()
 	fc := n.ctxs.contextLocked(key.Public())
 	fc.key = key
-	fc.info.Name, fc.info.Description = name, description
+	fc.info.Name, fc.info.Description, fc.info.Wide = p.Name, p.Description, p.Wide
 	fc.info.Owner, fc.info.Joined = true, true
 	return fc.describe(), nil
 }

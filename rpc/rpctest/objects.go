@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/swarm"
 )
@@ -26,8 +26,8 @@ type objects struct {
 	onCall func(method string, ctx context.Context)
 }
 
-// OnObjectCall sets a function that PutObject, GetObject and PinObject
-// call first with their name and context, so that tests can see how the
+// OnObjectCall sets a function that PutObject, PutObjectFile, OpenObject,
+// GetObject and PinObject call first with their name and context, so that tests can see how the
 // server bounds the call.
 func (n *Node) OnObjectCall(f func(method string, ctx context.Context)) {
 	n.objs.mu.Lock()
@@ -81,20 +81,16 @@ func (n *Node) object(id cid.Cid) (*object, error) {
 	return o, nil
 }
 
-// PutObject reads the file at path (absolute, at most MaxObjectSize bytes)
-// and stores it pinned.
-func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult, error) {
+// PutObject stores the bytes r yields (at most MaxObjectSize) as a
+// pinned object.
+func (n *Node) PutObject(ctx context.Context, r io.Reader) (api.ObjectPutResult, error) {
 	n.called("PutObject", ctx)
-	if !filepath.IsAbs(path) {
-		return api.ObjectPutResult{}, fmt.Errorf("%w: %q is not an absolute path", api.ErrInvalidParams, path)
-	}
-	fi, err := os.Stat(path)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > MaxObjectSize {
-		return api.ObjectPutResult{}, fmt.Errorf("%w: cannot read %s", api.ErrInvalidParams, path)
-	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(io.LimitReader(r, MaxObjectSize+1))
 	if err != nil {
-		return api.ObjectPutResult{}, fmt.Errorf("%w: %w", api.ErrInvalidParams, err)
+		return api.ObjectPutResult{}, fmt.Errorf("rpctest: put object: %w", err)
+	}
+	if len(data) > MaxObjectSize {
+		return api.ObjectPutResult{}, fmt.Errorf("%w: the fake holds objects of at most %d bytes", feed.ErrTooLarge, MaxObjectSize)
 	}
 	id, err := n.AddObject(data)
 	if err != nil {
@@ -102,18 +98,41 @@ func (n *Node) PutObject(ctx context.Context, path string) (api.ObjectPutResult,
 	}
 	o, _ := n.object(id)
 	n.objs.mu.Lock()
+	defer n.objs.mu.Unlock()
 	o.Pinned = true
-	res := api.ObjectPutResult{CID: o.CID, Size: o.Size, Chunks: o.Chunks}
-	n.objs.mu.Unlock()
-	return res, nil
+	return api.ObjectPutResult{CID: o.CID, Size: o.Size, Chunks: o.Chunks}, nil
 }
 
-// GetObject writes a held object to path, reporting progress once; it
-// fetches nothing.
+// errNoPaths refuses every path, as a node with no object directories
+// does.
+var errNoPaths = fmt.Errorf("%w: the fake node reads and writes no files by path", api.ErrNotAllowed)
+
+// PutObjectFile refuses every path.
+func (n *Node) PutObjectFile(ctx context.Context, path string) (api.ObjectPutResult, error) {
+	n.called("PutObjectFile", ctx)
+	return api.ObjectPutResult{}, errNoPaths
+}
+
+// OpenObject returns a reader of a held object, reporting progress once;
+// it fetches nothing.
+func (n *Node) OpenObject(ctx context.Context, id cid.Cid, progress func(done, total int64)) (io.ReadCloser, int64, error) {
+	n.called("OpenObject", ctx)
+	o, err := n.object(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if progress != nil {
+		progress(o.Size, o.Size)
+	}
+	return io.NopCloser(bytes.NewReader(o.data)), o.Size, nil
+}
+
+// GetObject reports a held object (progress once); it fetches nothing and
+// refuses every path.
 func (n *Node) GetObject(ctx context.Context, id cid.Cid, path string, progress func(done, total int64)) (api.ObjectGetResult, error) {
 	n.called("GetObject", ctx)
-	if path != "" && !filepath.IsAbs(path) {
-		return api.ObjectGetResult{}, fmt.Errorf("%w: %q is not an absolute path", api.ErrInvalidParams, path)
+	if path != "" {
+		return api.ObjectGetResult{}, errNoPaths
 	}
 	o, err := n.object(id)
 	if err != nil {
@@ -122,12 +141,7 @@ func (n *Node) GetObject(ctx context.Context, id cid.Cid, path string, progress 
 	if progress != nil {
 		progress(o.Size, o.Size)
 	}
-	if path != "" {
-		if err := os.WriteFile(path, o.data, 0o644); err != nil {
-			return api.ObjectGetResult{}, fmt.Errorf("%w: %w", api.ErrInvalidParams, err)
-		}
-	}
-	return api.ObjectGetResult{Path: path, Size: o.Size}, nil
+	return api.ObjectGetResult{Size: o.Size}, nil
 }
 
 // StatObject reports a held object.

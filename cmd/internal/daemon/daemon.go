@@ -44,6 +44,8 @@ type Daemon struct {
 	ID    feed.ID
 	RPC   string   // host:port of its RPC API
 	Addrs []string // its multiaddrs, each ending in /p2p/ID
+	// Metrics is the host:port of its /metrics, if started with --metrics.
+	Metrics string
 
 	cmd      *exec.Cmd
 	done     chan error // receives the process's exit
@@ -93,6 +95,8 @@ func Start(ctx context.Context, bin, home string, logw io.Writer, extra ...strin
 				d.RPC = v
 			case "addr":
 				d.Addrs = append(d.Addrs, v)
+			case "metrics":
+				d.Metrics = v
 			case "ready":
 				if d.RPC == "" || len(d.Addrs) == 0 {
 					err = errors.New("daemon: banner lacks rpc or addr lines")
@@ -164,6 +168,52 @@ func (d *Daemon) Stop() error {
 // Kill ends the process at once.
 func (d *Daemon) Kill() {
 	d.cmd.Process.Kill()
+}
+
+// Crash kills the process with SIGKILL (kill -9: no shutdown, no flush)
+// and waits until it has exited, so that its home can be run again. Later
+// Stop calls return at once.
+func (d *Daemon) Crash() {
+	d.stopOnce.Do(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+		d.stopErr = errors.New("daemon: killed")
+	})
+}
+
+// Pid returns the process ID.
+func (d *Daemon) Pid() int {
+	return d.cmd.Process.Pid
+}
+
+// PeakRSS returns the most memory the process has had resident so far.
+func (d *Daemon) PeakRSS() (int64, error) {
+	return ProcessPeakRSS(d.cmd.Process.Pid)
+}
+
+// ProcessPeakRSS returns the peak resident set size of process pid in
+// bytes: VmHWM in /proc/PID/status.
+func ProcessPeakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("daemon: peak rss of %d: %w", pid, err)
+	}
+	for line := range strings.Lines(string(b)) {
+		v, ok := strings.CutPrefix(line, "VmHWM:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v) // "123456 kB"
+		if len(f) != 2 || f[1] != "kB" {
+			break
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("daemon: peak rss of %d: %w", pid, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("daemon: peak rss of %d: no VmHWM line in /proc status", pid)
 }
 
 // stderrOf folds an exec.ExitError's stderr into the error.

@@ -39,3 +39,26 @@ func TestProcessCPU(t *testing.T) {
 		t.Error("pid -1: no error")
 	}
 }
+
+// TestProcessPeakRSS checks that this process's peak RSS covers memory it
+// has touched, and that an unknown process is an error.
+func TestProcessPeakRSS(t *testing.T) {
+	const size = 64 << 20
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = 1
+	}
+	rss, err := ProcessPeakRSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss < size {
+		t.Errorf("peak rss %d bytes after touching %d", rss, size)
+	}
+	if b[size-1] != 1 {
+		t.Fatal("lost the touched memory")
+	}
+	if _, err := ProcessPeakRSS(-1); err == nil {
+		t.Error("pid -1: no error")
+	}
+}
