@@ -15,7 +15,7 @@ import (
 type Fanout uint8
 
 const (
-	// Lean is the fanout of rooms: a mesh of two peers (one to three). The
+	// Lean is the fanout of rooms: a mesh of one or two peers. The
 	// publisher sends to every member it is linked to (flood publishing),
 	// the mesh carries the message on to the others, and EBT fills what
 	// gossip loses, so members receive few copies beyond the first.
@@ -80,7 +80,7 @@ func GossipOptions(f Fanout) []pubsub.Option {
 }
 
 // GossipParams are the gossipsub parameters of fanout f: a mesh of D 2
-// (1 to 3) for Lean, D 10 (8 to 12) for Wide, and IDONTWANT for every
+// (1 to 2) for Lean, D 10 (8 to 12) for Wide, and IDONTWANT for every
 // message, not only for large ones. Gossip is the fast path only: EBT
 // fills whatever it loses. docs/BENCHMARKS.md (contexts) has the
 // measurements behind the numbers.
@@ -90,7 +90,7 @@ func GossipParams(f Fanout) pubsub.GossipSubParams {
 		p.D, p.Dlo, p.Dhi = 10, 8, 12
 		p.Dscore, p.Dout = 4, 2
 	} else {
-		p.D, p.Dlo, p.Dhi = 2, 1, 3
+		p.D, p.Dlo, p.Dhi = 2, 1, 2
 		p.Dscore, p.Dout = 1, 0
 	}
 	p.IDontWantMessageThreshold = 1
