@@ -96,6 +96,11 @@
 // transaction, however many entries it carries, and a Sync after it one
 // sync of the value log and the LSM's write-ahead log (badger_sync.go).
 //
+// Verify (verify.go) opens a Badger store read-only and checks it whole:
+// every feed's chain and signatures, heads, the context index, and a
+// sample of each object's chunks against its root; `contextd doctor` runs
+// it on a stopped daemon's store.
+//
 // # Importers
 //
 // store imports only feed, swarm (pure: the object Info, bins, CIDs),

@@ -772,23 +772,9 @@ type peerProc struct {
 // startPeer starts a baseline peer; got is called, from one goroutine, for
 // each message it delivers.
 func startPeer(ctx context.Context, got func(idx int, lat time.Duration)) (*peerProc, error) {
-	exe, err := os.Executable()
+	cmd, stdin, stdout, err := startRole(pubsubRolePeer)
 	if err != nil {
 		return nil, err
-	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), quicRoleEnv+"="+pubsubRolePeer)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start pubsub peer: %w", err)
 	}
 	p := &peerProc{cmd: cmd, stdin: stdin, replies: make(chan string, 1), exited: make(chan struct{})}
 	go func() {
