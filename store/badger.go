@@ -116,9 +116,9 @@ type Badger struct {
 
 	quotas atomic.Pointer[Quotas] // what Append enforces (badger_bounds.go); nil: none
 
-	dir        string     // the main database's directory
-	syncMu     sync.Mutex // serialises Sync
-	syncedVlog uint32     // value logs below this number are synced (badger_sync.go)
+	dir    string     // the main database's directory
+	syncMu sync.Mutex // serialises Sync
+	logs   logState   // what the last Sync saw of the logs (badger_sync.go)
 
 	metrics *Metrics // BadgerOptions.Metrics, or nil
 }
