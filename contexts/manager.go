@@ -132,7 +132,7 @@ type Manager struct {
 
 	// Gossiped entries are appended on lanes: each author's in order on
 	// one lane, different lanes at once, so that the store can commit
-	// (and sync) appends of many authors together.
+	// appends of many authors together.
 	lanes  [numLanes]chan *feed.Entry
 	laneMu [numLanes]sync.Mutex // serialises the appends of a lane's authors; taken before mu
 }

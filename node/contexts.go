@@ -367,6 +367,9 @@ func (n *Node) contextInfo(id feed.ID) (api.Context, error) {
 		return c, err
 	}
 	c.Name, c.Description, c.Wide = meta.Name, meta.Description, meta.Wide
+	if f, joined := n.ctxs.Fanout(id); joined {
+		c.Wide = f == contexts.Wide // a person's key has no meta, yet gossips wide
+	}
 	return c, nil
 }
 

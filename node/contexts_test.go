@@ -406,6 +406,12 @@ func TestContextFanout(t *testing.T) {
 	if info := must(b.contextInfo(stage.ID)); !info.Wide || info.Name != "stage" {
 		t.Fatalf("B sees %+v", info)
 	}
+	if info := must(b.contextInfo(a.id)); !info.Wide {
+		t.Fatalf("B sees A's own key as %+v, not wide", info)
+	}
+	if info := must(b.contextInfo(room.ID)); info.Wide {
+		t.Fatalf("B sees the room as %+v, wide", info)
+	}
 
 	// Both on the wide mesh: B's message reaches A by gossip.
 	before := a.ctxs.Stats().Received

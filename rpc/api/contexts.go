@@ -59,7 +59,7 @@ type Context struct {
 	Name        string  `json:"name,omitempty"`        // from the context's own feed, once the node has it
 	Description string  `json:"description,omitempty"` // likewise
 	Owner       bool    `json:"owner,omitempty"`       // this node holds the context's key (it can ban)
-	Wide        bool    `json:"wide,omitempty"`        // created wide (ContextCreateParams.Wide), from its feed
+	Wide        bool    `json:"wide,omitempty"`        // gossips on the wide mesh: created wide (ContextCreateParams.Wide), or a person's key
 	Joined      bool    `json:"joined"`
 	Messages    uint64  `json:"messages"` // messages held, i.e. the latest cursor
 }
