@@ -2,18 +2,18 @@ package ebt
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/flitlink/memlink"
 	"github.com/contextd/contextd/store"
 )
 
 // BenchmarkSync measures initial sync between two Replicators with Badger
-// stores over a flitlink link on loopback TCP: the receiver follows the
+// stores over a flitlink link in memory (memlink): the receiver follows the
 // sender and fetches its feed of benchEntries entries of 200-byte bodies,
 // as many as cxbench repl by default, so that the receiver's Badger flushes
 // and compacts as it does there.
@@ -68,22 +68,14 @@ func syncOnce(b *testing.B, src *store.Badger, senderID feed.ID, head feed.Head)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
+	sa, sb := memlink.NewPair(memlink.Config{}, senderID, receiver.id)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { rs.Run(ctx) })
 	wg.Go(func() { rr.Run(ctx) })
 	wg.Go(func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		l := flitlink.NewLink(conn, receiver.id, false, flitlink.Config{})
+		l := flitlink.NewLink(sb, receiver.id, false, flitlink.Config{})
 		defer l.Close()
 		c, err := l.Accept(ctx)
 		if err != nil {
@@ -93,11 +85,7 @@ func syncOnce(b *testing.B, src *store.Badger, senderID feed.ID, head feed.Head)
 	})
 	b.StartTimer()
 	start := time.Now()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := flitlink.NewLink(conn, senderID, true, flitlink.Config{})
+	l := flitlink.NewLink(sa, senderID, true, flitlink.Config{})
 	defer l.Close()
 	c, err := l.Open(ctx, Service, flitlink.Data)
 	if err != nil {

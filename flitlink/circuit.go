@@ -2,84 +2,92 @@ package flitlink
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
-type circuitState uint8
-
+// Bounds of what a closed circuit still reads (and discards) from the peer
+// while waiting for the end of its stream: an honest peer stops about a
+// round trip after it sees this side's end; past the bounds the stream is
+// reset.
 const (
-	stateOpening circuitState = iota // OPEN sent, waiting for the reply
-	stateOpen                        // accepted
-	stateRefused                     // the peer refused it
+	drainLimit = 16 << 20
+	drainTime  = 5 * time.Second
+)
+
+// Sizes of a message's writes. A paced (bulk) Send writes at most
+// pacedPiece per wait for the pacer: a piece enters the bottleneck as one
+// burst that interactive packets may queue behind, so it is kept small,
+// yet a 16 KiB swarm chunk with its message header (and length prefix) is
+// one piece. An unpaced Send writes the length and up to firstPiece bytes
+// in one write (copied), and the rest in one more.
+const (
+	pacedPiece = 16<<10 + 64
+	firstPiece = 64 << 10
 )
 
 // Circuit is one message stream inside a link, opened by service name and
-// class. Messages are delivered whole and in order. Send and Recv are safe
-// for concurrent use; concurrent Sends are serialised (a message is never
-// interleaved with another on the same circuit).
+// class, over its own stream of the session. Messages are delivered whole
+// and in order. Send and Recv are safe for concurrent use; concurrent Sends
+// are serialised (a message is never interleaved with another on the same
+// circuit), and so are concurrent Recvs.
 type Circuit struct {
 	l       *Link
+	st      Stream
 	id      uint32
 	service string
 	class   Class
-	local   bool          // this side opened it
-	sendMax int           // largest message Send accepts
+	local   bool       // this side opened it
+	sendMax int        // the largest message Send takes: min(own, peer's) maximum
+	pacer   *bulkPacer // bulk classes: the link's controller (nil: unmanaged)
+
 	sendSem chan struct{} // capacity 1: held by the Send in progress
+	wbuf    []byte        // the Send's: length prefix and first piece
+	wd      deadliner     // interrupts a blocked Write
 
-	// Guarded by l.mu.
-	state     circuitState
-	reply     chan struct{} // local circuits: closed on ACCEPT or REFUSE
-	refuse    RefuseReason
-	abandoned bool // Open gave up before the reply
+	recvSem chan struct{} // capacity 1: held by the Recv in progress
+	rd      deadliner     // interrupts a blocked Read
+	// Held with recvSem: the message being read, kept across a Recv that
+	// its context interrupted.
+	lenBuf [LengthSize]byte
+	lenN   int
+	msg    []byte // nil until the length is known
+	msgN   int
+	rerr   error // sticky: io.EOF or the reset that ended the receive side
 
-	inCtrl     bool // in l.ctrl
-	needOpen   bool
-	needAccept bool
-	needRefuse bool
-	needClose  bool
-	grant      int // credit to announce to the peer
+	closing chan struct{} // closed by Close
 
-	sendCredit  int     // payload bytes the peer lets us send
-	out         *outMsg // message being sent
-	needCancel  bool    // a partly sent message was abandoned: send CANCEL
-	inReady     bool    // in l.ready[class]
-	writeClosed bool    // CloseWrite or Close was called
-	sentClose   bool    // CLOSE handed to the writer
-
-	recvOutstanding int // credit the peer has not used yet
-	queue           fifo[inMsg]
-	queuedCost      int    // credit cost of the messages in queue
-	partial         []byte // message being reassembled (reader's)
-	partialCost     int
-	partialLen      int
-	inPartial       bool
-	remoteClosed    bool          // the peer sent CLOSE
-	localClosed     bool          // Close was called: discard what arrives
-	sig             chan struct{} // closed (and cleared) when Recv may progress
+	mu          sync.Mutex // guards the fields below
+	writeClosed bool       // CloseWrite or Close was called
+	closed      bool       // Close was called
+	werr        error      // sticky: why the send side broke
 }
 
-// outMsg is a message handed to the writer by Send.
-type outMsg struct {
-	data     []byte
-	off      int // bytes already copied into frames
-	done     chan struct{}
-	finished bool
-	err      error
-	queued   time.Time // when Send took it; set only with Config.Metrics
-}
-
-func (m *outMsg) finishLocked(err error) {
-	m.finished = true
-	m.err = err
-	close(m.done)
-}
-
-// inMsg is a received message and the credit it cost.
-type inMsg struct {
-	data []byte
-	cost int
+// newCircuit returns a circuit of l over st; l.mu is held and the peer's
+// hello has arrived.
+func newCircuit(l *Link, st Stream, id uint32, service string, class Class, local bool) *Circuit {
+	c := &Circuit{
+		l:       l,
+		st:      st,
+		id:      id,
+		service: service,
+		class:   class,
+		local:   local,
+		sendMax: l.sendMax,
+		sendSem: make(chan struct{}, 1),
+		recvSem: make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		wd:      deadliner{set: st.SetWriteDeadline},
+		rd:      deadliner{set: st.SetReadDeadline},
+	}
+	if class.bulk() {
+		c.pacer = l.pacer
+	}
+	return c
 }
 
 // Service returns the service name the circuit was opened for.
@@ -88,182 +96,357 @@ func (c *Circuit) Service() string { return c.service }
 // Class returns the circuit's class.
 func (c *Circuit) Class() Class { return c.class }
 
-// ID returns the circuit id (odd if the link's initiator opened it).
+// ID returns the circuit's number, unique among this side's circuits of
+// the link (the two sides number their circuits independently).
 func (c *Circuit) ID() uint32 { return c.id }
 
 // Link returns the link the circuit belongs to.
 func (c *Circuit) Link() *Link { return c.l }
 
-// Send sends msg as one message. It blocks while the peer has granted no
-// credit, and returns once the last fragment has been handed to the link's
-// writer (not when the peer has read it); msg is not retained afterwards.
-// If ctx ends first, the message is abandoned (the peer discards any part of
-// it) and ctx's error is returned. Messages above the link's maximum size
-// fail with ErrTooLarge; after CloseWrite or Close, with ErrCircuitClosed.
+// handshake writes the circuit header and reads the acceptor's reply.
+func (c *Circuit) handshake(ctx context.Context) (byte, error) {
+	hdr := appendCircuitHeader(make([]byte, 0, MaxCircuitHeader), c.service, c.class)
+	if _, err := c.write(ctx, hdr); err != nil {
+		return 0, c.failure(ctx, "open", err)
+	}
+	var reply [1]byte
+	if !c.rd.begin(ctx) {
+		return 0, ErrCircuitClosed
+	}
+	_, err := io.ReadFull(c.st, reply[:])
+	if c.rd.end() && ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	if err != nil {
+		return 0, c.failure(ctx, "open", err)
+	}
+	c.l.touch()
+	return reply[0], nil
+}
+
+// failure maps a stream error of op to what the caller returns: the link's
+// error once it is dead, else the error wrapped in ErrCircuitReset.
+func (c *Circuit) failure(ctx context.Context, op string, err error) error {
+	if lerr := c.l.Err(); lerr != nil {
+		return lerr
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("flitlink: %s circuit %q: %w: %w", op, c.service, ErrCircuitReset, err)
+}
+
+// Send sends msg as one message: its length, then its bytes, written
+// straight to the circuit's stream. It blocks while the stream's flow
+// control (a slow reader) or, for Video and Data, the bulk controller
+// holds it back, and returns once the message is written (not when the
+// peer has read it); msg is not retained afterwards. If ctx ends first, it
+// returns ctx's error; if part of the message was already written, the
+// circuit is reset (both directions fail with ErrCircuitReset from then
+// on). Messages above the link's maximum size fail with ErrTooLarge; after
+// CloseWrite or Close, Send fails with ErrCircuitClosed.
 func (c *Circuit) Send(ctx context.Context, msg []byte) error {
 	l := c.l
-	if len(msg) > c.sendMax {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), c.sendMax)
+	var queued time.Time
+	if l.cfg.Metrics != nil {
+		queued = time.Now()
 	}
 	select {
 	case c.sendSem <- struct{}{}:
+	case <-c.closing:
+		return ErrCircuitClosed
 	case <-l.done:
 		return l.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-c.sendSem }()
-
-	l.mu.Lock()
-	if l.err != nil {
-		err := l.err
-		l.mu.Unlock()
-		return err
-	}
-	if c.writeClosed {
-		l.mu.Unlock()
-		return ErrCircuitClosed
-	}
-	m := &outMsg{data: msg, done: make(chan struct{})}
-	if l.cfg.Metrics != nil {
-		m.queued = time.Now()
-	}
-	c.out = m
-	l.readyLocked(c)
-	l.mu.Unlock()
-
 	select {
-	case <-m.done:
-		return m.err
 	case <-l.done:
 		return l.Err()
-	case <-ctx.Done():
+	default:
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !m.finished {
-		c.abortLocked(ctx.Err())
+	if len(msg) > c.sendMax {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), c.sendMax)
 	}
-	return m.err
+	c.mu.Lock()
+	closed, werr := c.writeClosed, c.werr
+	c.mu.Unlock()
+	switch {
+	case werr != nil:
+		return werr
+	case closed:
+		return ErrCircuitClosed
+	}
+
+	// The length and the first piece in one Write; the rest straight from
+	// msg, in pieces while a pacer meters it.
+	piece := firstPiece
+	if c.pacer != nil {
+		piece = pacedPiece - LengthSize
+	}
+	first := min(len(msg), piece)
+	c.wbuf = append(binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(len(msg))), msg[:first]...)
+	b, off := c.wbuf, first
+	written := 0
+	for {
+		if c.pacer != nil {
+			if err := c.pacer.wait(ctx, len(b)); err != nil {
+				return c.sendFailed(ctx, written, err)
+			}
+		}
+		if written == 0 {
+			l.cfg.Metrics.sendDelay(c.class, queued)
+		}
+		n, err := c.write(ctx, b)
+		written += n
+		if err != nil {
+			return c.sendFailed(ctx, written, err)
+		}
+		if off == len(msg) {
+			break
+		}
+		k := len(msg) - off
+		if c.pacer != nil {
+			k = min(k, pacedPiece)
+		}
+		b, off = msg[off:off+k], off+k
+	}
+	if cap(c.wbuf) > 4<<10 && len(msg) < 1<<10 {
+		c.wbuf = nil // do not keep a large buffer for a circuit of small messages
+	}
+	l.cfg.Metrics.sent(c.class, LengthSize+len(msg))
+	return nil
 }
 
-// abortLocked abandons the message being sent, failing its Send with err.
-func (c *Circuit) abortLocked(err error) {
-	m := c.out
-	if m == nil {
-		return
+// write writes b to the stream; ctx or Close interrupts it.
+func (c *Circuit) write(ctx context.Context, b []byte) (int, error) {
+	if !c.wd.begin(ctx) {
+		return 0, ErrCircuitClosed
 	}
-	c.out = nil
-	if m.off > 0 {
-		c.needCancel = true
-		c.l.readyLocked(c)
+	n, err := c.st.Write(b)
+	if c.wd.end() && err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		} else {
+			err = ErrCircuitClosed
+		}
 	}
-	m.finishLocked(err)
-	c.afterSendLocked()
+	return n, err
 }
 
-// afterSendLocked queues CLOSE once the send side is closed and idle.
-func (c *Circuit) afterSendLocked() {
-	if c.writeClosed && c.out == nil && !c.needCancel && !c.needClose && !c.sentClose && c.state == stateOpen {
-		c.needClose = true
-		c.l.queueCtrlLocked(c)
+// sendFailed handles a Send that failed with err after writing written
+// bytes of its message: a partly written message resets the stream.
+func (c *Circuit) sendFailed(ctx context.Context, written int, err error) error {
+	if lerr := c.l.Err(); lerr != nil {
+		return lerr
 	}
+	interrupted := errors.Is(err, ErrCircuitClosed) || (ctx.Err() != nil && errors.Is(err, ctx.Err()))
+	if interrupted && written == 0 {
+		return err
+	}
+	broken := fmt.Errorf("flitlink: send on circuit %q: %w: %w", c.service, ErrCircuitReset, err)
+	if interrupted {
+		broken = fmt.Errorf("flitlink: send on circuit %q: %w: a message was abandoned half written", c.service, ErrCircuitReset)
+	}
+	c.mu.Lock()
+	if c.werr == nil {
+		c.werr = broken
+	}
+	c.mu.Unlock()
+	_ = c.st.Reset()
+	if interrupted {
+		return err
+	}
+	return broken
 }
 
-func (c *Circuit) sendableLocked() bool {
-	return c.needCancel || (c.out != nil && c.sendCredit > 0)
-}
-
-// Recv returns the next message. After the peer closed the circuit and every
-// message was read, it returns io.EOF; after Close, ErrCircuitClosed; when
-// the link dies, messages already received are still returned, then the
-// link's error (ErrLinkClosed).
+// Recv returns the next message, read straight from the circuit's stream
+// into a buffer of the message's size (checked against the maximum message
+// size first). After the peer closed the circuit and every message was
+// read, it returns io.EOF; after Close, ErrCircuitClosed; when the link
+// dies, the link's error (ErrLinkClosed). If ctx ends first, Recv returns
+// ctx's error and the circuit stays usable: a later Recv continues the
+// message.
 func (c *Circuit) Recv(ctx context.Context) ([]byte, error) {
 	l := c.l
-	for {
-		l.mu.Lock()
-		if c.localClosed {
-			l.mu.Unlock()
-			return nil, ErrCircuitClosed
+	select {
+	case c.recvSem <- struct{}{}:
+	case <-c.closing:
+		return nil, ErrCircuitClosed
+	case <-l.done:
+		return nil, l.Err()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.recvSem }()
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrCircuitClosed
+	case c.rerr != nil:
+		return nil, c.rerr
+	}
+	if !c.rd.begin(ctx) {
+		return nil, ErrCircuitClosed
+	}
+	msg, err := c.readMessage()
+	tripped := c.rd.end()
+	if err == nil {
+		l.cfg.Metrics.received(c.class, LengthSize+len(msg))
+		return msg, nil
+	}
+	if tripped {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		if m, ok := c.queue.pop(); ok {
-			c.queuedCost -= m.cost
-			l.maybeGrantLocked(c)
-			l.mu.Unlock()
-			return m.data, nil
+		return nil, ErrCircuitClosed
+	}
+	if lerr := l.Err(); lerr != nil {
+		return nil, lerr
+	}
+	switch {
+	case errors.Is(err, ErrProtocol):
+		l.fail(fmt.Errorf("circuit %q: %w", c.service, err))
+		return nil, l.Err()
+	case isEOF(err) && c.lenN == 0:
+		c.rerr = io.EOF
+	case isEOF(err) || errors.Is(err, io.ErrUnexpectedEOF):
+		l.fail(fmt.Errorf("%w: circuit %q ended inside a message", ErrProtocol, c.service))
+		return nil, l.Err()
+	default:
+		c.rerr = fmt.Errorf("flitlink: receive on circuit %q: %w: %w", c.service, ErrCircuitReset, err)
+	}
+	return nil, c.rerr
+}
+
+// readMessage reads the rest of the current message.
+func (c *Circuit) readMessage() ([]byte, error) {
+	for c.lenN < LengthSize {
+		n, err := c.st.Read(c.lenBuf[c.lenN:])
+		if n > 0 {
+			c.lenN += n
+			c.l.touch()
 		}
-		if c.remoteClosed {
-			l.mu.Unlock()
-			return nil, io.EOF
-		}
-		if l.err != nil {
-			err := l.err
-			l.mu.Unlock()
-			return nil, err
-		}
-		if err := l.waitLocked(ctx, &c.sig); err != nil {
+		if err != nil && c.lenN < LengthSize {
 			return nil, err
 		}
 	}
-}
-
-func (c *Circuit) notifyLocked() {
-	if c.sig != nil {
-		close(c.sig)
-		c.sig = nil
+	if c.msg == nil {
+		size, err := parseLength(&c.lenBuf, c.l.cfg.MaxMessageSize)
+		if err != nil {
+			return nil, err
+		}
+		c.msg = make([]byte, size)
 	}
+	for c.msgN < len(c.msg) {
+		n, err := c.st.Read(c.msg[c.msgN:])
+		if n > 0 {
+			c.msgN += n
+			c.l.touch()
+		}
+		if err != nil && c.msgN < len(c.msg) {
+			return nil, err
+		}
+	}
+	msg := c.msg
+	c.msg, c.msgN, c.lenN = nil, 0, 0
+	return msg, nil
 }
 
-func (c *Circuit) dropPartialLocked() {
-	c.partial = nil
-	c.partialCost = 0
-	c.partialLen = 0
-	c.inPartial = false
-}
-
-// CloseWrite half-closes the circuit: after the message being sent (if any),
-// CLOSE tells the peer no more messages follow, and its Recv returns io.EOF
-// once it has read them all. Recv keeps working on this side.
+// CloseWrite half-closes the circuit: after the message being sent (it
+// waits for it), the peer's Recv returns io.EOF once it has read every
+// message. Recv keeps working on this side.
 func (c *Circuit) CloseWrite() error {
-	c.l.mu.Lock()
-	defer c.l.mu.Unlock()
-	c.closeWriteLocked()
-	return nil
-}
-
-func (c *Circuit) closeWriteLocked() {
-	if !c.writeClosed {
-		c.writeClosed = true
-		c.afterSendLocked()
+	l := c.l
+	select {
+	case c.sendSem <- struct{}{}:
+	case <-c.closing:
+		return nil
+	case <-l.done:
+		return nil
 	}
-}
-
-// Close closes the circuit in both directions: a Send in progress is
-// abandoned, CLOSE is sent, messages not yet read are dropped and later ones
-// are discarded (while still granting credit, so the peer never blocks on a
-// circuit nobody reads). Close is idempotent and returns nil.
-func (c *Circuit) Close() error {
-	c.l.mu.Lock()
-	defer c.l.mu.Unlock()
-	c.closeLocked(ErrCircuitClosed)
+	defer func() { <-c.sendSem }()
+	c.mu.Lock()
+	done := c.writeClosed || c.werr != nil
+	c.writeClosed = true
+	c.mu.Unlock()
+	if !done {
+		_ = c.st.CloseWrite() // a failure shows on the peer's side, and the link's
+	}
 	return nil
 }
 
-func (c *Circuit) closeLocked(err error) {
-	c.abortLocked(err)
-	c.closeWriteLocked()
-	if c.localClosed {
+// Close closes the circuit in both directions without blocking: a Send or
+// Recv in progress returns ErrCircuitClosed (a half-written message resets
+// the circuit), the peer reads the messages already written and then
+// io.EOF, and what the peer still sends is read and discarded until its
+// end (within drainLimit and drainTime), so the peer never blocks on a
+// circuit nobody reads. Close is idempotent and returns nil.
+func (c *Circuit) Close() error {
+	l := c.l
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.writeClosed = true
+	close(c.closing)
+	c.mu.Unlock()
+	c.wd.close()
+	c.rd.close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return nil // the link reset the stream
+	}
+	l.wg.Add(1)
+	go c.finish()
+	return nil
+}
+
+// finish ends a closed circuit's stream: it ends this side's direction
+// after the interrupted Send, then reads the peer's to its end.
+func (c *Circuit) finish() {
+	l := c.l
+	defer l.wg.Done()
+	defer l.forget(c)
+	select {
+	case c.sendSem <- struct{}{}:
+	case <-l.done:
 		return
 	}
-	c.localClosed = true
-	c.queue = fifo[inMsg]{}
-	c.queuedCost = 0
-	c.partial = nil
-	c.partialCost = 0
-	c.notifyLocked()
-	c.l.maybeGrantLocked(c)
+	c.mu.Lock()
+	broken := c.werr != nil
+	c.mu.Unlock()
+	if !broken {
+		_ = c.st.CloseWrite()
+	}
+	<-c.sendSem
+	select {
+	case c.recvSem <- struct{}{}:
+	case <-l.done:
+		return
+	}
+	defer func() { <-c.recvSem }()
+	if c.rerr == io.EOF {
+		return
+	}
+	if broken || c.st.SetReadDeadline(time.Now().Add(drainTime)) != nil {
+		_ = c.st.Reset()
+		return
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(c.st, drainLimit))
+	if err != nil || n == drainLimit {
+		_ = c.st.Reset()
+	}
 }
 
-func (c *Circuit) hasControlLocked() bool {
-	return c.needOpen || c.needAccept || c.needRefuse || c.grant > 0 || c.needClose
+// abort resets a circuit that never reached the application.
+func (c *Circuit) abort() {
+	_ = c.st.Reset()
+	c.l.forget(c)
 }

@@ -1,39 +1,44 @@
 // Package flitlink carries all data-plane traffic between two contextd
-// nodes: one link per peer pair over any reliable, ordered byte stream, with
-// numbered circuits inside it. A circuit is opened by service name ("ebt/1",
-// "swarm", …) and QoS class, and carries whole messages; messages larger
-// than a flit (16 KiB + 64 B by default) are fragmented into bounded frames and
-// reassembled. The wire format is specified in docs/protocols/flitlink.md.
+// nodes: one link per peer pair over a Session of independent streams (QUIC
+// streams over one connection), with one stream per circuit. A circuit is
+// opened by service name ("ebt/1", "swarm/1", …) and QoS class, and carries
+// whole, length-prefixed messages written straight to its stream. The wire
+// format is specified in docs/protocols/flitlink.md.
 //
 // Guarantees:
 //   - Messages on one circuit arrive whole, in order, exactly once, or the
-//     link dies. There is no ordering between circuits.
-//   - Per-circuit credit flow control: the receiver grants Config.Window
-//     bytes and re-grants as the application calls Recv, so a slow reader
-//     stops its sender (Send blocks) without growing memory on either side
-//     and without slowing other circuits.
-//   - Scheduling is per frame: link control first, then Control, Voice, and
-//     Video and Data sharing by weight (VideoWeight:DataWeight). A small
-//     Voice message therefore waits for at most about two flits of bulk data
-//     already being written, never for a whole large message.
-//   - Everything the peer sends is bounded before it is allocated: frame and
-//     control sizes, message size, credit, open circuits, accept backlog. A
-//     peer that breaks the protocol kills its link (ErrProtocol), nothing
-//     else.
-//   - When a link dies (I/O error, protocol violation, Close), every blocked
-//     and later call on it returns an error wrapping ErrLinkClosed and the
-//     cause.
+//     circuit or link fails. There is no ordering between circuits, and no
+//     head-of-line blocking either: bytes of one circuit held back by a
+//     lost packet hold back no other circuit.
+//   - Flow control is the transport's, per stream: a slow reader stops its
+//     sender (Send blocks) without growing memory on either side and without
+//     slowing other circuits. A receiver holds at most the stream's window
+//     and one message, allocated at its declared length only after the
+//     length was checked against the maximum message size.
+//   - Control and Voice circuits never wait for bulk here; Video and Data
+//     Sends wait for the link's delay-based bulk controller (ledbat.go),
+//     which keeps the path's queue short, unless Config.Unmanaged.
+//   - Liveness: keepalives every Config.KeepAlive on the control stream; a
+//     link that hears nothing for Config.DeadAfter dies with ErrTimeout.
+//   - Everything the peer sends is bounded before it is allocated: control
+//     messages, circuit headers, message sizes, open circuits, the accept
+//     backlog, what a closed circuit discards. A peer that breaks the
+//     protocol kills its link (ErrProtocol), nothing else.
+//   - When a link dies (stream failure, protocol violation, timeout,
+//     Close), every blocked and later call on it returns an error wrapping
+//     ErrLinkClosed and the cause.
 //
-// Threading: a Link runs a reader and a writer goroutine, owned by the Link
-// and stopped and waited for by Close. Link and Circuit methods are safe for
-// concurrent use. One mutex per link guards the link's and its circuits'
-// state; the reader goroutine owns the receive buffers and the writer
-// goroutine the write buffer.
+// Threading: a Link runs three goroutines (control reader, keepalive
+// writer, stream acceptor), plus one per incoming circuit while its header
+// is read and one per closed circuit while it drains; Close stops and waits
+// for all of them. Send and Recv run on the caller's goroutine and read and
+// write the circuit's stream directly. Link and Circuit methods are safe for
+// concurrent use.
 //
-// Adapters provide the byte streams: flitlink/p2plink (one libp2p stream per
-// peer pair, protocol "/contextd/flit/1") and flitlink/memlink (in-process,
-// with latency, bandwidth and cuts, for tests and the simulator). This
-// package imports only the standard library, feed and the Prometheus
-// client (metrics.go: bytes and queueing delay per class behind
-// Config.Metrics); any package may import it.
+// Adapters provide the sessions: flitlink/p2plink (libp2p streams with
+// protocol "/contextd/flit/2" on the QUIC connection to the peer) and
+// flitlink/memlink (in-process, with latency, bandwidth, stalls and cuts,
+// for tests and the simulator). This package imports only the standard
+// library, feed and the Prometheus client (metrics.go: bytes and send delay
+// per class behind Config.Metrics); any package may import it.
 package flitlink

@@ -1,14 +1,14 @@
-package flitlink
+package flitlink_test
 
 import (
-	"bytes"
 	"context"
-	"net"
-	"sync"
+	"encoding/binary"
 	"testing"
 	"time"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/flitlink/memlink"
 )
 
 var (
@@ -16,24 +16,31 @@ var (
 	idB = feed.ID{0xb}
 )
 
-// newPair returns two links over net.Pipe: a is the initiator. tap, if not
-// nil, wraps a's end and records what a writes. Both links are closed when
-// the test ends.
-func newPair(t *testing.T, cfgA, cfgB Config, tap *tapConn) (a, b *Link) {
+// newPair returns two links over a new memlink connection: a is the
+// initiator. Both links are closed when the test ends.
+func newPair(t *testing.T, mcfg memlink.Config, cfgA, cfgB flitlink.Config) (a, b *flitlink.Link) {
 	t.Helper()
-	ca, cb := net.Pipe()
-	var conn net.Conn = ca
-	if tap != nil {
-		tap.Conn = ca
-		conn = tap
-	}
-	a = NewLink(conn, idB, true, cfgA)
-	b = NewLink(cb, idA, false, cfgB)
+	sa, sb := memlink.NewPair(mcfg, idA, idB)
+	a = flitlink.NewLink(sa, idB, true, cfgA)
+	b = flitlink.NewLink(sb, idA, false, cfgB)
 	t.Cleanup(func() {
 		a.Close()
 		b.Close()
 	})
 	return a, b
+}
+
+// rawPeer returns a link (the acceptor) and the initiator's session, which
+// the test drives by hand.
+func rawPeer(t *testing.T, cfg flitlink.Config) (*flitlink.Link, flitlink.Session) {
+	t.Helper()
+	sa, sb := memlink.NewPair(memlink.Config{Latency: time.Millisecond}, idA, idB)
+	l := flitlink.NewLink(sb, idA, false, cfg)
+	t.Cleanup(func() {
+		l.Close()
+		sa.Close()
+	})
+	return l, sa
 }
 
 // testCtx returns a context that fails a stuck test after a (fake, inside
@@ -45,7 +52,7 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // openPair opens a circuit from a and accepts it on b.
-func openPair(t *testing.T, a, b *Link, service string, class Class) (ca, cb *Circuit) {
+func openPair(t *testing.T, a, b *flitlink.Link, service string, class flitlink.Class) (ca, cb *flitlink.Circuit) {
 	t.Helper()
 	ctx := testCtx(t)
 	ca, err := a.Open(ctx, service, class)
@@ -56,87 +63,30 @@ func openPair(t *testing.T, a, b *Link, service string, class Class) (ca, cb *Ci
 	if err != nil {
 		t.Fatalf("Accept: %v", err)
 	}
-	if cb.Service() != service || cb.Class() != class || cb.ID() != ca.ID() {
-		t.Fatalf("accepted %q/%v/%d, opened %q/%v/%d", cb.Service(), cb.Class(), cb.ID(), service, class, ca.ID())
+	if cb.Service() != service || cb.Class() != class {
+		t.Fatalf("accepted %q/%v, opened %q/%v", cb.Service(), cb.Class(), service, class)
 	}
 	return ca, cb
 }
 
-// tapConn records the bytes written through it. While held, each Write
-// blocks until release.
-type tapConn struct {
-	net.Conn
-
-	mu      sync.Mutex
-	written []byte
-	gate    chan struct{} // non-nil while held
-}
-
-func (c *tapConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	gate := c.gate
-	c.mu.Unlock()
-	if gate != nil {
-		<-gate
-	}
-	c.mu.Lock()
-	c.written = append(c.written, p...)
-	c.mu.Unlock()
-	return c.Conn.Write(p)
-}
-
-// hold makes later Writes block; it returns the offset of the bytes
-// recorded so far.
-func (c *tapConn) hold() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gate = make(chan struct{})
-	return len(c.written)
-}
-
-func (c *tapConn) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	close(c.gate)
-	c.gate = nil
-}
-
-func (c *tapConn) since(off int) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.written[off:])
-}
-
-// splitFrames parses a recorded byte stream into frame headers.
-func splitFrames(t *testing.T, b []byte) []header {
+// checkAlive fails the test if a link died.
+func checkAlive(t *testing.T, links ...*flitlink.Link) {
 	t.Helper()
-	var hs []header
-	r := bytes.NewReader(b)
-	var hb [HeaderSize]byte
-	buf := make([]byte, MaxFlitSize)
-	for r.Len() > 0 {
-		h, _, err := readFrame(r, &hb, buf, MaxFlitSize)
-		if err != nil {
-			t.Fatalf("recorded stream: frame %d: %v", len(hs), err)
+	for _, l := range links {
+		if err := l.Err(); err != nil {
+			t.Errorf("link to %s died: %v", l.Remote().Short(), err)
 		}
-		hs = append(hs, h)
 	}
-	return hs
 }
 
-// rawFrame encodes one frame.
-func rawFrame(circuit uint32, flags uint8, payload []byte) []byte {
-	b := appendHeader(nil, header{circuit: circuit, flags: flags, length: len(payload)})
-	return append(b, payload...)
+// message encodes msg with its length prefix, as on the wire.
+func message(msg []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(msg))), msg...)
 }
 
-// rawControl encodes one control frame.
-func rawControl(m control) []byte {
-	return appendControlFrame(nil, &m)
-}
-
-func rawHello(flit, maxMsg, window uint32) []byte {
-	return rawControl(control{typ: ctlHello, version: Version, capability: Capability, flitSize: flit, maxMessage: maxMsg, window: window})
+// helloMsg is a HELLO of version v and max message size maxMsg, framed.
+func helloMsg(v byte, maxMsg uint32) []byte {
+	return message(binary.BigEndian.AppendUint32([]byte{0x01, v, 0, 1}, maxMsg))
 }
 
 // pattern returns n deterministic bytes that differ per seed.

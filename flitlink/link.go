@@ -6,97 +6,107 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"sync"
+	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/contextd/contextd/feed"
-	"github.com/contextd/contextd/internal/limit"
 )
 
-// Link is one flit link to a peer over a reliable, ordered byte stream. It
-// runs two goroutines, a reader and a writer, until the stream fails or
-// Close is called. All methods are safe for concurrent use.
+// headerTimeout bounds how long an incoming circuit stream may take to
+// deliver its header; a stream that does not is reset (not a violation:
+// its packets may be lost).
+const headerTimeout = 10 * time.Second
+
+// Link is one flit link to a peer over a Session. It runs three goroutines
+// (the control stream's reader, its writer of hello and keepalives, and the
+// acceptor of incoming streams) until the session fails or Close is
+// called. All methods are safe for concurrent use.
 type Link struct {
-	conn      io.ReadWriteCloser
+	sess      Session
+	ctrl      Stream
 	remote    feed.ID
 	initiator bool
 	cfg       Config
 	log       *slog.Logger
+	pacer     *bulkPacer // nil: bulk is unmanaged
+	start     time.Time
 
-	done    chan struct{}  // closed when the link is dead (err is set)
-	helloCh chan struct{}  // closed when the peer's hello has been read
-	wake    chan struct{}  // capacity 1: the writer may have work
-	wg      sync.WaitGroup // the reader and the writer
+	ctx      context.Context // ends when the link dies
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the link is dead (err is set)
+	helloCh  chan struct{} // closed when the peer's hello has been read
+	wg       sync.WaitGroup
+	lastRecv atomic.Int64 // time.Since(start) when bytes last arrived on any stream
 
-	wbuf []byte // owned by the writer goroutine (filled under mu)
-
-	rhdr [HeaderSize]byte // owned by the reader goroutine
-	rbuf []byte           // owned by the reader goroutine
-
-	// mu guards the fields below and the fields of every Circuit of this
-	// link that are marked "guarded by l.mu". No blocking call (I/O,
-	// channel wait) is made while holding it.
-	mu           sync.Mutex
-	err          error  // why the link died; nil while alive
-	peerFlit     int    // the peer's hello; zero until it arrived
-	peerWindow   int    //
-	sendFlit     int    // min(own, peer's) flit size
-	sendMax      int    // min(own, peer's) max message size
-	capability   uint16 // min(own, peer's) capability
-	helloSent    bool
-	nextID       uint64 // next circuit id this side opens (odd: initiator)
-	lastRemoteID uint32 // highest circuit id the peer opened
-	circuits     map[uint32]*Circuit
-	localOpen    int // circuits this side opened, not yet freed
-	remoteOpen   int // circuits the peer opened, not yet freed or refused
-	backlog      fifo[*Circuit]
-	acceptSig    chan struct{} // closed (and cleared) when Accept may progress
-	ctrl         fifo[*Circuit]
-	ready        [numClasses]fifo[*Circuit]
-	pass         [numClasses]uint64 // stride-scheduler virtual time (Video, Data)
-	discard      limit.Bucket       // bytes the peer may send on circuits this side closed (limits.go)
+	// mu guards the fields below. No blocking call (I/O, channel wait)
+	// is made while holding it.
+	mu         sync.Mutex
+	err        error  // why the link died; nil while alive
+	sendMax    int    // min(own, peer's) max message size
+	capability uint16 // min(own, peer's) capability
+	nextID     uint32
+	circuits   map[*Circuit]struct{} // not yet closed: reset when the link dies
+	localOpen  int                   // circuits this side opened, not yet closed
+	remoteOpen int                   // circuits the peer opened, not yet closed
+	incoming   map[Stream]struct{}   // incoming streams whose header is being read: reset when the link dies
+	answering  int                   // accepted circuits being answered: each holds a backlog place
+	backlog    fifo[*Circuit]
+	acceptSig  chan struct{} // closed (and cleared) when Accept may progress
 }
 
-// NewLink starts a link over conn, which it owns from now on: conn is closed
-// when the link dies. remote is the peer's identity as authenticated by the
-// transport. Exactly one side of a connection must be the initiator; it opens
-// odd circuit ids, the acceptor even ones.
-func NewLink(conn io.ReadWriteCloser, remote feed.ID, initiator bool, cfg Config) *Link {
+// NewLink starts a link over sess, which it owns from now on: the session
+// is closed when the link dies. remote is the peer's identity as
+// authenticated by the transport; initiator is true on the side that opened
+// the session (and its control stream).
+func NewLink(sess Session, remote feed.ID, initiator bool, cfg Config) *Link {
 	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
 	l := &Link{
-		conn:      conn,
+		sess:      sess,
+		ctrl:      sess.Control(),
 		remote:    remote,
 		initiator: initiator,
 		cfg:       cfg,
 		log:       cfg.Logger.With("remote", remote.Short()),
+		start:     time.Now(),
+		ctx:       ctx,
+		cancel:    cancel,
 		done:      make(chan struct{}),
 		helloCh:   make(chan struct{}),
-		wake:      make(chan struct{}, 1),
-		wbuf:      make([]byte, 0, 2*(HeaderSize+max(cfg.FlitSize, MaxControlSize))),
-		rbuf:      make([]byte, max(cfg.FlitSize, MaxControlSize)),
-		circuits:  make(map[uint32]*Circuit),
-		nextID:    2,
-		discard:   newDiscard(cfg, time.Now()),
+		circuits:  make(map[*Circuit]struct{}),
+		incoming:  make(map[Stream]struct{}),
 	}
-	if initiator {
-		l.nextID = 1
+	var rtt RTTSampler
+	if r, ok := sess.(RTTSampler); ok {
+		rtt = r
 	}
-	l.wg.Add(2)
-	go l.readLoop()
-	go l.writeLoop()
+	l.pacer = newBulkPacer(cfg, rtt)
+	l.wg.Add(3)
+	go l.readControl()
+	go l.keepAlive()
+	go l.acceptStreams()
 	return l
 }
 
 // Remote returns the peer's identity.
 func (l *Link) Remote() feed.ID { return l.remote }
 
-// Initiator reports whether this side initiated the connection.
+// Initiator reports whether this side initiated the link.
 func (l *Link) Initiator() bool { return l.initiator }
 
 // Done returns a channel closed when the link is dead.
 func (l *Link) Done() <-chan struct{} { return l.done }
+
+// RTT reports the path's round-trip times as the transport measured them
+// (the latest sample and the minimum); ok is false when the transport
+// does not measure them (memlink) or has no sample yet.
+func (l *Link) RTT() (latest, min time.Duration, ok bool) {
+	if r, is := l.sess.(RTTSampler); is {
+		return r.RTT()
+	}
+	return 0, 0, false
+}
 
 // Err returns why the link died (wrapping ErrLinkClosed), or nil while it
 // is alive.
@@ -106,76 +116,80 @@ func (l *Link) Err() error {
 	return l.err
 }
 
-// Close kills the link: the connection is closed, every circuit fails with
-// ErrLinkClosed, and Close waits for the link's goroutines. Frames not yet
-// written are dropped; to deliver everything, close the circuits and wait
-// for the peer's CLOSE first. Close is idempotent and returns nil.
+// Close kills the link: the session and every circuit's stream are reset,
+// every circuit fails with ErrLinkClosed, and Close waits for the link's
+// goroutines. Bytes not yet delivered are lost; to deliver everything,
+// close the circuits and wait for the peer's end of each first. Close is
+// idempotent and returns nil.
 func (l *Link) Close() error {
 	l.fail(errLocalClose)
 	l.wg.Wait()
 	return nil
 }
 
-// Open opens a circuit to the peer for service with the given class. It
-// waits for the peer's hello and for its ACCEPT or REFUSE; a refusal is a
-// *RefusedError (errors.Is(err, ErrRefused)).
+// Open opens a circuit to the peer for service with the given class: a new
+// stream, whose header the peer answers. It waits for the peer's hello and
+// its answer; a refusal is a *RefusedError (errors.Is(err, ErrRefused)).
 func (l *Link) Open(ctx context.Context, service string, class Class) (*Circuit, error) {
-	if len(service) == 0 || len(service) > MaxServiceLen || !utf8.ValidString(service) || class >= numClasses {
+	if !validService(service) || class >= numClasses {
 		return nil, fmt.Errorf("%w: %q, class %v", ErrBadService, service, class)
 	}
-	select {
-	case <-l.helloCh:
-	case <-l.done:
-		return nil, l.Err()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-
-	l.mu.Lock()
-	if l.err != nil {
-		err := l.err
-		l.mu.Unlock()
+	if err := l.waitHello(ctx); err != nil {
 		return nil, err
 	}
-	if l.localOpen >= MaxCircuits || l.nextID > math.MaxUint32 {
+	l.mu.Lock()
+	switch {
+	case l.err != nil:
+		l.mu.Unlock()
+		return nil, l.Err()
+	case l.localOpen >= MaxCircuits:
 		l.mu.Unlock()
 		return nil, fmt.Errorf("%w: %d open", ErrTooManyCircuits, MaxCircuits)
 	}
-	id := uint32(l.nextID)
-	l.nextID += 2
-	c := l.newCircuitLocked(id, service, class, true)
-	c.reply = make(chan struct{})
-	l.circuits[id] = c
 	l.localOpen++
-	c.needOpen = true
-	l.queueCtrlLocked(c)
 	l.mu.Unlock()
 
-	select {
-	case <-c.reply:
-	case <-l.done:
+	st, err := l.sess.OpenStream(ctx)
+	if err != nil {
+		l.mu.Lock()
+		l.localOpen--
+		l.mu.Unlock()
+		if lerr := l.Err(); lerr != nil {
+			return nil, lerr
+		}
+		return nil, fmt.Errorf("flitlink: open %q: %w", service, err)
+	}
+	c, ok := l.addCircuit(st, service, class, true)
+	if !ok {
 		return nil, l.Err()
+	}
+	reply, err := c.handshake(ctx)
+	if err != nil {
+		c.abort()
+		return nil, err
+	}
+	if reply != replyAccept {
+		c.abort()
+		return nil, &RefusedError{Service: service, Reason: RefuseReason(reply)}
+	}
+	return c, nil
+}
+
+// waitHello waits for the peer's hello.
+func (l *Link) waitHello(ctx context.Context) error {
+	select {
+	case <-l.helloCh:
+		return nil
+	case <-l.done:
+		return l.Err()
 	case <-ctx.Done():
+		return ctx.Err()
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch c.state {
-	case stateOpen:
-		return c, nil
-	case stateRefused:
-		return nil, &RefusedError{Service: service, Reason: c.refuse}
-	}
-	if l.err != nil {
-		return nil, l.err
-	}
-	// Still waiting: give up. An ACCEPT that arrives later closes it.
-	c.abandoned = true
-	return nil, ctx.Err()
 }
 
 // Accept returns the next circuit the peer opened. Circuits are accepted on
-// the wire as soon as they arrive (up to Config.AcceptBacklog waiting for
-// Accept), so the peer may already have sent data on them.
+// the wire as soon as their header arrives (up to Config.AcceptBacklog
+// waiting for Accept), so the peer may already have sent data on them.
 func (l *Link) Accept(ctx context.Context) (*Circuit, error) {
 	for {
 		l.mu.Lock()
@@ -188,28 +202,48 @@ func (l *Link) Accept(ctx context.Context) (*Circuit, error) {
 			l.mu.Unlock()
 			return c, nil
 		}
-		if err := l.waitLocked(ctx, &l.acceptSig); err != nil {
-			return nil, err
+		if l.acceptSig == nil {
+			l.acceptSig = make(chan struct{})
+		}
+		sig := l.acceptSig
+		l.mu.Unlock()
+		select {
+		case <-sig:
+		case <-l.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 }
 
-// waitLocked releases l.mu, which the caller holds, and waits until *sig
-// is closed (it is made here if nil), the link dies or ctx ends. The
-// caller re-locks and re-checks its condition after a nil return.
-func (l *Link) waitLocked(ctx context.Context, sig *chan struct{}) error {
-	if *sig == nil {
-		*sig = make(chan struct{})
+// addCircuit registers a circuit over st; false (st reset) if the link is
+// dead. The caller has counted it in localOpen or remoteOpen.
+func (l *Link) addCircuit(st Stream, service string, class Class, local bool) (*Circuit, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		_ = st.Reset()
+		return nil, false
 	}
-	ch := *sig
-	l.mu.Unlock()
-	select {
-	case <-ch:
-	case <-l.done:
-	case <-ctx.Done():
-		return ctx.Err()
+	l.nextID++
+	c := newCircuit(l, st, l.nextID, service, class, local)
+	l.circuits[c] = struct{}{}
+	return c, true
+}
+
+// forget unregisters c once; it no longer counts against MaxCircuits.
+func (l *Link) forget(c *Circuit) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.circuits[c]; !ok {
+		return
 	}
-	return nil
+	delete(l.circuits, c)
+	if c.local {
+		l.localOpen--
+	} else {
+		l.remoteOpen--
+	}
 }
 
 // fail kills the link with cause; only the first call has an effect.
@@ -221,97 +255,226 @@ func (l *Link) fail(cause error) {
 	}
 	l.err = fmt.Errorf("%w: %w", ErrLinkClosed, cause)
 	close(l.done)
+	streams := make([]Stream, 0, len(l.circuits)+l.backlog.len())
+	for c := range l.circuits {
+		streams = append(streams, c.st)
+	}
+	for st := range l.incoming {
+		streams = append(streams, st)
+	}
 	l.mu.Unlock()
+	l.cancel()
+	if l.pacer != nil {
+		l.pacer.close()
+	}
+	for _, st := range streams {
+		_ = st.Reset() // the cause is what matters; a reset error adds nothing
+	}
+	_ = l.sess.Close()
 	l.log.Debug("flitlink: link closed", "cause", cause)
-	_ = l.conn.Close() // the cause is what matters; a close error adds nothing
 }
 
-func (l *Link) wakeWriter() {
-	select {
-	case l.wake <- struct{}{}:
+// touch records that bytes arrived from the peer.
+func (l *Link) touch() { l.lastRecv.Store(int64(time.Since(l.start))) }
+
+// keepAlive is the control stream's writer: it sends the hello, then a
+// keepalive every Config.KeepAlive, and fails the link when nothing has
+// arrived for Config.DeadAfter.
+func (l *Link) keepAlive() {
+	defer l.wg.Done()
+	msg := appendMessage(nil, appendHello(nil, hello{version: Version, capability: Capability, maxMessage: uint32(l.cfg.MaxMessageSize)}))
+	if _, err := l.ctrl.Write(msg); err != nil {
+		l.fail(fmt.Errorf("write hello: %w", err))
+		return
+	}
+	ka := appendMessage(nil, []byte{ctlKeepAlive})
+	next := l.cfg.KeepAlive // since start
+	t := time.NewTimer(next)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		}
+		now := time.Since(l.start)
+		if silent := now - time.Duration(l.lastRecv.Load()); silent >= l.cfg.DeadAfter {
+			l.fail(fmt.Errorf("%w: nothing for %v", ErrTimeout, silent.Round(time.Millisecond)))
+			return
+		}
+		if now >= next {
+			if _, err := l.ctrl.Write(ka); err != nil {
+				l.fail(fmt.Errorf("write keepalive: %w", err))
+				return
+			}
+			next = now + l.cfg.KeepAlive
+		}
+		dead := time.Duration(l.lastRecv.Load()) + l.cfg.DeadAfter
+		t.Reset(min(next, dead) - now)
+	}
+}
+
+// readControl is the control stream's reader: the peer's hello, then
+// keepalives. It kills the link when the stream ends or breaks the
+// protocol.
+func (l *Link) readControl() {
+	defer l.wg.Done()
+	var lb [LengthSize]byte
+	var buf [MaxControlSize]byte
+	greeted := false
+	for {
+		_, err := io.ReadFull(l.ctrl, lb[:])
+		if err == nil {
+			l.touch()
+			var n int
+			if n, err = parseLength(&lb, MaxControlSize); err == nil && n == 0 {
+				err = fmt.Errorf("%w: empty control message", ErrProtocol)
+			}
+			if err == nil {
+				_, err = io.ReadFull(l.ctrl, buf[:n])
+				if err == nil {
+					l.touch()
+					err = l.handleControl(buf[:n], &greeted)
+				} else if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+			}
+		}
+		if err != nil {
+			switch {
+			case errors.Is(err, ErrProtocol):
+			case isEOF(err):
+				err = errPeerClosed
+			default:
+				err = fmt.Errorf("read control stream: %w", err)
+			}
+			l.fail(err)
+			return
+		}
+	}
+}
+
+// handleControl processes one control message.
+func (l *Link) handleControl(p []byte, greeted *bool) error {
+	typ, h, err := parseControl(p)
+	switch {
+	case err != nil:
+		return err
+	case typ == ctlHello && *greeted:
+		return fmt.Errorf("%w: second hello", ErrProtocol)
+	case typ != ctlHello && !*greeted:
+		return fmt.Errorf("%w: control type %d before hello", ErrProtocol, typ)
+	case typ != ctlHello:
+		return nil // a keepalive, or a type from a later capability: skipped
+	}
+	*greeted = true
+	l.mu.Lock()
+	l.sendMax = min(l.cfg.MaxMessageSize, int(h.maxMessage))
+	l.capability = min(Capability, h.capability)
+	l.mu.Unlock()
+	close(l.helloCh)
+	l.log.Debug("flitlink: hello", "capability", l.capability, "max_message", l.sendMax)
+	return nil
+}
+
+// acceptStreams takes the streams the peer opens and answers each (on its
+// own goroutine, at most AcceptBacklog at once).
+func (l *Link) acceptStreams() {
+	defer l.wg.Done()
+	for {
+		st, err := l.sess.AcceptStream(l.ctx)
+		if err != nil {
+			l.fail(fmt.Errorf("accept stream: %w", err))
+			return
+		}
+		l.mu.Lock()
+		switch {
+		case l.err != nil:
+			l.mu.Unlock()
+			_ = st.Reset()
+			return
+		case len(l.incoming) >= l.cfg.AcceptBacklog:
+			l.mu.Unlock()
+			_ = st.Reset() // too many headers outstanding: the opener sees a reset
+			continue
+		}
+		l.incoming[st] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go l.acceptCircuit(st)
+	}
+}
+
+// acceptCircuit reads an incoming stream's header and queues the circuit
+// for Accept, or refuses it.
+func (l *Link) acceptCircuit(st Stream) {
+	defer l.wg.Done()
+	service, class, err := readHeader(st)
+	if err == nil {
+		l.touch()
+		err = l.waitHello(l.ctx)
+	}
+	l.mu.Lock()
+	delete(l.incoming, st)
+	var reason RefuseReason
+	switch {
+	case err != nil:
+	case l.err != nil:
+		err = l.err
+	case l.remoteOpen >= MaxCircuits:
+		reason = RefuseTooMany
+	case l.backlog.len()+l.answering >= l.cfg.AcceptBacklog:
+		reason = RefuseBacklogFull
 	default:
+		l.remoteOpen++
+		l.answering++
 	}
-}
-
-func (l *Link) newCircuitLocked(id uint32, service string, class Class, local bool) *Circuit {
-	return &Circuit{
-		l:               l,
-		id:              id,
-		service:         service,
-		class:           class,
-		local:           local,
-		sendMax:         l.sendMax,
-		sendSem:         make(chan struct{}, 1),
-		sendCredit:      l.peerWindow,
-		recvOutstanding: l.cfg.Window,
-	}
-}
-
-// queueCtrlLocked schedules c's pending control messages.
-func (l *Link) queueCtrlLocked(c *Circuit) {
-	if !c.inCtrl {
-		c.inCtrl = true
-		l.ctrl.push(c)
-		l.wakeWriter()
-	}
-}
-
-// readyLocked schedules c's data if it has something it may send.
-func (l *Link) readyLocked(c *Circuit) {
-	if c.inReady || !c.sendableLocked() {
+	l.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrProtocol):
+		_ = st.Reset()
+		l.fail(err)
+		return
+	case err != nil:
+		_ = st.Reset()
+		return
+	case reason != 0:
+		l.log.Debug("flitlink: refused circuit", "service", service, "reason", reason)
+		_, _ = st.Write([]byte{byte(reason)}) // the opener resets the stream when it reads it
+		_ = st.CloseWrite()
 		return
 	}
-	c.inReady = true
-	q := &l.ready[c.class]
-	if q.len() == 0 && (c.class == Video || c.class == Data) {
-		// A class that was idle starts level with the busy one instead of
-		// spending credit it banked while idle.
-		other := Video + Data - c.class
-		l.pass[c.class] = max(l.pass[c.class], l.pass[other])
-	}
-	q.push(c)
-	l.wakeWriter()
-}
-
-// maybeFreeLocked forgets c once both sides have closed it.
-func (l *Link) maybeFreeLocked(c *Circuit) {
-	if !c.sentClose || !c.remoteClosed || l.circuits[c.id] != c {
+	_, werr := st.Write([]byte{replyAccept})
+	l.mu.Lock()
+	l.answering--
+	l.mu.Unlock()
+	c, ok := l.addCircuit(st, service, class, false)
+	if !ok {
 		return
 	}
-	delete(l.circuits, c.id)
-	if c.local {
-		l.localOpen--
-	} else {
-		l.remoteOpen--
-	}
-}
-
-// maybeGrantLocked re-grants credit to the peer for c. Bytes of complete
-// messages waiting for Recv count against the window; a partial message
-// counts only while complete ones wait too, so a message larger than the
-// window can still arrive (it is bounded by MaxMessageSize instead).
-// Credit is granted in steps of at least a quarter window.
-func (l *Link) maybeGrantLocked(c *Circuit) {
-	if c.remoteClosed || c.state != stateOpen || l.err != nil {
+	if werr != nil {
+		c.abort()
 		return
 	}
-	held := 0
-	if !c.localClosed && c.queuedCost > 0 {
-		held = c.queuedCost + c.partialCost
-	}
-	w := l.cfg.Window
-	if g := w - held - c.recvOutstanding; g > 0 && g >= max(w/4, 1) {
-		c.grant += g
-		c.recvOutstanding += g
-		l.queueCtrlLocked(c)
-	}
-}
-
-func (l *Link) notifyAcceptLocked() {
+	l.mu.Lock()
+	l.backlog.push(c)
 	if l.acceptSig != nil {
 		close(l.acceptSig)
 		l.acceptSig = nil
 	}
+	l.mu.Unlock()
+}
+
+// readHeader reads a circuit header within headerTimeout.
+func readHeader(st Stream) (string, Class, error) {
+	if err := st.SetReadDeadline(time.Now().Add(headerTimeout)); err != nil {
+		return "", 0, err
+	}
+	service, class, err := readCircuitHeader(st)
+	if err != nil {
+		return "", 0, err
+	}
+	return service, class, st.SetReadDeadline(time.Time{})
 }
 
 // fifo is a queue; the zero value is empty.
@@ -347,5 +510,5 @@ func (q *fifo[T]) pop() (T, bool) {
 	return v, true
 }
 
-// isEOF reports a clean end of the stream (not a truncated frame).
+// isEOF reports a clean end of a stream (not a truncated message).
 func isEOF(err error) bool { return errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) }

@@ -1,4 +1,4 @@
-package flitlink
+package flitlink_test
 
 import (
 	"bytes"
@@ -7,11 +7,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/flitlink/memlink"
 )
 
 // sample returns the series of metric name for class c on reg: a
 // counter's value, or a histogram's count and sum.
-func sample(t *testing.T, reg *prometheus.Registry, name string, c Class) (value float64, count uint64, sum float64) {
+func sample(t *testing.T, reg *prometheus.Registry, name string, c flitlink.Class) (value float64, count uint64, sum float64) {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -31,45 +34,45 @@ func sample(t *testing.T, reg *prometheus.Registry, name string, c Class) (value
 	return 0, 0, 0
 }
 
-// TestMetrics: bytes are counted per class on both ends, a frame's header
+// TestMetrics: bytes are counted per class on both ends, length prefix
 // included, and a message's queueing delay is the time from its Send until
-// the writer takes its first frame (here: while the connection is held by
-// an earlier write).
+// its first byte is written (here: while an earlier Send on the same
+// circuit is blocked by the stream's flow control).
 func TestMetrics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
-		ma, mb := NewMetrics(regA), NewMetrics(regB)
-		tap := &tapConn{}
-		a, b := newPair(t, Config{Metrics: ma}, Config{Metrics: mb}, tap)
-		bulkA, bulkB := openPair(t, a, b, "bulk", Data)
-		chatA, chatB := openPair(t, a, b, "chat", Voice)
+		ma, mb := flitlink.NewMetrics(regA), flitlink.NewMetrics(regB)
+		a, b := newPair(t, memlink.Config{Latency: time.Millisecond, Buffer: 1000}, flitlink.Config{Metrics: ma}, flitlink.Config{Metrics: mb})
+		bulkA, bulkB := openPair(t, a, b, "bulk", flitlink.Data)
+		chatA, chatB := openPair(t, a, b, "chat", flitlink.Voice)
 		ctx := testCtx(t)
 
-		tap.hold()
-		if err := bulkA.Send(ctx, pattern(1, 3000)); err != nil { // framed at once, written when released
-			t.Fatal(err)
-		}
-		sent := make(chan error, 1)
-		go func() { sent <- chatA.Send(ctx, pattern(2, 100)) }()
+		sent := make(chan error, 2)
+		go func() { sent <- bulkA.Send(ctx, pattern(1, 3000)) }() // over the buffer: blocks until B reads
 		synctest.Wait()
-		time.Sleep(50 * time.Millisecond)
-		tap.release()
-		if err := <-sent; err != nil {
+		go func() { sent <- bulkA.Send(ctx, pattern(2, 100)) }() // waits for the first
+		if err := chatA.Send(ctx, pattern(3, 100)); err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(50 * time.Millisecond)
 		for _, c := range []struct {
-			circ *Circuit
+			circ *flitlink.Circuit
 			want []byte
-		}{{bulkB, pattern(1, 3000)}, {chatB, pattern(2, 100)}} {
+		}{{bulkB, pattern(1, 3000)}, {chatB, pattern(3, 100)}, {bulkB, pattern(2, 100)}} {
 			if got, err := c.circ.Recv(ctx); err != nil || !bytes.Equal(got, c.want) {
 				t.Fatalf("%s received %d bytes, %v", c.circ.Service(), len(got), err)
 			}
 		}
+		for range 2 {
+			if err := <-sent; err != nil {
+				t.Fatal(err)
+			}
+		}
 
 		for _, c := range []struct {
-			class Class
+			class flitlink.Class
 			bytes float64
-		}{{Control, 0}, {Voice, HeaderSize + 100}, {Video, 0}, {Data, HeaderSize + 3000}} {
+		}{{flitlink.Control, 0}, {flitlink.Voice, flitlink.LengthSize + 100}, {flitlink.Video, 0}, {flitlink.Data, 2*flitlink.LengthSize + 3100}} {
 			if got, _, _ := sample(t, regA, "contextd_flitlink_bytes_sent_total", c.class); got != c.bytes {
 				t.Errorf("A sent %v bytes of class %v, want %v", got, c.class, c.bytes)
 			}
@@ -78,11 +81,13 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 		const delay = "contextd_flitlink_queue_delay_seconds"
-		if _, n, sum := sample(t, regA, delay, Data); n != 1 || sum != 0 {
-			t.Errorf("data: %d delays summing to %vs, want one of 0s", n, sum)
+		if _, n, sum := sample(t, regA, delay, flitlink.Voice); n != 1 || sum != 0 {
+			t.Errorf("voice: %d delays summing to %vs, want one of 0s", n, sum)
 		}
-		if _, n, sum := sample(t, regA, delay, Voice); n != 1 || sum != 0.05 {
-			t.Errorf("voice: %d delays summing to %vs, want one of 0.05s", n, sum)
+		// The second bulk message waited for the first to be written
+		// (whole only once B read it, 50 ms on).
+		if _, n, sum := sample(t, regA, delay, flitlink.Data); n != 2 || sum < 0.05 {
+			t.Errorf("data: %d delays summing to %vs, want two, one of at least 0.05s", n, sum)
 		}
 	})
 }

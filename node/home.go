@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/flitlink"
 )
 
 // Files under a node's home directory.
@@ -62,6 +64,28 @@ type FileConfig struct {
 	// Storage bounds what the node stores (Config.Storage; zero fields
 	// mean the defaults; added in version 1 without a version change).
 	Storage StorageConfig `json:"storage,omitzero"`
+	// Flit are the link options (Config.Flit; zero fields mean the
+	// defaults; added in version 1 without a version change).
+	Flit FlitConfig `json:"flit,omitzero"`
+}
+
+// FlitConfig is config.json "flit": how links carry bulk.
+type FlitConfig struct {
+	// Unmanaged turns off the delay-based controller that holds bulk
+	// (replication, objects) just below the path's bottleneck; bulk then
+	// fills the bottleneck's queue and chat waits behind it.
+	Unmanaged bool `json:"unmanaged,omitempty"`
+	// QueueTargetMs is the queueing delay in milliseconds the controller
+	// aims for (0: flitlink.DefaultQueueTarget, 3 ms).
+	QueueTargetMs float64 `json:"queue_target_ms,omitempty"`
+}
+
+// Link returns the flitlink options f stands for.
+func (f FlitConfig) Link() flitlink.Config {
+	return flitlink.Config{
+		Unmanaged:   f.Unmanaged,
+		QueueTarget: time.Duration(f.QueueTargetMs * float64(time.Millisecond)),
+	}
 }
 
 // Init creates home (if needed) with a new key and a default config, and

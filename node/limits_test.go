@@ -137,9 +137,9 @@ func TestDropOversizedFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A control frame (circuit 0, FIRST) of 16 MiB - 1 bytes: the limit
-	// is 256.
-	if _, err := s.Write([]byte{0, 0, 0, 0, 0x01, 0xff, 0xff, 0xff}); err != nil {
+	// A link's control stream (preamble: version 2, kind 0, a nonce)
+	// whose first message announces 16 MiB - 1 bytes: the limit is 256.
+	if _, err := s.Write([]byte{2, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0xff, 0xff, 0xff}); err != nil {
 		t.Fatal(err)
 	}
 	for !a.refused(key.Public()) {

@@ -22,6 +22,7 @@ type metrics struct {
 	links    *flitlink.Metrics
 	contexts *contexts.Metrics
 	store    *store.Metrics
+	node     *linkMetrics // link losses and redials (links.go)
 }
 
 func newMetrics() *metrics {
@@ -34,6 +35,7 @@ func newMetrics() *metrics {
 		links:    flitlink.NewMetrics(reg),
 		contexts: contexts.NewMetrics(reg),
 		store:    store.NewMetrics(reg),
+		node:     newLinkMetrics(reg),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/multiformats/go-multiaddr"
 
@@ -64,6 +65,9 @@ type Config struct {
 	Storage StorageConfig
 	// Limits are the per-peer abuse limits (limits.go).
 	Limits Limits
+	// Flit are the link options (flitlink.Config); their Logger and
+	// Metrics are the node's.
+	Flit flitlink.Config
 	// Now is the clock leases are written and judged by, and retention
 	// by; default time.Now. Tests move it instead of sleeping.
 	Now    func() time.Time
@@ -91,6 +95,7 @@ type Node struct {
 
 	feedSig signals // head moved, per feed
 	ctxSig  signals // messages added, per context
+	linkSig signals // a new link adopted, per peer (links.go)
 
 	leaseMu   sync.Mutex    // serialises reading the own leases with writing them (pins.go)
 	evictKick chan struct{} // asks runObjects for an eviction pass (pins.go)
@@ -106,12 +111,15 @@ type Node struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 
-	bans     *limit.Bans[feed.ID] // peers dropped for abuse, refused until their cool-down ends (limits.go)
-	swarmLim *swarm.Limiter       // each peer's limits as a swarm/1 seeder
+	bans      *limit.Bans[feed.ID] // peers dropped for abuse, refused until their cool-down ends (limits.go)
+	swarmLim  *swarm.Limiter       // each peer's limits as a swarm/1 seeder
+	pingSlots chan struct{}        // the ping/1 circuits being served (ping.go)
 
-	mu    sync.Mutex
-	peers map[feed.ID]*flitlink.Link // guarded by mu: the one live link to each peer
-	wg    sync.WaitGroup             // link and session goroutines
+	mu      sync.Mutex
+	peers   map[feed.ID]*flitlink.Link // guarded by mu: the one live link to each peer
+	dialing map[feed.ID]chan struct{}  // guarded by mu: the peers being dialed, closed when done (links.go)
+	redials map[feed.ID]*redialState   // guarded by mu: the peers being redialed or lately relinked (links.go)
+	wg      sync.WaitGroup             // link and session goroutines
 }
 
 // New opens the store and builds the host of the node whose home is
@@ -155,8 +163,11 @@ func New(cfg Config) (*Node, error) {
 		key:       key,
 		id:        key.Public(),
 		peers:     map[feed.ID]*flitlink.Link{},
+		dialing:   map[feed.ID]chan struct{}{},
+		redials:   map[feed.ID]*redialState{},
 		bans:      limit.NewBans[feed.ID](maxBans),
 		swarmLim:  swarm.NewLimiter(cfg.Limits.swarm()),
+		pingSlots: make(chan struct{}, maxPingSessions),
 		evictKick: make(chan struct{}, 1),
 		inUse:     map[string]int{},
 		growths:   map[string]map[*swarm.Growth]struct{}{},
@@ -177,7 +188,9 @@ func New(cfg Config) (*Node, error) {
 		n.store.Close()
 		return nil, err
 	}
-	n.links = p2plink.New(n.host, flitlink.Config{Logger: cfg.Logger, Metrics: n.metrics.links})
+	flit := cfg.Flit
+	flit.Logger, flit.Metrics = cfg.Logger, n.metrics.links
+	n.links = p2plink.New(n.host, flit)
 	n.dht, err = dht.New(n.ctx, n.host, dht.Config{Bootstrap: boot, Logger: cfg.Logger})
 	if err != nil {
 		n.Close()
@@ -309,7 +322,10 @@ func (n *Node) Close() error {
 }
 
 // startLink adopts a new link to a peer, keeping one link per peer: of two
-// links, both ends keep the one dialed by the smaller ID.
+// links dialed by different sides, both ends keep the one dialed by the
+// smaller ID; of two dialed by the same side, the newer (the dialer
+// dials again only when it saw the old one die, which the other end may
+// not have seen yet: a peer killed and restarted, a cut path).
 func (n *Node) startLink(l *flitlink.Link) {
 	p := l.Remote()
 	if n.refused(p) {
@@ -324,7 +340,7 @@ func (n *Node) startLink(l *flitlink.Link) {
 	}
 	n.mu.Lock()
 	if old := n.peers[p]; old != nil && !isDone(old) {
-		if n.dialer(l).Compare(n.dialer(old)) >= 0 {
+		if n.dialer(l).Compare(n.dialer(old)) > 0 {
 			n.mu.Unlock()
 			l.Close()
 			return
@@ -333,6 +349,7 @@ func (n *Node) startLink(l *flitlink.Link) {
 	}
 	n.peers[p] = l
 	n.mu.Unlock()
+	n.linkSig.notify(p)
 
 	n.wg.Go(func() { n.serveLink(n.ctx, l) })
 }
@@ -348,15 +365,20 @@ func (n *Node) dialer(l *flitlink.Link) feed.ID {
 // serveLink runs the circuits of one link until it dies.
 func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 	p := l.Remote()
+	start := time.Now()
 	defer func() {
 		l.Close()
 		n.dropIfAbusive(p, l.Err())
 		n.mu.Lock()
-		if n.peers[p] == l {
+		current := n.peers[p] == l
+		if current {
 			delete(n.peers, p)
 		}
 		n.mu.Unlock()
-		n.log.Info("peer gone", "peer", p)
+		n.log.Info("peer gone", "peer", p, "replaced", !current)
+		if current {
+			n.linkLost(l, time.Since(start))
+		}
 	}()
 	n.log.Info("peer linked", "peer", p, "dialed", l.Initiator())
 	n.askNewPeer(l)
@@ -392,6 +414,8 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 				n.log.Debug("swarm circuit refused: too many sessions", "peer", p, "limit", maxSwarmSessions)
 				c.Close()
 			}
+		case pingService:
+			n.servePing(ctx, c, p)
 		default:
 			n.log.Debug("unknown circuit service", "peer", p, "service", c.Service())
 			c.Close()
@@ -442,27 +466,12 @@ func (n *Node) link(ctx context.Context, ai peer.AddrInfo) (*flitlink.Link, erro
 	} else if rel == feed.RelBlock {
 		return nil, fmt.Errorf("%w: %s", ErrBlocked, id)
 	}
-	if err := n.host.Connect(ctx, ai); err != nil {
-		return nil, fmt.Errorf("node: connect %s: %w", ai, err)
+	if len(ai.Addrs) > 0 {
+		// New addresses are worth knowing even with a live link: a
+		// redial tries them.
+		n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
 	}
-	n.mu.Lock()
-	l := n.peers[id]
-	n.mu.Unlock()
-	if l != nil && !isDone(l) {
-		return l, nil
-	}
-	l, err = n.links.Dial(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("node: open link to %s: %w", id, err)
-	}
-	n.startLink(l)
-	n.mu.Lock()
-	l = n.peers[id] // startLink may keep a link the peer dialed instead
-	n.mu.Unlock()
-	if l == nil {
-		return nil, fmt.Errorf("node: link to %s refused", id)
-	}
-	return l, nil
+	return n.dial(ctx, id, ai)
 }
 
 // addrs returns the node's listen addresses with its /p2p/ID.

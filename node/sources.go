@@ -30,12 +30,23 @@ const (
 	maxSwarmObjects = 256
 	// swarmPeerTTL is how long a session peer is named after its session.
 	swarmPeerTTL = time.Hour
+	// maxRejoins bounds the sessions one fetch takes again after their
+	// link died, and rejoinWait how long it waits for each peer's new
+	// link (the node redials it); swarm.DefaultIdle is as long, so a
+	// fetch left without a session waits no longer than it would anyway.
+	maxRejoins = 16
+	rejoinWait = swarm.DefaultIdle
+	// rejoinGrace is how long a session Fetch dropped (stalled) may
+	// wait for its link to be found dead: a cut path stalls requests
+	// before the link's keepalive gives up on it.
+	rejoinGrace = 5 * time.Second
 )
 
 // probed is one source after its probe: a session ready for Fetch with
 // the object's Info, or why not.
 type probed struct {
 	peer peer.ID
+	link *flitlink.Link // the link the session runs on
 	info swarm.Info
 	conn swarm.Conn
 	err  error
@@ -51,11 +62,12 @@ type sources struct {
 	ctx     context.Context // the fetch's: ending it ends every probe
 	results chan probed
 
-	mu     sync.Mutex // guards the fields below
-	seen   map[peer.ID]bool
-	pexed  int // peers probed because a PEX named them
-	busy   int // discovery, running probes and open sessions
-	closed bool
+	mu      sync.Mutex // guards the fields below
+	seen    map[peer.ID]bool
+	pexed   int // peers probed because a PEX named them
+	rejoins int // sessions taken again on a peer's new link
+	busy    int // discovery, running probes and open sessions
+	closed  bool
 }
 
 // findSources starts probing up to maxSources linked peers (who may hold
@@ -94,23 +106,82 @@ func (s *sources) try(ai peer.AddrInfo) {
 	s.seen[ai.ID] = true
 	s.busy++
 	s.mu.Unlock()
+	go s.deliver(s.n.probe(s.ctx, ai, s.id))
+}
+
+// deliver hands a probe's result to the fetch. It holds the probe's hold,
+// which passes to the session if there is one: it is released when the
+// session ends, unless the session is taken again on a new link (rejoin).
+func (s *sources) deliver(r probed) {
+	if r.err == nil {
+		r.conn = &heldConn{Conn: r.conn, release: func() { s.ended(r.peer, r.link) }}
+		s.n.swarmPeer(s.id, r.peer)
+	} else {
+		defer s.release()
+	}
+	select {
+	case s.results <- r:
+	case <-s.ctx.Done():
+		if r.conn != nil {
+			r.conn.Close()
+		}
+	}
+}
+
+// ended is called once the session with p on link l is closed. If the
+// link died (or dies within rejoinGrace) while the fetch runs, the session
+// is taken again on p's next link (the node redials p; either side may
+// make it): the fetch goes on from the chunks it holds, with the hold
+// passed on. Otherwise the hold is released.
+func (s *sources) ended(p peer.ID, l *flitlink.Link) {
 	go func() {
-		r := s.n.probe(s.ctx, ai, s.id)
-		if r.err == nil {
-			// The probe's hold passes to the session.
-			r.conn = &heldConn{Conn: r.conn, release: s.release}
-			s.n.swarmPeer(s.id, ai.ID)
-		} else {
-			defer s.release()
-		}
+		t := time.NewTimer(rejoinGrace)
+		defer t.Stop()
 		select {
-		case s.results <- r:
+		case <-l.Done():
+		case <-t.C:
+			s.release() // the fetch dropped a peer whose link lives
+			return
 		case <-s.ctx.Done():
-			if r.conn != nil {
-				r.conn.Close()
-			}
+			s.release()
+			return
 		}
+		s.mu.Lock()
+		ok := s.rejoins < maxRejoins
+		if ok {
+			s.rejoins++
+		}
+		s.mu.Unlock()
+		if !ok {
+			s.release()
+			return
+		}
+		s.deliver(s.rejoin(p, l))
 	}()
+}
+
+// rejoin waits for a link to p other than old and starts a session for
+// the object there; if that link dies too (both ends may redial at once,
+// and one of their links is closed), on the next, within rejoinWait.
+func (s *sources) rejoin(p peer.ID, old *flitlink.Link) probed {
+	ctx, cancel := context.WithTimeout(s.ctx, rejoinWait)
+	defer cancel()
+	id, err := feed.IDFromPeerIDBytes([]byte(p))
+	if err != nil {
+		return probed{peer: p, err: err}
+	}
+	for {
+		l, err := s.n.awaitLink(ctx, id, old)
+		if err != nil {
+			return probed{peer: p, err: err}
+		}
+		s.n.log.Info("object fetch: taking the source again on its new link", "cid", s.id, "peer", id)
+		r := s.n.probeOn(ctx, l, s.id)
+		if r.err == nil || !isDone(l) {
+			return r
+		}
+		old = l
+	}
 }
 
 // release ends one probe, session or the discovery.
@@ -148,9 +219,9 @@ func (s *sources) pex(peers []swarm.PexPeer) {
 // sessions returns the channel Fetch takes its sessions from: first, then
 // every later probe's session as it succeeds. It closes when results does.
 func (s *sources) sessions(first swarm.Conn) <-chan swarm.Conn {
-	// The buffer holds every session a fetch may find, so the forwarder
-	// never blocks.
-	conns := make(chan swarm.Conn, 2*maxSources+maxPexSources)
+	// The buffer holds every session a fetch may find or take again, so
+	// the forwarder never blocks.
+	conns := make(chan swarm.Conn, 2*maxSources+maxPexSources+maxRejoins)
 	conns <- first
 	go func() {
 		defer close(conns)
@@ -183,12 +254,18 @@ func (c *heldConn) Close() error {
 func (n *Node) probe(ctx context.Context, ai peer.AddrInfo, id cid.Cid) probed {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	r := probed{peer: ai.ID}
 	l, err := n.link(ctx, ai)
 	if err != nil {
-		r.err = err
-		return r
+		return probed{peer: ai.ID, err: err}
 	}
+	return n.probeOn(ctx, l, id)
+}
+
+// probeOn starts a session for id on the link l.
+func (n *Node) probeOn(ctx context.Context, l *flitlink.Link, id cid.Cid) probed {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	r := probed{peer: peer.ID(l.Remote().PeerIDBytes()), link: l}
 	c, err := l.Open(ctx, swarm.Service, flitlink.Data)
 	if err != nil {
 		r.err = fmt.Errorf("node: open swarm circuit: %w", err)

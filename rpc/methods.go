@@ -36,6 +36,7 @@ var methods = map[string]method{
 	api.MethodNodePeers:   {scope: api.ScopeAdmin, handle: noParams(nodePeers)},
 	api.MethodNodeConnect: {scope: api.ScopeAdmin, handle: withParams(nodeConnect)},
 	api.MethodNodeStorage: {scope: api.ScopeAdmin, handle: noParams(nodeStorage)},
+	api.MethodNodePing:    {scope: api.ScopeAdmin, handle: withParams(nodePing), long: true},
 
 	api.MethodFeedPublish:     {scope: api.ScopeFeedsWrite, handle: withParams(feedPublish)},
 	api.MethodFeedHead:        {scope: api.ScopeFeedsRead, handle: withParams(feedHead)},

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -22,6 +23,11 @@ type Node interface {
 	// Connect dials a peer by multiaddr. A malformed address should wrap
 	// api.ErrInvalidParams, an unreachable peer api.ErrUnavailable.
 	Connect(ctx context.Context, addr string) error
+	// Ping sends count pings of size bytes to peer, one every interval,
+	// on a control-class circuit, and returns each one's round trip (-1:
+	// no reply). The arguments are within api's ping bounds; a peer it
+	// cannot reach should wrap api.ErrUnavailable.
+	Ping(ctx context.Context, peer feed.ID, size, count int, interval time.Duration) ([]time.Duration, error)
 
 	// Publish signs and appends an entry of type typ to the node's own
 	// feed. typ is valid and body is at most feed.MaxBodySize bytes (the

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/contextd/contextd/feed"
 )
@@ -88,12 +89,14 @@ type BadgerOptions struct {
 // the directory itself, holds feeds, the graph, clocks, object records,
 // pins and leases; the writes that must not go back in time are synced
 // before they return, the node's own entries at its Sync. blobs, in
-// its subdirectory blobsDir, holds what can be fetched again: chunks and
-// tree hashes, written unsynced (see OpenBadger). It is safe for
-// concurrent use.
+// its subdirectory blobsDir, and the chunk files, in chunksDir, hold what
+// can be fetched again: tree hashes and a record per held chunk in blobs,
+// the chunks' bytes in one file per object, all written unsynced (see
+// OpenBadger). It is safe for concurrent use.
 type Badger struct {
-	db    *badger.DB
-	blobs *badger.DB
+	db     *badger.DB
+	blobs  *badger.DB
+	chunks *chunkFiles // the chunk files (badger_chunks.go)
 
 	// mu guards closed and keeps Close from running while any call uses db:
 	// every call holds it for reading, Close for writing. It is taken
@@ -129,13 +132,19 @@ var _ Store = (*Badger)(nil)
 // database.
 const blobsDir = "blobs"
 
-// Blobs database configuration: keys and pointers only in the LSM tree
-// (chunks go to the value log), so small memtables and caches do.
+// Blobs database configuration. It holds small values only, a chunk's
+// record (4 bytes) and tree hashes (a digest), all inline in the LSM tree:
+// the value threshold is above any digest, so the value log holds nothing
+// but what a layout upgrade moved out. Checksums and hashes do not
+// compress. A 1 GiB object writes about 200,000 keys (a record per chunk,
+// two hashes per chunk), about 13 MiB, so small memtables flush often
+// enough.
 const (
-	blobsMemTableSize   = 8 << 20
+	blobsMemTableSize   = 2 << 20
 	blobsNumMemtables   = 2
 	blobsBlockCacheSize = 8 << 20
 	blobsIndexCacheSize = 8 << 20
+	blobsValueThreshold = 1 << 10
 )
 
 // OpenBadger opens (creating if needed) the store in dir. Only one process
@@ -149,13 +158,15 @@ const (
 // loss: the node syncs after appending its own entries and before they
 // leave it (an author that lost its own latest entries would fork its
 // feed), and object records, pins, sweeps and joined contexts are synced
-// here before their calls return. The blobs database is not synced on write:
-// syncing the value log and the write-ahead log for each batch of chunks
-// cost more CPU than the network when swarming; a power loss may take
-// chunks or hashes written in the last seconds, which are fetched again.
-// Values are checksummed on read (both databases), so a chunk torn by a
-// power loss reads as ErrCorrupt, and is then forgotten (AppendChunk), not
-// served.
+// here before their calls return. The blobs database and the chunk files
+// are not synced on write: a sync per batch of chunks would cost more than
+// the network when swarming; a power loss may take chunks or hashes
+// written in the last seconds, which are fetched again. A chunk's bytes
+// reach its file before its record commits, and are checked against the
+// record's CRC-32C on every read, so a chunk a power loss tore (or whose
+// file it lost) reads as ErrCorrupt, and is then forgotten (AppendChunk),
+// not served. An open of a store of layout 3 or before first moves its
+// chunks into chunk files (moveChunks).
 func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if dir == "" {
 		return nil, errors.New("store: open badger: empty directory name")
@@ -182,43 +193,50 @@ func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open badger %s: %w", dir, err)
 	}
-	oldMain, err := checkSchema(db)
+	mainVersion, err := checkSchema(db)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), db.Close())
 	}
 	blobs, err := badger.Open(bo.WithDir(filepath.Join(dir, blobsDir)).
 		WithValueDir(filepath.Join(dir, blobsDir)).
 		WithSyncWrites(false).
+		WithCompression(options.None).
 		WithMemTableSize(blobsMemTableSize).
 		WithNumMemtables(blobsNumMemtables).
 		WithBlockCacheSize(blobsBlockCacheSize).
-		WithIndexCacheSize(blobsIndexCacheSize))
+		WithIndexCacheSize(blobsIndexCacheSize).
+		WithValueThreshold(blobsValueThreshold))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: blobs: %w", dir, err), db.Close())
 	}
-	oldBlobs, err := checkSchema(blobs)
+	blobsVersion, err := checkSchema(blobs)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: blobs: %w", dir, err), blobs.Close(), db.Close())
 	}
-	s := &Badger{db: db, blobs: blobs, dir: dir, metrics: opts.Metrics}
-	if err := s.upgrade(oldMain, oldBlobs); err != nil {
+	chunks, err := newChunkFiles(filepath.Join(dir, chunksDir))
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), blobs.Close(), db.Close())
 	}
-	if err := s.finishDeletes(); err != nil {
-		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), blobs.Close(), db.Close())
-	}
-	if err := s.loadObjects(); err != nil {
-		return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), blobs.Close(), db.Close())
+	s := &Badger{db: db, blobs: blobs, chunks: chunks, dir: dir, metrics: opts.Metrics}
+	for _, step := range []func() error{
+		func() error { return s.upgrade(mainVersion, blobsVersion) },
+		s.finishDeletes,
+		s.loadObjects,
+	} {
+		if err := step(); err != nil {
+			return nil, errors.Join(fmt.Errorf("store: open badger %s: %w", dir, err), chunks.close(), blobs.Close(), db.Close())
+		}
 	}
 	opts.Metrics.watch(s)
 	return s, nil
 }
 
 // checkSchema writes the schema version into a new database and refuses a
-// database of another version than schemaVersion or schemaUpgradable;
-// old reports the latter (the caller upgrades it).
-func checkSchema(db *badger.DB) (old bool, err error) {
-	return old, db.Update(func(txn *badger.Txn) error {
+// database of a version other than schemaVersion or one from
+// schemaUpgradable on, which it returns (the caller upgrades it).
+func checkSchema(db *badger.DB) (version byte, err error) {
+	version = schemaVersion
+	err = db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte{keySchema})
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return txn.Set([]byte{keySchema}, []byte{schemaVersion})
@@ -230,8 +248,8 @@ func checkSchema(db *badger.DB) (old bool, err error) {
 			if len(v) != 1 {
 				return fmt.Errorf("%w: schema version %x", ErrCorrupt, v)
 			}
-			old = v[0] == schemaUpgradable
-			if v[0] != schemaVersion && !old {
+			version = v[0]
+			if version > schemaVersion || version < schemaUpgradable {
 				return fmt.Errorf("%w: schema version %d, this build reads %d; another contextd version "+
 					"wrote it: move the directory away to start afresh (feeds sync again from peers, "+
 					"the node's own feed too)", ErrSchema, v[0], schemaVersion)
@@ -239,6 +257,7 @@ func checkSchema(db *badger.DB) (old bool, err error) {
 			return nil
 		})
 	})
+	return version, err
 }
 
 // stripe returns the append lock of author.
@@ -762,7 +781,7 @@ func (s *Badger) Close() error {
 	// Closing flushes the memtables but syncs no value log without
 	// SyncWrites: sync first, so what a clean close leaves survives a
 	// power loss.
-	if err := errors.Join(s.sync(), s.blobs.Close(), s.db.Close()); err != nil {
+	if err := errors.Join(s.sync(), s.chunks.close(), s.blobs.Close(), s.db.Close()); err != nil {
 		return fmt.Errorf("store: close badger: %w", err)
 	}
 	return nil

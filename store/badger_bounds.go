@@ -481,8 +481,8 @@ func (s *Badger) Compact() {
 	collect(s.blobs)
 }
 
-// Usage implements Bounds: Badger's own count of each database's LSM
-// tree and value log files (refreshed by Badger once a minute).
+// Usage implements Bounds: the disk space of each database's files, the
+// chunk files counting for blobs.
 func (s *Badger) Usage() (Usage, error) {
 	if err := s.rlock(); err != nil {
 		return Usage{}, err
@@ -496,7 +496,11 @@ func (s *Badger) Usage() (Usage, error) {
 	if err != nil {
 		return Usage{}, fmt.Errorf("store: usage: %w", err)
 	}
-	return Usage{Main: main, Blobs: blobs}, nil
+	chunks, err := dirUsage(s.chunks.dir)
+	if err != nil {
+		return Usage{}, fmt.Errorf("store: usage: %w", err)
+	}
+	return Usage{Main: main, Blobs: blobs + chunks}, nil
 }
 
 // dirUsage returns the disk space the files directly in dir take.
@@ -524,14 +528,19 @@ func dirUsage(dir string) (int64, error) {
 	return n, nil
 }
 
-// upgrade brings databases of layout schemaUpgradable to schemaVersion:
-// the main one gets its byte counts (countBytes); the blobs one, whose
-// layout did not change, only the new version. Each is synced.
-func (s *Badger) upgrade(main, blobs bool) error {
+// upgrade brings databases of an older layout (main and blobs: their
+// versions) to schemaVersion: a main database of layout 2 gets its byte
+// counts (countBytes); a blobs database of layout 3 or before has its
+// chunks moved into chunk files (moveChunks). Each is synced before its
+// new version is written, and that is synced too, so a crash during an
+// upgrade leaves the old version, and the upgrade runs again.
+func (s *Badger) upgrade(main, blobs byte) error {
 	setVersion := func(txn *badger.Txn) error { return txn.Set([]byte{keySchema}, []byte{schemaVersion}) }
-	if main {
-		if err := s.countBytes(); err != nil {
-			return fmt.Errorf("upgrade layout %d: %w", schemaUpgradable, err)
+	if main < schemaVersion {
+		if main == 2 {
+			if err := s.countBytes(); err != nil {
+				return fmt.Errorf("upgrade layout %d: %w", main, err)
+			}
 		}
 		if err := update(s.db, setVersion); err != nil {
 			return err
@@ -540,7 +549,10 @@ func (s *Badger) upgrade(main, blobs bool) error {
 			return err
 		}
 	}
-	if blobs {
+	if blobs < schemaVersion {
+		if err := s.moveChunks(); err != nil {
+			return fmt.Errorf("upgrade layout %d: %w", blobs, err)
+		}
 		if err := update(s.blobs, setVersion); err != nil {
 			return err
 		}

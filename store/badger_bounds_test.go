@@ -3,6 +3,9 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -215,6 +218,9 @@ func TestBadgerDeleteObjectKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := os.Stat(s.chunks.path(o.id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the chunk file of the deleted object is left (%v)", err)
 	}
 	if st, err := s.Object(keep.id); err != nil || !st.Complete() {
 		t.Fatalf("the other object: %+v, %v", st, err)

@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"slices"
 	"sync"
 	"time"
 
@@ -193,15 +196,16 @@ func (s *Badger) loadObjects() error {
 	return nil
 }
 
-// countBlobs counts each indexed object's chunks (and their bytes) in the
-// blobs database, and deletes the blobs of objects that are not indexed:
-// those whose deletion a crash interrupted after its tombstone was gone
-// (the blobs database is not synced, so deletions there may be lost).
+// countBlobs counts each indexed object's chunks (and their bytes) from
+// their records in the blobs database, and deletes the blobs and chunk
+// files of objects that are not indexed: those whose deletion a crash
+// interrupted after its tombstone was gone (neither the blobs database
+// nor the chunk files are synced, so deletions there may be lost).
 func (s *Badger) countBlobs() error {
 	x := &s.objs.index
 	orphans := map[string]cid.Cid{}
 	err := s.blobs.View(func(txn *badger.Txn) error {
-		for _, prefix := range []byte{prefixChunk, prefixTreeHash} {
+		for _, prefix := range []byte{prefixChunkSum, prefixTreeHash} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}})
 			for it.Seek([]byte{prefix}); it.ValidForPrefix([]byte{prefix}); it.Next() {
 				id, suffix, err := decodeObjKey(it.Item().Key(), 8)
@@ -214,7 +218,7 @@ func (s *Badger) countBlobs() error {
 					orphans[id.KeyString()] = id
 					continue
 				}
-				if prefix != prefixChunk {
+				if prefix != prefixChunkSum {
 					continue
 				}
 				n, err := chunkLen(m.info, binary.BigEndian.Uint64(suffix))
@@ -237,7 +241,7 @@ func (s *Badger) countBlobs() error {
 			return err
 		}
 	}
-	return nil
+	return s.chunks.removeOrphans(func(id cid.Cid) bool { return x.objs[id.KeyString()] != nil })
 }
 
 // scanObjKeys calls fn with the ID, suffix and value of every object key
@@ -449,24 +453,38 @@ func (s *Badger) putChunks(id cid.Cid, chunks []swarm.Chunk) error {
 		if err := checkChunks(m.info, chunks); err != nil {
 			return err
 		}
+		txn := s.blobs.NewTransaction(true)
+		defer txn.Discard()
+		var f *chunkFile
 		held, bytes := m.held, m.bytes
-		err := update(s.blobs, func(txn *badger.Txn) error {
-			for _, c := range chunks {
-				key := objKeyU64(prefixChunk, id, c.Index)
-				if _, err := txn.Get(key); err == nil {
-					continue // held, or earlier in chunks
-				} else if !errors.Is(err, badger.ErrKeyNotFound) {
-					return err
-				}
-				if err := txn.Set(key, c.Data); err != nil {
-					return err
-				}
-				held++
-				bytes += int64(len(c.Data))
+		for _, c := range chunks {
+			key := objKeyU64(prefixChunkSum, id, c.Index)
+			if _, err := txn.Get(key); err == nil {
+				continue // held, or earlier in chunks
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
 			}
+			if f == nil {
+				var err error
+				if f, err = s.chunks.acquire(id, true); err != nil {
+					return err
+				}
+				defer s.chunks.release(f, true)
+			}
+			// The bytes are in the file before their record commits.
+			if _, err := f.WriteAt(c.Data, int64(c.Index)*int64(m.info.ChunkSize)); err != nil {
+				return err
+			}
+			if err := txn.Set(key, chunkSum(c.Data)); err != nil {
+				return err
+			}
+			held++
+			bytes += int64(len(c.Data))
+		}
+		if held == m.held {
 			return nil
-		})
-		if err != nil || held == m.held {
+		}
+		if err := txn.Commit(); err != nil {
 			return err
 		}
 		m.held, m.bytes = held, bytes
@@ -476,17 +494,10 @@ func (s *Badger) putChunks(id cid.Cid, chunks []swarm.Chunk) error {
 
 // AppendChunk implements Objects.
 func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
-	key := objKeyU64(prefixChunk, id, index)
-	out, err := s.readBlob(dst, id, key, func(info swarm.Info) (int, error) {
-		n, err := chunkLen(info, index)
-		if errors.Is(err, ErrBadObject) {
-			err = ErrNotFound // no such chunk
-		}
-		return n, err
-	})
+	out, err := s.readChunk(dst, id, index)
 	if errors.Is(err, ErrCorrupt) {
 		// Forget the chunk, so that a get fetches it again.
-		if ferr := s.forgetChunk(id, key); ferr != nil {
+		if ferr := s.forgetChunk(id, index); ferr != nil {
 			err = errors.Join(err, ferr)
 		}
 	}
@@ -499,14 +510,77 @@ func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, erro
 	return out, nil
 }
 
-// readBlob appends to dst the value of key, a blobs key of object id,
-// whose length want derives from the object's info. Badger reads a value
-// it cannot read (torn by a power loss: the blobs database is not synced)
-// as empty and only logs the error, so the length is checked: another one
-// is ErrCorrupt.
-func (s *Badger) readBlob(dst []byte, id cid.Cid, key []byte, want func(swarm.Info) (int, error)) ([]byte, error) {
+// readChunk appends held chunk index of object id to dst, read from the
+// object's chunk file and checked against the chunk's record: bytes that
+// do not match it (torn by a power loss: the file is not synced) or a
+// missing file are ErrCorrupt.
+func (s *Badger) readChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
 	if err := checkObjectID(id); err != nil {
 		return dst, err
+	}
+	if err := s.rlock(); err != nil {
+		return dst, err
+	}
+	defer s.mu.RUnlock()
+	var (
+		n   int
+		off int64
+		sum []byte
+		f   *chunkFile
+	)
+	// The file is opened under the object lock, so that it is the held
+	// object's, not one a concurrent deletion removed.
+	s.objs.mu.Lock()
+	err := func() error {
+		m, err := s.objs.index.get(id)
+		if err != nil {
+			return err
+		}
+		if n, err = chunkLen(m.info, index); err != nil {
+			return ErrNotFound // no such chunk
+		}
+		off = int64(index) * int64(m.info.ChunkSize)
+		err = s.blobs.View(func(txn *badger.Txn) error {
+			return readValue(txn, objKeyU64(prefixChunkSum, id, index), func(v []byte) error {
+				sum = bytes.Clone(v)
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		f, err = s.chunks.acquire(id, false)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: chunk %d is recorded but the object's chunk file is missing", ErrCorrupt, index)
+		}
+		return err
+	}()
+	s.objs.mu.Unlock()
+	if err != nil {
+		return dst, err
+	}
+	defer s.chunks.release(f, false)
+	out := slices.Grow(dst, n)[:len(dst)+n]
+	if _, err := f.ReadAt(out[len(dst):], off); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%w: chunk %d is past the end of the object's chunk file", ErrCorrupt, index)
+		}
+		return dst, err
+	}
+	if err := checkChunkSum(sum, out[len(dst):], index); err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// readBlob returns the value of key, a blobs key of object id, whose
+// length want derives from the object's info. Badger reads a value it
+// cannot read (torn by a power loss: the blobs database is not synced) as
+// empty and only logs the error, so the length is checked: another one is
+// ErrCorrupt.
+func (s *Badger) readBlob(id cid.Cid, key []byte, want func(swarm.Info) (int, error)) ([]byte, error) {
+	if err := checkObjectID(id); err != nil {
+		return nil, err
 	}
 	var n int
 	err := s.withObject(id, func(m *objMeta) error {
@@ -515,27 +589,25 @@ func (s *Badger) readBlob(dst []byte, id cid.Cid, key []byte, want func(swarm.In
 		return err
 	})
 	if err != nil {
-		return dst, err
+		return nil, err
 	}
-	out := dst
+	var out []byte
 	err = s.viewBlobs(func(txn *badger.Txn) error {
 		return readValue(txn, key, func(v []byte) error {
 			if len(v) != n {
 				return fmt.Errorf("%w: key %x reads as %d bytes, want %d", ErrCorrupt, key, len(v), n)
 			}
-			out = append(dst, v...)
+			out = bytes.Clone(v)
 			return nil
 		})
 	})
-	if err != nil {
-		return dst, err
-	}
-	return out, nil
+	return out, err
 }
 
-// forgetChunk deletes an unreadable chunk's key and counts it no longer
-// held.
-func (s *Badger) forgetChunk(id cid.Cid, key []byte) error {
+// forgetChunk deletes an unreadable chunk's record and counts it no
+// longer held.
+func (s *Badger) forgetChunk(id cid.Cid, index uint64) error {
+	key := objKeyU64(prefixChunkSum, id, index)
 	return s.withObject(id, func(m *objMeta) error {
 		gone := false
 		err := update(s.blobs, func(txn *badger.Txn) error {
@@ -548,7 +620,7 @@ func (s *Badger) forgetChunk(id cid.Cid, key []byte) error {
 		if err != nil || gone {
 			return err
 		}
-		n, err := chunkLen(m.info, binary.BigEndian.Uint64(key[len(key)-8:]))
+		n, err := chunkLen(m.info, index)
 		if err != nil {
 			return err
 		}
@@ -570,7 +642,7 @@ func (s *Badger) Have(id cid.Cid) ([]byte, error) {
 	}
 	bits := make([]byte, (chunks+7)/8)
 	err = s.viewBlobs(func(txn *badger.Txn) error {
-		p := objKey(prefixChunk, id, nil)
+		p := objKey(prefixChunkSum, id, nil)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
 		defer it.Close()
 		for it.Seek(p); it.ValidForPrefix(p); it.Next() {
@@ -615,7 +687,7 @@ func (s *Badger) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
 
 // GetHash implements Objects.
 func (s *Badger) GetHash(id cid.Cid, bin swarm.Bin) ([]byte, error) {
-	h, err := s.readBlob(nil, id, objKeyU64(prefixTreeHash, id, uint64(bin)), func(info swarm.Info) (int, error) {
+	h, err := s.readBlob(id, objKeyU64(prefixTreeHash, id, uint64(bin)), func(info swarm.Info) (int, error) {
 		return info.Hash.Size(), nil
 	})
 	if err != nil {
@@ -655,27 +727,21 @@ func (s *Badger) Touch(id cid.Cid) error {
 
 // Evict implements Objects. Each object goes in three steps: one
 // transaction drops its info and state and leaves a tombstone, bounded
-// transactions delete its chunks and hashes, and a last one drops the
-// tombstone; an open after a crash finishes the sweep. The object's lease
-// keys stay. Afterwards the value log is garbage-collected a little, as
-// the chunks were there.
+// transactions delete its chunk records and hashes and then its chunk
+// file goes, and a last one drops the tombstone; an open after a crash
+// finishes the sweep. The object's lease keys stay.
 func (s *Badger) Evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) ([]cid.Cid, error) {
 	if err := s.rlock(); err != nil {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	out, err := s.evict(now, cacheBytes, inUse)
-	if len(out) > 0 {
-		collect(s.blobs)
-	}
-	return out, err
+	return s.evict(now, cacheBytes, inUse)
 }
 
 // collect rewrites a few of db's value log files that are mostly garbage
-// (deleted entries or chunks), so that their space goes back to the disk;
-// it stops at the first that is not (badger.ErrNoRewrite) or after four.
-// In the blobs database a power loss may lose what a rewrite moved:
-// chunks only, which then read as ErrCorrupt and are fetched again.
+// (deleted entries, or chunks a layout upgrade moved out), so that their
+// space goes back to the disk; it stops at the first that is not
+// (badger.ErrNoRewrite) or after four.
 func collect(db *badger.DB) {
 	for range 4 {
 		if db.RunValueLogGC(0.5) != nil {
@@ -696,11 +762,7 @@ func (s *Badger) Delete(id cid.Cid) error {
 		err = s.deleteObjectLocked(m)
 	}
 	s.objs.mu.Unlock()
-	if err != nil {
-		return objErr(err, "delete", id)
-	}
-	collect(s.blobs)
-	return nil
+	return objErr(err, "delete", id)
 }
 
 func (s *Badger) evict(now time.Time, cacheBytes int64, inUse func(cid.Cid) bool) ([]cid.Cid, error) {
@@ -753,13 +815,14 @@ func (s *Badger) sweepObject(id cid.Cid) error {
 	})
 }
 
-// deleteBlobs deletes every chunk and hash key of id from the blobs
-// database, at most badgerDeleteBatch per transaction.
+// deleteBlobs deletes every chunk record and hash key of id from the
+// blobs database, at most badgerDeleteBatch per transaction, then its
+// chunk file.
 func (s *Badger) deleteBlobs(id cid.Cid) error {
-	for _, prefix := range []byte{prefixChunk, prefixTreeHash} {
+	for _, prefix := range []byte{prefixChunkSum, prefixTreeHash} {
 		if err := deleteKeys(s.blobs, objKey(prefix, id, nil), nil); err != nil {
 			return err
 		}
 	}
-	return nil
+	return s.chunks.remove(id)
 }

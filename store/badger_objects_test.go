@@ -3,8 +3,10 @@ package store
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,9 +125,13 @@ func reopenWithout(t *testing.T, s *Badger, dir string, id cid.Cid, tombstone bo
 }
 
 // countObjKeys fails the test if any key of id but its leases is left in
-// either database, and returns how many lease keys there are.
+// either database, or its chunk file, and returns how many lease keys
+// there are.
 func countObjKeys(t *testing.T, s *Badger, id cid.Cid) int {
 	t.Helper()
+	if _, err := os.Stat(s.chunks.path(id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the chunk file of the evicted object is left (%v)", err)
+	}
 	p := objKey(0, id, nil)[1:]
 	leases := 0
 	for _, db := range []*badger.DB{s.db, s.blobs} {
@@ -151,76 +157,154 @@ func countObjKeys(t *testing.T, s *Badger, id cid.Cid) int {
 	return leases
 }
 
-// TestBadgerObjectsOrphanBlobs: blobs of an object with no record (their
-// deletion was lost with the unsynced blobs database while the tombstone's
-// was not) are deleted on open and do not count for anything.
+// TestBadgerObjectsOrphanBlobs: blobs and the chunk file of an object
+// with no record (their deletion was lost with the unsynced blobs
+// database and files while the tombstone's was not), and files in the
+// chunk directory that are no object's, are deleted on open and do not
+// count for anything.
 func TestBadgerObjectsOrphanBlobs(t *testing.T) {
 	dir := t.TempDir()
 	s := openBadger(t, dir)
 	o := putObjects(t, s, 2)
+	stray := []string{
+		s.chunks.path(newTestObject(t, 9, testChunk).id), // an object never put
+		filepath.Join(dir, chunksDir, "not-a-cid"),
+	}
+	for _, path := range stray {
+		if err := os.WriteFile(path, []byte("stray"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Drop o[0]'s records from the main database only.
 	s = reopenWithout(t, s, dir, o[0].id, false)
 	checkGone(t, s, o[0])
 	countObjKeys(t, s, o[0].id)
+	for _, path := range stray {
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is left after open (%v)", path, err)
+		}
+	}
 	if st := mustStat(t, s, o[1].id); !st.Complete() || st.Bytes != int64(len(o[1].data)) {
 		t.Fatalf("the other object: %+v", st)
 	}
 }
 
-// TestBadgerObjectsTornChunk: a chunk whose bytes in the blobs value log
-// no longer match their checksum (a power loss tore them) reads as
-// ErrCorrupt, never as other bytes, and is then forgotten: no longer held,
-// so a get fetches it again.
+// TestBadgerObjectsTornChunk: chunks whose bytes in the chunk file no
+// longer match their record (a power loss tore them, or took the file's
+// tail or the whole file) read as ErrCorrupt, never as other bytes, and
+// are then forgotten: no longer held, so a get fetches them again.
 func TestBadgerObjectsTornChunk(t *testing.T) {
 	dir := t.TempDir()
 	s := openBadger(t, dir)
 	o := newTestObject(t, 3, 3*testChunk)
-	o.put(t, s)
+	short := newTestObject(t, 4, 3*testChunk)
+	lost := newTestObject(t, 5, 2*testChunk)
+	for _, x := range []*testObject{o, short, lost} {
+		x.put(t, s)
+	}
+	// Flip a byte of o's chunk 1, cut short's file after its chunk 0, and
+	// delete lost's, the store open or not.
+	tearChunk(t, s, o.id, testChunk+10)
+	if err := os.Truncate(s.chunks.path(short.id), testChunk); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Flip a byte of chunk 1 where the value log holds it.
-	chunk := o.data[testChunk : 2*testChunk]
-	vlogs, err := filepath.Glob(filepath.Join(dir, blobsDir, "*.vlog"))
+	if err := os.Remove(s.chunks.path(lost.id)); err != nil {
+		t.Fatal(err)
+	}
+	s = openBadger(t, dir)
+	for _, tc := range []struct {
+		o        *testObject
+		torn     []uint64
+		haveLeft byte
+	}{
+		{o, []uint64{1}, 0b101},
+		{short, []uint64{1, 2}, 0b001},
+		{lost, []uint64{0, 1}, 0},
+	} {
+		for _, i := range tc.torn {
+			if c, err := s.AppendChunk(nil, tc.o.id, i); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("AppendChunk of torn chunk %d = %d bytes, %v; want ErrCorrupt", i, len(c), err)
+			}
+		}
+		st := mustStat(t, s, tc.o.id)
+		if held := tc.o.tree.Chunks() - uint64(len(tc.torn)); st.Held != held {
+			t.Fatalf("after the torn chunks were read: %+v, want %d held", st, held)
+		}
+		if have, err := s.Have(tc.o.id); err != nil || have[0] != tc.haveLeft {
+			t.Fatalf("Have = %08b, %v; want %08b", have, err, tc.haveLeft)
+		}
+		for _, i := range tc.torn {
+			if c, err := s.AppendChunk(nil, tc.o.id, i); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("AppendChunk again = %d bytes, %v; want ErrNotFound", len(c), err)
+			}
+			if err := s.PutChunk(tc.o.id, i, tc.o.chunk(t, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := mustStat(t, s, tc.o.id); !st.Complete() || st.Bytes != int64(len(tc.o.data)) {
+			t.Fatalf("after the chunks were put again: %+v", st)
+		}
+		checkReadBack(t, s, tc.o)
+	}
+}
+
+// tearChunk flips the byte at off in object id's chunk file.
+func tearChunk(t *testing.T, s *Badger, id cid.Cid, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(s.chunks.path(id), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	torn := false
-	for _, path := range vlogs {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i := bytes.Index(b, chunk); i >= 0 {
-			b[i+10] ^= 0xff
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			torn = true
-		}
-	}
-	if !torn {
-		t.Fatal("chunk 1 not found in the blobs value log")
-	}
-	s = openBadger(t, dir)
-	if c, err := s.AppendChunk(nil, o.id, 1); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("AppendChunk of the torn chunk = %d bytes, %v; want ErrCorrupt", len(c), err)
-	}
-	st := mustStat(t, s, o.id)
-	if st.Held != 2 || st.Bytes != int64(2*testChunk) {
-		t.Fatalf("after the torn chunk was read: %+v", st)
-	}
-	if have, err := s.Have(o.id); err != nil || have[0] != 0b101 {
-		t.Fatalf("Have = %08b, %v; want chunk 1 gone", have, err)
-	}
-	if c, err := s.AppendChunk(nil, o.id, 1); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("AppendChunk again = %d bytes, %v; want ErrNotFound", len(c), err)
-	}
-	if err := s.PutChunk(o.id, 1, chunk); err != nil {
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
 		t.Fatal(err)
 	}
-	if st := mustStat(t, s, o.id); !st.Complete() {
-		t.Fatalf("after the chunk was put again: %+v", st)
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkReadBack checks that every chunk of o reads back as put.
+func checkReadBack(t *testing.T, s Objects, o *testObject) {
+	t.Helper()
+	var buf []byte
+	for i := range o.tree.Chunks() {
+		var err error
+		if buf, err = s.AppendChunk(buf[:0], o.id, i); err != nil || !bytes.Equal(buf, o.chunk(t, i)) {
+			t.Fatalf("chunk %d of %s reads back as %d other bytes (%v)", i, o.id, len(buf), err)
+		}
+	}
+}
+
+// TestBadgerObjectsChunkFileHandles reads more objects than the store
+// keeps chunk files open for, with each object's file dropped from the
+// open set while a read of it may run.
+func TestBadgerObjectsChunkFileHandles(t *testing.T) {
+	s := openBadger(t, t.TempDir())
+	objs := make([]*testObject, maxOpenChunkFiles+2)
+	for i := range objs {
+		objs[i] = newTestObject(t, uint64(200+i), testChunk+1)
+		objs[i].put(t, s)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for _, o := range objs {
+				checkReadBack(t, s, o)
+			}
+		})
+	}
+	wg.Wait()
+	s.chunks.mu.Lock()
+	open := len(s.chunks.open)
+	s.chunks.mu.Unlock()
+	if open != maxOpenChunkFiles {
+		t.Fatalf("%d chunk files open, want %d", open, maxOpenChunkFiles)
 	}
 }
 
@@ -234,6 +318,7 @@ func TestBadgerObjectsManyChunks(t *testing.T) {
 	if have, err := s.Have(o.id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Have after evict = %d bytes, %v", len(have), err)
 	}
+	countObjKeys(t, s, o.id)
 	o.put(t, s)
 	if st := mustStat(t, s, o.id); !st.Complete() || st.Bytes != int64(len(o.data)) {
 		t.Fatalf("object put again: %+v", st)
@@ -248,7 +333,7 @@ func FuzzDecodeObjectRecords(f *testing.F) {
 	f.Add(encodeInfo(o.tree.Info()), 0)
 	f.Add(encodeState(objState{access: 9, pinned: true}), 0)
 	f.Add(objKey(prefixObject, o.id, nil), 0)
-	f.Add(objKeyU64(prefixChunk, o.id, 7), 8)
+	f.Add(objKeyU64(prefixChunkSum, o.id, 7), 8)
 	f.Add(objKey(prefixLease, o.id, make([]byte, idLen)), idLen)
 	f.Add([]byte{}, 0)
 	f.Fuzz(func(t *testing.T, b []byte, suffixLen int) {
@@ -292,4 +377,102 @@ func FuzzDecodeObjectRecords(f *testing.F) {
 			check("decodeObjKey", err)
 		}
 	})
+}
+
+// TestBadgerMoveChunks opens a store of layout 3, chunks in the blobs
+// database: one object's chunks all there (more than one batch moves),
+// one's half moved already (an upgrade a crash interrupted), one chunk
+// torn (read back short) and the chunks of an object without a record.
+// Open moves them into chunk files, drops the torn and orphan ones, and
+// a second open finds nothing to move.
+func TestBadgerMoveChunks(t *testing.T) {
+	dir := t.TempDir()
+	s := openBadger(t, dir)
+	whole := newTestObject(t, 1, (MaxPutChunks+44)*testChunk+7)
+	half := newTestObject(t, 2, 40*testChunk)
+	orphan := newTestObject(t, 3, 3*testChunk)
+	for _, o := range []*testObject{whole, half, orphan} {
+		o.put(t, s)
+	}
+	const torn = 5
+	toLayout3(t, s, whole, 0, func(i uint64, c []byte) []byte {
+		if i == torn {
+			return c[:len(c)-1]
+		}
+		return c
+	})
+	toLayout3(t, s, half, 20, nil)
+	toLayout3(t, s, orphan, 0, nil)
+	for _, db := range []*badger.DB{s.db, s.blobs} {
+		if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte{keySchema}, []byte{3}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = reopenWithout(t, s, dir, orphan.id, false)
+
+	for round := range 2 {
+		checkGone(t, s, orphan)
+		countObjKeys(t, s, orphan.id)
+		// The torn chunk is dropped, then put again.
+		if st, want := mustStat(t, s, whole.id), whole.tree.Chunks()-uint64(1-round); st.Held != want {
+			t.Fatalf("round %d: %d chunks of %d held, want %d", round, st.Held, whole.tree.Chunks(), want)
+		}
+		if round == 0 {
+			if err := s.PutChunk(whole.id, torn, whole.chunk(t, torn)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkReadBack(t, s, whole)
+		checkReadBack(t, s, half)
+		for _, db := range []*badger.DB{s.db, s.blobs} {
+			err := db.View(func(txn *badger.Txn) error {
+				if err := readSchema(txn); err != nil {
+					return err
+				}
+				it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixChunkV3}})
+				defer it.Close()
+				if it.Rewind(); it.Valid() {
+					t.Errorf("round %d: layout 3 key %x is left", round, it.Item().Key())
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = openBadger(t, dir)
+	}
+}
+
+// toLayout3 writes the chunks of o from index from on the way layout 3
+// did, into the blobs database under prefixChunkV3 (as alter returns
+// them, if not nil), deleting their records, and deletes o's chunk file
+// if from is 0.
+func toLayout3(t *testing.T, s *Badger, o *testObject, from uint64, alter func(i uint64, c []byte) []byte) {
+	t.Helper()
+	wb := s.blobs.NewWriteBatch()
+	defer wb.Cancel()
+	for i := from; i < o.tree.Chunks(); i++ {
+		c := o.chunk(t, i)
+		if alter != nil {
+			c = alter(i, c)
+		}
+		if err := wb.Set(objKeyU64(prefixChunkV3, o.id, i), c); err != nil {
+			t.Fatal(err)
+		}
+		if err := wb.Delete(objKeyU64(prefixChunkSum, o.id, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if from == 0 {
+		if err := s.chunks.remove(o.id); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

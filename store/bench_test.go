@@ -1,10 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/swarm"
 )
 
 // unsignedRun returns n linked entries with 200-byte bodies that continue
@@ -54,4 +57,68 @@ func BenchmarkBadgerAppend(b *testing.B) {
 			b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "entries/s")
 		})
 	}
+}
+
+// BenchmarkBadgerChunks measures putting an object's 16 KiB chunks in
+// batches of MaxPutChunks, as a fetch stores them, and reading them back
+// one at a time, as a seeder serves them.
+func BenchmarkBadgerChunks(b *testing.B) {
+	const chunk = swarm.DefaultChunkSize
+	data := make([]byte, 64<<20)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{ChunkSize: chunk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, info := tree.ID(), tree.Info()
+	var batches [][]swarm.Chunk
+	for i := uint64(0); i < tree.Chunks(); i += MaxPutChunks {
+		var batch []swarm.Chunk
+		for j := i; j < min(i+MaxPutChunks, tree.Chunks()); j++ {
+			batch = append(batch, swarm.Chunk{Index: j, Data: data[j*chunk : (j+1)*chunk]})
+		}
+		batches = append(batches, batch)
+	}
+	s, err := OpenBadger(b.TempDir(), BadgerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.Run("put", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if err := s.PutObject(id, info); err != nil {
+				b.Fatal(err)
+			}
+			for _, batch := range batches {
+				if err := s.PutChunks(id, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if err := s.Delete(id); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	if err := s.PutObject(id, info); err != nil {
+		b.Fatal(err)
+	}
+	for _, batch := range batches {
+		if err := s.PutChunks(id, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("get", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		var buf []byte
+		for b.Loop() {
+			for i := range tree.Chunks() {
+				if buf, err = s.AppendChunk(buf[:0], id, i); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }

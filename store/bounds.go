@@ -85,7 +85,7 @@ type Quotas struct {
 // Usage is the size of a store's databases, in bytes.
 type Usage struct {
 	Main  int64 // feeds, indexes, object records: for Badger its LSM tree and value log
-	Blobs int64 // object chunks and tree hashes
+	Blobs int64 // object chunks and tree hashes: for Badger the blobs database and the chunk files
 }
 
 // QuotaError is the error of an Append refused by a quota. Nothing of the

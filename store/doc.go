@@ -25,10 +25,17 @@
 // node syncs after appending its own entries and before they leave it, so
 // an author cannot lose entries it has already published and then fork its
 // own feed; other authors' entries lost to a power loss are fetched again.
-// Chunks and tree hashes live in a second Badger database (blobs/) that is
-// not synced on write: a power loss may take those written in the last
-// seconds (they are fetched again), and one torn by it reads as
-// ErrCorrupt, never as other bytes, and is forgotten (see OpenBadger).
+// Tree hashes and a record per held chunk (its CRC-32C) live in a second
+// Badger database (blobs/), and the chunks' bytes in one plain file per
+// object (chunks/), written at the chunk's offset and read without
+// mapping the file, so an object's bytes pass through the page cache,
+// never the daemon's memory. Neither is synced on write (a chunk file is
+// when it is closed, and Close closes them all): a power loss may take
+// chunks or hashes written in the last seconds (they are fetched again). A chunk's bytes are written before its record commits, so a
+// chunk counts as held only once its bytes are in the file, and a chunk
+// whose bytes a power loss tore or lost (its file, or the file's tail)
+// reads as ErrCorrupt against its record, never as other bytes, and is
+// forgotten (see OpenBadger).
 // Returned entries and proofs are the caller's to keep and modify.
 //
 // Batches are bounded, not split: at most MaxBatch entries per Append
@@ -40,7 +47,7 @@
 // Every key starts with a one-byte prefix. IDs are the 32 bytes of the
 // ed25519 key; integers are big-endian, so keys of one feed sort by seq.
 //
-//	'v'                      → schema version (1 byte, currently 3; in both databases; 2 is upgraded on open)
+//	'v'                      → schema version (1 byte, currently 4; in both databases; 2 and 3 are upgraded on open)
 //	'e' author(32) seq(8)    → canonical entry encoding (feed.Entry.Encode)
 //	'h' author(32)           → head: seq(8) entry ID(32)
 //	'c' author(32) target(32)→ relation (1 byte: 1 follow, 2 block); absent = none
@@ -60,26 +67,39 @@
 //	'j' ctx(32)              → empty: the node has joined the context
 //
 // Object keys carry the object ID (CID bytes, at most MaxObjectIDLen) after
-// a length byte L; integers are big-endian. 'k' and 't' are in the blobs
+// a length byte L; integers are big-endian. 'q' and 't' are in the blobs
 // database, the rest in the main one:
 //
 //	'o' L id                 → info: hash code(8) chunk size(4) size(8) root
 //	's' L id                 → state: access counter(8) pinned(1)
-//	'k' L id index(8)        → chunk bytes (value log from 64 bytes on)
+//	'q' L id index(8)        → CRC-32C of the held chunk (4 bytes); its bytes are in the object's chunk file
 //	't' L id bin(8)          → verified tree hash
 //	'l' L id author(32)      → end of the author's latest lease entry on the object, Unix nanoseconds (int64, 8 bytes; an ended lease has no key)
 //	'd' L id                 → tombstone: the object's keys are being deleted
 //
+// An object's chunk file is chunks/ID, ID the CID bytes in lowercase
+// base32 after a 'b' (the CID's own string for a CIDv1); chunk i is at
+// byte i×ChunkSize, and the file is sparse while chunks are missing. A
+// store keeps at most 64 of them open between calls.
+//
 // The access counter orders objects for eviction; the in-memory index of
 // objects (info, state, and the leases on the objects held) is rebuilt from
 // 'o', 's' and 'l' on open, which first finishes any deletion a tombstone
-// records, then counts each object's chunks from its 'k' keys and deletes
-// the blobs of objects without an 'o' key (a deletion whose blobs part a
-// power loss undid). Append writes 'l' keys, whether the object is held or not, in
+// records, then counts each object's chunks from its 'q' keys and deletes
+// the blobs and chunk files of objects without an 'o' key (a deletion
+// whose blobs part a power loss undid), and any other file in chunks/.
+// Append writes 'l' keys, whether the object is held or not, in
 // the transaction of the lease entries; PutObject reads the object's 'l'
 // keys into the index. Evicting an object drops 'o' and 's' and writes 'd'
-// in one transaction, deletes its 'k' and 't' keys in bounded transactions,
-// then drops 'd'; its 'l' keys stay (they are what its authors' feeds say).
+// in one transaction, deletes its 'q' and 't' keys in bounded transactions
+// and its chunk file, then drops 'd'; its 'l' keys stay (they are what its
+// authors' feeds say).
+//
+// Layout 3 and before kept chunk bytes in the blobs database ('k' L id
+// index(8) → chunk bytes). Opening such a store moves them into chunk
+// files in batches: a batch's bytes are written and synced, then one
+// transaction swaps its 'k' keys for 'q' records, so a crash leaves the
+// rest to move at the next open; the emptied value log is then collected.
 //
 // Every entry (151 bytes or more) goes to the value log; the LSM tree keeps
 // its key and a pointer, so an append writes each entry once, and flushes
@@ -90,16 +110,18 @@
 // them, so a crash leaves a consistent feed) and DeleteFeed (a synced
 // 'g' tombstone, then the feed's rows in bounded transactions, the head
 // last); both leave garbage in the main value log, which DeleteFeed and
-// the node's retention pass hand to Badger's value log GC. Evicted and
-// deleted objects' chunks are garbage in the blobs value log, and Evict
-// and Delete run the GC there after deleting. Each Append is one
+// the node's retention pass hand to Badger's value log GC. The blobs
+// database keeps every value inline (its value log stays empty), so an
+// evicted or deleted object's space goes back with its chunk file and the
+// compaction of its keys. Each Append is one
 // transaction, however many entries it carries, and a Sync after it one
 // sync of the value log and the LSM's write-ahead log (badger_sync.go).
 //
 // Verify (verify.go) opens a Badger store read-only and checks it whole:
 // every feed's chain and signatures, heads, the context index, and a
-// sample of each object's chunks against its root; `contextd doctor` runs
-// it on a stopped daemon's store.
+// sample of each object's chunks (read from its chunk file, checked
+// against its record and its root); `contextd doctor` runs it on a
+// stopped daemon's store.
 //
 // # Importers
 //

@@ -23,7 +23,8 @@ const (
 	// rest in the main one.
 	prefixObject    = 'o' // o idlen id → object info
 	prefixObjState  = 's' // s idlen id → access(8) pinned(1)
-	prefixChunk     = 'k' // blobs: k idlen id indexBE8 → chunk bytes
+	prefixChunkSum  = 'q' // blobs: q idlen id indexBE8 → CRC-32C of the chunk, whose bytes are in its chunk file
+	prefixChunkV3   = 'k' // blobs, layout 3 and before: k idlen id indexBE8 → chunk bytes (moved on open)
 	prefixTreeHash  = 't' // blobs: t idlen id binBE8 → tree hash
 	prefixLease     = 'l' // l idlen id author → until, Unix ns int64 BE8 (from lease entries)
 	prefixTombstone = 'd' // d idlen id → empty: the object's blobs are being deleted
@@ -31,11 +32,13 @@ const (
 
 // schemaVersion is the layout this build reads and writes (2: chunks and
 // tree hashes moved to the blobs database; object state without counts;
-// 3: byte counts of feeds and contexts, prune points, feed tombstones).
-const schemaVersion = 3
+// 3: byte counts of feeds and contexts, prune points, feed tombstones;
+// 4: chunk bytes in chunk files, their checksums in the blobs database).
+const schemaVersion = 4
 
-// schemaUpgradable is the older layout OpenBadger upgrades in place: a
-// version 2 store lacks only the byte counts, which it computes.
+// schemaUpgradable is the oldest layout OpenBadger upgrades in place: a
+// version 2 main database lacks only the byte counts, which it computes;
+// a version 2 or 3 blobs database has its chunks moved into chunk files.
 const schemaUpgradable = 2
 
 const (

@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		commit: hist("commit_duration_seconds", "Time to commit one append transaction (a batch of entries of one author) to the main database."),
 		sync:   hist("sync_duration_seconds", "Time of one Sync, the barrier that makes the main database's committed writes durable."),
 		sizes: &sizeCollector{desc: prometheus.NewDesc("contextd_store_size_bytes",
-			"Size of each database on disk (LSM tree and value log, as Badger counts it): main (feeds, indexes, object records) and blobs (chunks, tree hashes).",
+			"Size of each database on disk (allocated bytes of its files): main (feeds, indexes, object records) and blobs (chunk files, chunk records, tree hashes).",
 			[]string{"db"}, nil)},
 	}
 	if reg != nil {

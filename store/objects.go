@@ -29,9 +29,9 @@ const (
 	MaxPutHashes = 256
 	// MaxPutChunks is the most chunks one PutChunks may carry, and
 	// MaxPutChunkBytes the most bytes they may hold together (one chunk
-	// larger than that may still go alone). They bound the transaction:
-	// chunk values go to Badger's value log, so the keys dominate and 256
-	// of them are far below its budget.
+	// larger than that may still go alone). They bound the transaction
+	// (a 4-byte record per chunk in Badger: 256 of them are far below its
+	// budget) and the bytes written to a chunk file under the object lock.
 	MaxPutChunks     = 256
 	MaxPutChunkBytes = 4 << 20
 )

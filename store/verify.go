@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -171,7 +172,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error
 		return nil, err
 	}
 	defer blobs.Close()
-	v := &verifier{ctx: ctx, opts: opts, r: &Report{}}
+	v := &verifier{ctx: ctx, opts: opts, r: &Report{}, chunkDir: filepath.Join(dir, chunksDir)}
 	err = db.View(func(txn *badger.Txn) error {
 		if err := readSchema(txn); err != nil {
 			return err
@@ -228,6 +229,9 @@ func openReadOnly(dir string, memTableSize int64) (*badger.DB, error) {
 // readSchema checks the schema version without writing one.
 func readSchema(txn *badger.Txn) error {
 	err := readValue(txn, []byte{keySchema}, func(v []byte) error {
+		if len(v) == 1 && v[0] >= schemaUpgradable && v[0] < schemaVersion {
+			return fmt.Errorf("%w: schema version %d, this build reads %d (run the daemon once: opening the store upgrades it)", ErrSchema, v[0], schemaVersion)
+		}
 		if len(v) != 1 || v[0] != schemaVersion {
 			return fmt.Errorf("%w: schema version %x, this build reads %d", ErrSchema, v, schemaVersion)
 		}
@@ -241,9 +245,10 @@ func readSchema(txn *badger.Txn) error {
 
 // verifier is the state of one Verify.
 type verifier struct {
-	ctx  context.Context
-	opts VerifyOptions
-	r    *Report
+	ctx      context.Context
+	opts     VerifyOptions
+	r        *Report
+	chunkDir string // the store's chunk file directory
 }
 
 // add records a problem.
@@ -585,9 +590,16 @@ func (v *verifier) objects(txn, btxn *badger.Txn) error {
 }
 
 // chunks checks v.opts.ChunkSample of the held chunks of object id, picked
-// at random (reservoir sampling over the chunk keys), or all of them.
+// at random (reservoir sampling over the chunk records), or all of them.
 func (v *verifier) chunks(btxn *badger.Txn, id cid.Cid, info swarm.Info) error {
-	prefix := objKey(prefixChunk, id, nil)
+	// A missing or unreadable file fails each chunk checked.
+	f, ferr := os.Open(filepath.Join(v.chunkDir, chunkFileName(id)))
+	if ferr == nil {
+		defer f.Close()
+	} else {
+		ferr = fmt.Errorf("%w: open the chunk file: %w", ErrCorrupt, ferr)
+	}
+	prefix := objKey(prefixChunkSum, id, nil)
 	it := btxn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	var sample []uint64
 	held := 0
@@ -608,24 +620,36 @@ func (v *verifier) chunks(btxn *badger.Txn, id cid.Cid, info swarm.Info) error {
 			}
 		}
 		if v.opts.ChunkSample < 0 && len(sample) == verifyBatch {
-			v.verifyChunks(btxn, id, info, sample)
+			v.verifyChunks(btxn, f, ferr, id, info, sample)
 			sample = sample[:0]
 		}
 	}
 	it.Close()
-	v.verifyChunks(btxn, id, info, sample)
+	v.verifyChunks(btxn, f, ferr, id, info, sample)
 	return nil
 }
 
-// verifyChunks checks chunks indexes of object id against its root.
-func (v *verifier) verifyChunks(btxn *badger.Txn, id cid.Cid, info swarm.Info, indexes []uint64) {
+// verifyChunks checks chunks indexes of object id, read from its chunk
+// file f (or failing with ferr, the error opening it), against their
+// records and the object's root.
+func (v *verifier) verifyChunks(btxn *badger.Txn, f *os.File, ferr error, id cid.Cid, info swarm.Info, indexes []uint64) {
 	var buf []byte
 	for _, i := range indexes {
 		v.r.Chunks++
-		err := readValue(btxn, objKeyU64(prefixChunk, id, i), func(b []byte) error {
-			buf = append(buf[:0], b...)
-			return nil
-		})
+		err := ferr
+		if err == nil {
+			err = readValue(btxn, objKeyU64(prefixChunkSum, id, i), func(sum []byte) error {
+				n, err := chunkLen(info, i)
+				if err != nil {
+					return fmt.Errorf("%w: %w", ErrCorrupt, err)
+				}
+				buf = slices.Grow(buf[:0], n)[:n]
+				if _, err := f.ReadAt(buf, int64(i)*int64(info.ChunkSize)); err != nil {
+					return fmt.Errorf("%w: read the chunk file: %w", ErrCorrupt, err)
+				}
+				return checkChunkSum(sum, buf, i)
+			})
+		}
 		var uncles [][]byte
 		if err == nil {
 			uncles, err = storedUncles(btxn, id, info, i)

@@ -131,9 +131,7 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	bad[len(bad)-len(f.aPosts[2].Sig)-1] ^= 1
 	f.set(t, f.s.db, entryKey(f.a.id, 3), bad)
 	// Chunk 4 of the object: one byte changed.
-	chunk := slices.Clone(f.obj.chunk(t, 4))
-	chunk[10] ^= 0x80
-	f.set(t, f.s.blobs, objKeyU64(prefixChunk, f.obj.id, 4), chunk)
+	tearChunk(t, f.s, f.obj.id, 4*testChunk+10)
 	// b's head left at its first entry.
 	first, err := f.s.Get(f.b.id, 1)
 	if err != nil {

@@ -45,6 +45,7 @@ func newRoot() *cobra.Command {
 		c.addrsCmd(), c.connectCmd(), c.statusCmd(), c.syncCmd(),
 		c.publishCmd(), c.feedCmd(), c.hashCmd(), c.doctorCmd(),
 	)
+	root.AddCommand(c.pingCmd())
 	root.AddCommand(c.contactCmds()...)
 	root.AddCommand(c.objectCmds()...)
 	root.AddCommand(c.objectCmd())

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -172,7 +175,7 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 	if err != nil {
 		return err
 	}
-	n, err := node.New(node.Config{Home: c.home, Listen: listen, Bootstrap: bootstrap, Hops: fc.Hops, CacheBytes: fc.CacheBytes, ObjectDirs: fc.ObjectDirs, Limits: fc.Limits, Storage: fc.Storage, Logger: log})
+	n, err := node.New(node.Config{Home: c.home, Listen: listen, Bootstrap: bootstrap, Hops: fc.Hops, CacheBytes: fc.CacheBytes, ObjectDirs: fc.ObjectDirs, Limits: fc.Limits, Storage: fc.Storage, Flit: fc.Flit.Link(), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -200,6 +203,9 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if os.Getenv("GOMEMLIMIT") == "" { // the user's limit wins
+		go boundHeapHeadroom(ctx)
+	}
 	nodeDone := make(chan error, 1)
 	go func() { nodeDone <- n.Run(ctx) }()
 
@@ -217,4 +223,44 @@ func (c *cli) runDaemon(ctx context.Context, listen, bootstrap []string, rpcAddr
 	cancel()
 	nodeErr := <-nodeDone
 	return errors.Join(rpcErr, nodeErr, n.Close())
+}
+
+// heapHeadroom is how far the Go heap may grow past what the last
+// collection found live, at least: Go's default (GOGC=100) lets a heap
+// double, so a daemon whose heap holds ~50 MiB (Badger's memtables and
+// compactions, mostly) carried tens of MiB more of garbage in its resident
+// memory while it streamed an object. Heaps over four times that keep a
+// quarter of their live size as headroom (as GOGC=25 would), so that a
+// large heap is not collected ever more often.
+const heapHeadroom = 16 << 20
+
+// boundHeapHeadroom keeps Go's soft memory limit at the runtime's memory
+// outside the heap, plus the live heap, plus max(heapHeadroom, live/4),
+// refreshed every 100 ms until ctx ends; GOGC still applies below it.
+// Measured moving a 1 GiB object through a fresh daemon: its VmRSS peak
+// grew by 46 to 51 MiB instead of about 90, for 0.6 to 1.2 s of GC CPU
+// instead of 0.4 (GOGC=25 alone: 52 to 63 MiB for 1.6 s).
+func boundHeapHeadroom(ctx context.Context) {
+	s := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	defer debug.SetMemoryLimit(math.MaxInt64)
+	for {
+		metrics.Read(s)
+		v := func(i int) int64 { return int64(s[i].Value.Uint64()) }
+		outside := v(0) - v(1) - v(2) - v(3) - v(4)
+		debug.SetMemoryLimit(outside + v(5) + max(heapHeadroom, v(5)/4))
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

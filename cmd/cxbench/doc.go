@@ -15,6 +15,8 @@
 //	go run ./cmd/cxbench sim-ctx --members 1000 --latency 100ms --degree 16 --msgs 30 --rate 2 --dilate 10 --wide
 //	go run ./cmd/cxbench chaos --nodes 10 --minutes 3 --seed 1
 //	go run ./cmd/cxbench flood
+//	go run ./cmd/cxbench failover
+//	go run ./cmd/cxbench qos
 //
 // ctx runs contextd daemons in one context and, in the same run, bare
 // go-libp2p-pubsub peer processes on the same graph as the baseline;
@@ -24,4 +26,12 @@
 // created wide). chaos runs daemons under kill -9, restarts and link cuts
 // and counts what was acknowledged but lost; flood points a hostile
 // process at a daemon while honest peers sync and chat through it.
+// failover (root) joins two daemons by two veth paths between network
+// namespaces of its own (private addresses 10.77.0.0/16 that exist only
+// there), cuts the path in use mid-sync and mid-fetch and kills and
+// restarts one daemon, and times the gaps in delivery. qos (root) runs
+// two daemons in a network namespace whose loopback is a 100 Mbit/s tbf
+// with a 50 ms queue and measures control-circuit round trips while one
+// gets a large object from the other, without and with flitlink's bulk
+// controller; it prints the unmanaged line before the final one.
 package main

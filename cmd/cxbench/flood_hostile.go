@@ -331,8 +331,8 @@ func floodChunks(ctx context.Context, l *flitlink.Link, st *floodStats) {
 }
 
 // floodFrames links the target from a new host every half second and
-// sends a valid HELLO then a data frame announcing 16 MiB, far over any
-// flit; it counts the links the target closes within 5 s.
+// sends a valid HELLO then a control message announcing 4 GiB, far over
+// any bound; it counts the links the target closes within 5 s.
 func floodFrames(ctx context.Context, target *peer.AddrInfo, st *floodStats) {
 	for ctx.Err() == nil {
 		func() {
@@ -346,14 +346,13 @@ func floodFrames(ctx context.Context, target *peer.AddrInfo, st *floodStats) {
 				return
 			}
 			defer s.Reset()
-			// Control frame: circuit 0, flags FIRST, length 16, HELLO
-			// version 1, capability 1, flit, max message and window.
-			hello := []byte{0, 0, 0, 0, 0x01, 0, 0, 16, 0x01, 1, 0, 1}
-			hello = binary.BigEndian.AppendUint32(hello, flitlink.DefaultFlitSize)
-			hello = binary.BigEndian.AppendUint32(hello, 1<<20)
-			hello = binary.BigEndian.AppendUint32(hello, 1<<20)
-			// Data frame: circuit 1, flags FIRST, length 2^24−1.
-			frame := append(hello, 0, 0, 0, 1, 0x01, 0xff, 0xff, 0xff)
+			// The link's control stream (flitlink v2): preamble (version 2,
+			// kind 0, a nonce), a HELLO (version 2, capability 1, max
+			// message 1 MiB), then a control message announcing 2^32−1
+			// bytes, far over the 256 allowed.
+			frame := []byte{flitlink.Version, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 8, 0x01, flitlink.Version, 0, 1}
+			frame = binary.BigEndian.AppendUint32(frame, 1<<20)
+			frame = append(frame, 0xff, 0xff, 0xff, 0xff)
 			frame = append(frame, make([]byte, 64<<10)...)
 			s.SetDeadline(time.Now().Add(5 * time.Second))
 			if _, err := s.Write(frame); err != nil {

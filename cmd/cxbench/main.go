@@ -25,6 +25,9 @@ var workloads = map[string]workload{
 	"chaos":   {"chaos --nodes N --minutes M [--seed S]: N daemon processes in a random sparse graph publish feed entries and context messages under kill -9 + restart and link cuts; then, quiet, lost acknowledged publishes and stuck feeds", runChaos},
 	"flood":   {"flood: a hostile process floods a daemon (notes, unrequested chunks, oversized frames, gossip spam, RPC connections) while an honest peer syncs 10,000 entries from it and a context delivers", runFlood},
 	"sim-ebt": {"sim-ebt --nodes N --extra-edges E --authors A --msgs M --live L --seeds S [--kill-fraction F]: the EBT core on a simulated network under a virtual clock", runSimEBT},
+
+	"qos":      {"qos [--bytes N] [--warm D]: root; two daemons in a network namespace whose loopback is a 100 Mbit/s tbf with a 50 ms queue; A gets an object from B while pinging it on a control circuit every 5 ms: control latency behind bulk, without the bulk controller (first line) and with it (final line)", runQoS},
+	"failover": {"failover [--rate R] [--bytes N]: root; two daemons in network namespaces joined by two paths; the path in use is cut mid-sync and mid-fetch, then the peer is killed and restarted: gaps in delivery to a subscriber, duplicates, data intact", runFailover},
 }
 
 func main() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -91,7 +92,8 @@ func TestBandwidth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const lat, bw = 5 * time.Millisecond, 1_000_000
 		ctx := testCtx(t)
-		n := NewNetwork(Config{Latency: lat, Bandwidth: bw})
+		// No keepalives: they would share the serialiser with the test's bytes.
+		n := NewNetwork(Config{Latency: lat, Bandwidth: bw, Link: flitlink.Config{KeepAlive: time.Hour}})
 		la, lb := connect(t, n, id(1), id(2))
 		ca, cb := circuit(t, la, lb, flitlink.Data)
 		for _, size := range []int{10_000, 1 << 20} {
@@ -105,12 +107,72 @@ func TestBandwidth(t *testing.T) {
 			if err := <-errc; err != nil {
 				t.Fatal(err)
 			}
-			frames := (size + flitlink.DefaultFlitSize - 1) / flitlink.DefaultFlitSize
-			wire := size + frames*flitlink.HeaderSize
+			wire := flitlink.LengthSize + size
 			want := lat + time.Duration(wire)*time.Second/bw
 			if d := time.Since(t0); d != want {
 				t.Errorf("%d bytes took %v, want %v", size, d, want)
 			}
+		}
+	})
+}
+
+// TestSharedBandwidth: streams of one link share its bandwidth piece by
+// piece, so a small message waits for at most a piece of another stream's
+// bulk.
+func TestSharedBandwidth(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lat, bw = 5 * time.Millisecond, 1 << 20
+		ctx := testCtx(t)
+		n := NewNetwork(Config{Latency: lat, Bandwidth: bw})
+		la, lb := connect(t, n, id(1), id(2))
+		bulk, _ := circuit(t, la, lb, flitlink.Data)
+		chatA, chatB := circuit(t, la, lb, flitlink.Voice)
+		go bulk.Send(ctx, make([]byte, 1<<20)) // a second of bulk, unread
+		time.Sleep(100 * time.Millisecond)
+		t0 := time.Now()
+		if err := chatA.Send(ctx, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chatB.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+		piece := time.Duration(16<<10) * time.Second / bw
+		if d := time.Since(t0); d > lat+piece+time.Millisecond {
+			t.Errorf("a small message took %v behind bulk, want ≤ %v", d, lat+piece+time.Millisecond)
+		}
+	})
+}
+
+// TestStall: a stalled stream's bytes arrive when the stall ends; the
+// link's other streams are not held back.
+func TestStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lat = 5 * time.Millisecond
+		ctx := testCtx(t)
+		n := NewNetwork(Config{Latency: lat})
+		la, lb := connect(t, n, id(1), id(2))
+		c1a, c1b := circuit(t, la, lb, flitlink.Data)  // stream 1
+		c2a, c2b := circuit(t, la, lb, flitlink.Voice) // stream 2
+		n.Stall(id(1), id(2), 1, time.Second)
+		t0 := time.Now()
+		for _, c := range []*flitlink.Circuit{c1a, c2a} {
+			if err := c.Send(ctx, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c2b.Recv(ctx); err != nil || time.Since(t0) != lat {
+			t.Fatalf("unstalled stream: %v after %v", err, time.Since(t0))
+		}
+		if _, err := c1b.Recv(ctx); err != nil || time.Since(t0) != time.Second {
+			t.Fatalf("stalled stream: %v after %v, want 1s", err, time.Since(t0))
+		}
+		// The other direction of the stalled stream was never held.
+		t0 = time.Now()
+		if err := c1b.Send(ctx, []byte("y")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c1a.Recv(ctx); err != nil || time.Since(t0) != lat {
+			t.Fatalf("reverse direction: %v after %v", err, time.Since(t0))
 		}
 	})
 }
@@ -129,7 +191,7 @@ func TestCutAndHeal(t *testing.T) {
 
 		t0 := time.Now()
 		n.Cut(b, a)
-		if err := <-errc; !errors.Is(err, flitlink.ErrLinkClosed) || !errors.Is(err, ErrCut) {
+		if err := <-errc; !errors.Is(err, ErrCut) {
 			t.Fatalf("Recv after Cut: %v", err)
 		}
 		<-lb.Done()
@@ -192,12 +254,13 @@ func TestEndpointClose(t *testing.T) {
 	})
 }
 
-// Pipe-level behaviour: order, buffer backpressure, EOF after the data.
+// Stream-level behaviour: order, buffer backpressure, EOF after the data,
+// reset.
 func TestPipe(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const lat = 3 * time.Millisecond
-		p := newPipe(Config{Latency: lat, Buffer: 10}, id(1), id(2), nil)
-		w, r := p.end(0), p.end(1)
+		c := newConn(Config{Latency: lat, Buffer: 10}, id(1), id(2), nil)
+		w, r := c.streams[0].end(0), c.streams[0].end(1)
 		t0 := time.Now()
 		if _, err := w.Write([]byte("0123456789")); err != nil {
 			t.Fatal(err)
@@ -205,7 +268,7 @@ func TestPipe(t *testing.T) {
 		wrote := make(chan struct{})
 		go func() {
 			w.Write([]byte("abc")) // blocks: 10 bytes unread
-			w.Close()
+			w.CloseWrite()
 			close(wrote)
 		}()
 		synctest.Wait()
@@ -234,10 +297,28 @@ func TestPipe(t *testing.T) {
 		if d := time.Since(t0); d != 2*lat {
 			t.Errorf("EOF after %v, want %v", d, 2*lat)
 		}
-		if _, err := r.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
-			t.Errorf("Write towards a closed end: %v", err)
+		if _, err := w.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
+			t.Errorf("Write after CloseWrite: %v", err)
 		}
-		r.Close()
+		// Half-closed: the other direction still works.
+		if _, err := r.Write([]byte("back")); err != nil {
+			t.Fatal(err)
+		}
+		if k, err := w.Read(buf); err != nil || string(buf[:k]) != "back" {
+			t.Fatalf("Read = %q, %v", buf[:k], err)
+		}
+		// A deadline interrupts a blocked Read.
+		w.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := w.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("Read past its deadline: %v", err)
+		}
+		r.Reset()
+		if _, err := w.Read(buf); !errors.Is(err, ErrReset) {
+			t.Errorf("Read after Reset: %v", err)
+		}
+		if _, err := r.Write([]byte("x")); !errors.Is(err, ErrReset) {
+			t.Errorf("Write after Reset: %v", err)
+		}
 	})
 }
 

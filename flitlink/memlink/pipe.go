@@ -2,40 +2,40 @@ package memlink
 
 import (
 	"io"
+	"os"
 	"sync"
 	"time"
-
-	"github.com/contextd/contextd/feed"
 )
 
-// pipe is an in-memory full-duplex byte stream between two endpoints. Each
-// direction delivers every write whole and in order, Latency after it has
-// been serialised at Bandwidth. It uses no goroutines of its own: readers
-// and writers wait on timers (faked inside a synctest bubble).
+// piece is the unit in which a Write is serialised when bandwidth is
+// limited: streams writing at once take turns piece by piece, as QUIC
+// interleaves streams packet by packet, so a small message waits for at
+// most a piece of another stream's bytes.
+const piece = 16 << 10
+
+// pipe is one stream of a connection: an in-memory full-duplex byte stream.
+// Each direction delivers every piece whole and in order, Latency after it
+// has been serialised at the connection's Bandwidth. It uses no goroutines:
+// readers and writers wait on timers (faked inside a synctest bubble).
 type pipe struct {
-	latency   time.Duration
-	bandwidth int64 // bytes/s; 0 = unlimited
-	buffer    int   // bytes in flight per direction before Write blocks
-	ids       [2]feed.ID
-	onDone    func(*pipe) // called once, when both ends are closed
+	c   *conn
+	num int // the stream's number in its connection (0: the control stream)
 
-	dead     chan struct{} // closed by kill
-	closedCh [2]chan struct{}
-
-	mu     sync.Mutex // guards the fields below
-	dir    [2]half    // dir[i] carries what end i writes
-	closed [2]bool
-	killed bool
+	mu      sync.Mutex // guards the fields below
+	dir     [2]half    // dir[i] carries what end i writes
+	err     error      // reset or killed: both ends fail with it
+	wclosed [2]bool    // end i closed its direction (CloseWrite)
+	rdl     [2]time.Time
+	wdl     [2]time.Time
 }
 
 // half is one direction of a pipe.
 type half struct {
 	chunks []chunk
-	unread int       // bytes in chunks
-	txFree time.Time // when the sender's serialiser is free again
-	eof    bool      // the writing end closed; EOF at eofAt
-	eofAt  time.Time
-	err    error         // the pipe was killed: both ends fail at once
+	unread int           // bytes in chunks
+	eof    bool          // the writing end closed; EOF at eofAt
+	eofAt  time.Time     //
+	hold   time.Time     // Stall: nothing is delivered before this
 	sig    chan struct{} // closed (and cleared) on any change
 }
 
@@ -58,43 +58,34 @@ func (h *half) sigLocked() chan struct{} {
 	return h.sig
 }
 
-func newPipe(cfg Config, a, b feed.ID, onDone func(*pipe)) *pipe {
-	return &pipe{
-		latency:   cfg.Latency,
-		bandwidth: cfg.Bandwidth,
-		buffer:    cfg.Buffer,
-		ids:       [2]feed.ID{a, b},
-		onDone:    onDone,
-		dead:      make(chan struct{}),
-		closedCh:  [2]chan struct{}{make(chan struct{}), make(chan struct{})},
-	}
-}
-
-// end returns end i (0 or 1) as a connection.
-func (p *pipe) end(i int) *end { return &end{p: p, i: i} }
-
-// kill breaks the pipe at once: reads and writes at both ends fail with err
-// and bytes in flight are lost.
-func (p *pipe) kill(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.killed {
+// waitLocked releases p.mu until h changes or until, if not zero.
+func (p *pipe) waitLocked(h *half, until time.Time) {
+	sig := h.sigLocked()
+	p.mu.Unlock()
+	defer p.mu.Lock()
+	if until.IsZero() {
+		<-sig
 		return
 	}
-	p.killed = true
-	close(p.dead)
-	for i := range p.dir {
-		p.dir[i].err = err
-		p.dir[i].chunks = nil
-		p.dir[i].unread = 0
-		p.dir[i].notifyLocked()
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-sig:
 	}
 }
 
-// end is one end of a pipe; it implements io.ReadWriteCloser.
+// end is one end of a pipe; it implements flitlink.Stream.
 type end struct {
 	p *pipe
 	i int
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // Read returns bytes whose delivery time has come, waiting for them.
@@ -104,13 +95,13 @@ func (e *end) Read(b []byte) (int, error) {
 	defer p.mu.Unlock()
 	h := &p.dir[1-e.i]
 	for {
-		if p.closed[e.i] {
-			return 0, io.ErrClosedPipe
-		}
-		if h.err != nil {
-			return 0, h.err
+		if p.err != nil {
+			return 0, p.err
 		}
 		now := time.Now()
+		if dl := p.rdl[e.i]; !dl.IsZero() && !now.Before(dl) {
+			return 0, os.ErrDeadlineExceeded
+		}
 		n := 0
 		for len(h.chunks) > 0 && n < len(b) && !h.chunks[0].at.After(now) {
 			c := &h.chunks[0]
@@ -135,96 +126,148 @@ func (e *end) Read(b []byte) (int, error) {
 		case h.eof:
 			next = h.eofAt
 		}
-		sig := h.sigLocked()
-		p.mu.Unlock()
-		if next.IsZero() {
-			<-sig
-		} else {
-			t := time.NewTimer(next.Sub(now))
-			select {
-			case <-t.C:
-			case <-sig:
-			}
-			t.Stop()
-		}
-		p.mu.Lock()
+		p.waitLocked(h, earliest(next, p.rdl[e.i]))
 	}
 }
 
 // Write queues b for delivery and returns once it has been serialised at
-// the pipe's bandwidth. It blocks while the direction holds Buffer bytes.
+// the connection's bandwidth. It blocks while the direction holds Buffer
+// bytes not yet read, as QUIC's stream flow control does.
 func (e *end) Write(b []byte) (int, error) {
 	p := e.p
+	c := p.c
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	h := &p.dir[e.i]
-	for {
-		switch {
-		case h.err != nil: // killed: the kill's cause wins over the ends closing after it
-			p.mu.Unlock()
-			return 0, h.err
-		case p.closed[e.i] || p.closed[1-e.i]:
-			p.mu.Unlock()
-			return 0, io.ErrClosedPipe
+	written := 0
+	for written < len(b) {
+		for {
+			now := time.Now()
+			switch {
+			case p.err != nil:
+				return written, p.err
+			case p.wclosed[e.i]:
+				return written, io.ErrClosedPipe
+			case !p.wdl[e.i].IsZero() && !now.Before(p.wdl[e.i]):
+				return written, os.ErrDeadlineExceeded
+			}
+			if h.unread < c.cfg.Buffer {
+				break
+			}
+			p.waitLocked(h, p.wdl[e.i])
 		}
-		if h.unread < p.buffer {
-			break
+		k := min(len(b)-written, c.cfg.Buffer-h.unread)
+		if c.cfg.Bandwidth > 0 {
+			k = min(k, piece)
 		}
-		sig := h.sigLocked()
-		p.mu.Unlock()
-		<-sig
-		p.mu.Lock()
-	}
-	now := time.Now()
-	start := now
-	if h.txFree.After(start) {
-		start = h.txFree
-	}
-	sent := start
-	if p.bandwidth > 0 {
-		sent = start.Add(time.Duration(int64(len(b)) * int64(time.Second) / p.bandwidth))
-	}
-	h.txFree = sent
-	h.chunks = append(h.chunks, chunk{data: append([]byte(nil), b...), at: sent.Add(p.latency)})
-	h.unread += len(b)
-	h.notifyLocked()
-	p.mu.Unlock()
-
-	if sent.After(now) {
-		t := time.NewTimer(sent.Sub(now))
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-p.dead:
-		case <-p.closedCh[e.i]:
+		now := time.Now()
+		sent := c.serialise(e.i, now, k)
+		at := sent.Add(c.cfg.Latency)
+		if h.hold.After(at) {
+			at = h.hold
+		}
+		h.chunks = append(h.chunks, chunk{data: append([]byte(nil), b[written:written+k]...), at: at})
+		h.unread += k
+		written += k
+		h.notifyLocked()
+		for sent.After(time.Now()) && p.err == nil {
+			if dl := p.wdl[e.i]; !dl.IsZero() && !time.Now().Before(dl) {
+				return written, os.ErrDeadlineExceeded // what is queued still goes out
+			}
+			p.waitLocked(h, earliest(sent, p.wdl[e.i]))
 		}
 	}
-	return len(b), nil
+	return written, nil
 }
 
-// Close closes this end: the peer reads what is in flight, then EOF (one
-// latency after the last byte); writes towards this end fail.
-func (e *end) Close() error {
+// CloseWrite ends this end's direction: the peer reads what is in flight,
+// then EOF (one latency after the last byte).
+func (e *end) CloseWrite() error {
 	p := e.p
 	p.mu.Lock()
-	if p.closed[e.i] {
+	if p.wclosed[e.i] || p.err != nil {
 		p.mu.Unlock()
 		return nil
 	}
-	p.closed[e.i] = true
-	close(p.closedCh[e.i])
-	out := &p.dir[e.i]
-	out.eof = true
-	out.eofAt = time.Now()
-	if out.txFree.After(out.eofAt) {
-		out.eofAt = out.txFree
+	p.wclosed[e.i] = true
+	h := &p.dir[e.i]
+	h.eof = true
+	h.eofAt = p.c.serialise(e.i, time.Now(), 0).Add(p.c.cfg.Latency)
+	if h.hold.After(h.eofAt) {
+		h.eofAt = h.hold
 	}
-	out.eofAt = out.eofAt.Add(p.latency)
-	out.notifyLocked()
-	p.dir[1-e.i].notifyLocked()
-	both := p.closed[0] && p.closed[1]
+	h.notifyLocked()
+	done := p.wclosed[0] && p.wclosed[1]
 	p.mu.Unlock()
-	if both && p.onDone != nil {
-		p.onDone(p)
+	if done {
+		p.c.forget(p)
 	}
 	return nil
+}
+
+// Reset aborts both directions at once: both ends fail with ErrReset and
+// bytes in flight are lost.
+func (e *end) Reset() error {
+	e.p.kill(ErrReset)
+	return nil
+}
+
+// SetReadDeadline makes Read fail with os.ErrDeadlineExceeded from t on
+// (zero: no deadline).
+func (e *end) SetReadDeadline(t time.Time) error {
+	p := e.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rdl[e.i] = t
+	p.dir[1-e.i].notifyLocked()
+	return nil
+}
+
+// SetWriteDeadline makes Write fail with os.ErrDeadlineExceeded from t on
+// (zero: no deadline).
+func (e *end) SetWriteDeadline(t time.Time) error {
+	p := e.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.wdl[e.i] = t
+	p.dir[e.i].notifyLocked()
+	return nil
+}
+
+// kill breaks the pipe at once: reads and writes at both ends fail with err
+// and bytes in flight are lost.
+func (p *pipe) kill(err error) {
+	p.mu.Lock()
+	if p.err != nil {
+		p.mu.Unlock()
+		return
+	}
+	p.err = err
+	for i := range p.dir {
+		p.dir[i].chunks = nil
+		p.dir[i].unread = 0
+		p.dir[i].notifyLocked()
+	}
+	p.mu.Unlock()
+	p.c.forget(p)
+}
+
+// stall holds back what end i has written and writes until until, as a
+// lost packet holds back the bytes behind it.
+func (p *pipe) stall(i int, until time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := &p.dir[i]
+	if until.After(h.hold) {
+		h.hold = until
+	}
+	for k := range h.chunks {
+		if h.chunks[k].at.Before(until) {
+			h.chunks[k].at = until
+		}
+	}
+	if h.eof && h.eofAt.Before(until) {
+		h.eofAt = until
+	}
+	h.notifyLocked()
 }

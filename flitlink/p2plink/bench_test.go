@@ -15,21 +15,13 @@ import (
 
 // BenchmarkQUICLink measures messages of a swarm DATA's size (a 16 KiB
 // chunk and a 16-byte header) and of 1 MiB on one Data circuit of a flit
-// link over loopback QUIC; compare with BenchmarkQUICRawStream. "old" is
-// the defaults before the flit grew room for a header and the window grew
-// from 256 KiB to 1 MiB.
+// link over loopback QUIC, with the bulk controller and without; compare
+// with BenchmarkQUICRawStream.
 func BenchmarkQUICLink(b *testing.B) {
-	for _, cfg := range []struct {
-		name string
-		cfg  flitlink.Config
-	}{
-		{"default", flitlink.Config{}},
-		{"old", flitlink.Config{FlitSize: 16 << 10, Window: 256 << 10}},
-		{"window4M", flitlink.Config{Window: 4 << 20}},
-	} {
+	for _, unmanaged := range []bool{false, true} {
 		for _, size := range []int{16<<10 + 16, 1 << 20} {
-			b.Run(fmt.Sprintf("%s/%d", cfg.name, size), func(b *testing.B) {
-				benchLink(b, cfg.cfg, size)
+			b.Run(fmt.Sprintf("unmanaged=%v/%d", unmanaged, size), func(b *testing.B) {
+				benchLink(b, flitlink.Config{Unmanaged: unmanaged}, size)
 			})
 		}
 	}

@@ -2,28 +2,60 @@ package p2plink
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
+	"github.com/quic-go/quic-go"
 
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
 )
 
-// ProtocolID is the libp2p protocol of a flit link. The major version is
-// flitlink.Version; minor features are negotiated in the link's hello.
-const ProtocolID = "/contextd/flit/1"
+// ProtocolID is the libp2p protocol of every stream of a flit link. The
+// major version is flitlink.Version; minor features are negotiated in the
+// link's hello.
+const ProtocolID = "/contextd/flit/2"
 
 // AcceptBacklog bounds incoming links waiting for Accept.
 const AcceptBacklog = 32
 
-// ErrClosed is returned by Dial and Accept after Close.
+// Stream preamble: what the opener of every stream writes first.
+const (
+	preambleSize = 1 + 1 + 8 // version, kind, link nonce
+
+	kindLink      = 0 // the control stream of a new link
+	kindOwnLink   = 1 // a circuit of a link the opener initiated
+	kindPeersLink = 2 // a circuit of a link the receiver initiated
+)
+
+// Bounds of incoming streams: how long a preamble may take, and how many
+// circuit streams may wait for their link to take them.
+const (
+	preambleTimeout = 10 * time.Second
+	maxPending      = 64
+)
+
+// ErrClosed is returned by Dial and Accept after Close, and by a session's
+// calls after it was closed.
 var ErrClosed = errors.New("p2plink: transport closed")
+
+// key names a link among a host's: the peer, the nonce its initiator
+// chose, and whether this side initiated it.
+type key struct {
+	peer  peer.ID
+	nonce uint64
+	ours  bool
+}
 
 // Transport makes flit links over a libp2p host.
 type Transport struct {
@@ -32,41 +64,74 @@ type Transport struct {
 	backlog chan *flitlink.Link
 	done    chan struct{} // closed by Close
 
-	mu     sync.Mutex // guards closed and sends on backlog
-	closed bool
+	mu       sync.Mutex // guards closed, sessions and sends on backlog
+	closed   bool
+	sessions map[key]*session
 }
 
 // New registers the flit stream handler on h. Links use cfg.
 func New(h host.Host, cfg flitlink.Config) *Transport {
 	t := &Transport{
-		h:       h,
-		cfg:     cfg,
-		backlog: make(chan *flitlink.Link, AcceptBacklog),
-		done:    make(chan struct{}),
+		h:        h,
+		cfg:      cfg,
+		backlog:  make(chan *flitlink.Link, AcceptBacklog),
+		done:     make(chan struct{}),
+		sessions: make(map[key]*session),
 	}
 	h.SetStreamHandler(protocol.ID(ProtocolID), t.handle)
 	return t
 }
 
-// handle turns an incoming stream into a link waiting for Accept.
+func appendPreamble(b []byte, kind byte, nonce uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, flitlink.Version, kind), nonce)
+}
+
+// handle routes an incoming stream by its preamble: the control stream of
+// a new link (queued for Accept), or a circuit of a link (handed to its
+// session). Streams with a bad preamble, of an unknown link or over a
+// bound are reset.
 func (t *Transport) handle(s network.Stream) {
-	remote, err := feed.IDFromPeerIDBytes([]byte(s.Conn().RemotePeer()))
+	pid := s.Conn().RemotePeer()
+	remote, err := feed.IDFromPeerIDBytes([]byte(pid))
 	if err != nil {
 		_ = s.Reset() // not a contextd peer; nothing to report back
 		return
 	}
+	var pre [preambleSize]byte
+	if err := s.SetReadDeadline(time.Now().Add(preambleTimeout)); err != nil {
+		_ = s.Reset()
+		return
+	}
+	if _, err := io.ReadFull(s, pre[:]); err != nil || pre[0] != flitlink.Version || pre[1] > kindPeersLink {
+		_ = s.Reset()
+		return
+	}
+	if err := s.SetReadDeadline(time.Time{}); err != nil {
+		_ = s.Reset()
+		return
+	}
+	k := key{peer: pid, nonce: binary.BigEndian.Uint64(pre[2:]), ours: pre[1] == kindPeersLink}
+
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed || len(t.backlog) == cap(t.backlog) {
+	if pre[1] != kindLink {
+		if sess := t.sessions[k]; sess == nil || !sess.deliver(s) {
+			_ = s.Reset() // a circuit of a link that is gone, or too many waiting
+		}
+		return
+	}
+	if _, dup := t.sessions[k]; dup || t.closed || len(t.backlog) == cap(t.backlog) {
 		_ = s.Reset()
 		return
 	}
 	// Cannot block: only this function sends, under t.mu, after the check.
-	t.backlog <- flitlink.NewLink(conn{s}, remote, false, t.cfg)
+	t.backlog <- flitlink.NewLink(t.newSessionLocked(k, s), remote, false, t.cfg)
 }
 
-// Dial opens a flit stream to the peer (connecting to it if needed, with
-// the addresses in the host's peerstore) and returns the initiator's link.
+// Dial opens a link to the peer (connecting to it if needed, with the
+// addresses in the host's peerstore): a control stream, on whose
+// connection the link's circuits will run. It returns the initiator's
+// link.
 func (t *Transport) Dial(ctx context.Context, to feed.ID) (*flitlink.Link, error) {
 	select {
 	case <-t.done:
@@ -81,7 +146,18 @@ func (t *Transport) Dial(ctx context.Context, to feed.ID) (*flitlink.Link, error
 	if err != nil {
 		return nil, fmt.Errorf("p2plink: dial %s: %w", to.Short(), err)
 	}
-	return flitlink.NewLink(conn{s}, to, true, t.cfg), nil
+	t.mu.Lock()
+	k := key{peer: pid, nonce: rand.Uint64(), ours: true}
+	for t.sessions[k] != nil {
+		k.nonce = rand.Uint64()
+	}
+	sess := t.newSessionLocked(k, s)
+	t.mu.Unlock()
+	if _, err := s.Write(appendPreamble(nil, kindLink, k.nonce)); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("p2plink: dial %s: %w", to.Short(), err)
+	}
+	return flitlink.NewLink(sess, to, true, t.cfg), nil
 }
 
 // Accept returns the next link a peer dialled to this host.
@@ -98,7 +174,7 @@ func (t *Transport) Accept(ctx context.Context) (*flitlink.Link, error) {
 
 // Close removes the stream handler and closes links not yet accepted.
 // Links already returned by Dial or Accept belong to the caller and stay
-// open.
+// open, but circuits the peer opens on them from now on are not answered.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.closed {
@@ -119,11 +195,130 @@ func (t *Transport) Close() error {
 	}
 }
 
-// conn adapts a stream to the link. Close resets the stream: a link closes
-// abruptly anyway (frames not yet written are dropped), and a plain stream
-// Close can block, on a Write stalled on flow control, or for go-libp2p's
-// 10 s negotiation timeout while it waits to read the remote's protocol
-// acknowledgement of a lazily negotiated stream it dialed.
-type conn struct{ network.Stream }
+// session is one link's streams: its control stream and the circuit
+// streams on the control stream's connection. It implements
+// flitlink.Session and flitlink.RTTSampler. Closing it never closes the
+// connection (node decides about connections).
+type session struct {
+	t        *Transport
+	key      key
+	ctrl     network.Stream
+	incoming chan network.Stream // circuit streams the peer opened
+	done     chan struct{}       // closed by Close
+	once     sync.Once
+}
 
-func (c conn) Close() error { return c.Stream.Reset() }
+func (t *Transport) newSessionLocked(k key, ctrl network.Stream) *session {
+	s := &session{t: t, key: k, ctrl: ctrl, incoming: make(chan network.Stream, maxPending), done: make(chan struct{})}
+	t.sessions[k] = s
+	return s
+}
+
+func (s *session) Control() flitlink.Stream { return s.ctrl }
+
+// deliver hands an incoming circuit stream to the session; false if it is
+// closed or too many wait.
+func (s *session) deliver(st network.Stream) bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+	}
+	select {
+	case s.incoming <- st:
+		return true
+	default:
+		return false
+	}
+}
+
+// OpenStream opens a circuit stream on the control stream's connection,
+// negotiating the protocol lazily (its header leaves with the first bytes).
+func (s *session) OpenStream(ctx context.Context) (flitlink.Stream, error) {
+	select {
+	case <-s.done:
+		return nil, ErrClosed
+	default:
+	}
+	raw, err := s.ctrl.Conn().NewStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("p2plink: open stream: %w", err)
+	}
+	if err := raw.SetProtocol(protocol.ID(ProtocolID)); err != nil {
+		_ = raw.Reset()
+		return nil, fmt.Errorf("p2plink: open stream: %w", err)
+	}
+	st := &outStream{Stream: raw, rw: msmux.NewMSSelect(raw, ProtocolID)}
+	kind := byte(kindPeersLink)
+	if s.key.ours {
+		kind = kindOwnLink
+	}
+	if _, err := st.Write(appendPreamble(nil, kind, s.key.nonce)); err != nil {
+		_ = raw.Reset()
+		return nil, fmt.Errorf("p2plink: open stream: %w", err)
+	}
+	return st, nil
+}
+
+// AcceptStream returns the next circuit stream the peer opened.
+func (s *session) AcceptStream(ctx context.Context) (flitlink.Stream, error) {
+	select {
+	case st := <-s.incoming:
+		return st, nil
+	case <-s.done:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close resets the control stream and the circuit streams not yet
+// accepted, and forgets the session.
+func (s *session) Close() error {
+	s.once.Do(func() {
+		close(s.done)
+		s.t.mu.Lock()
+		if s.t.sessions[s.key] == s {
+			delete(s.t.sessions, s.key)
+		}
+		s.t.mu.Unlock()
+		_ = s.ctrl.Reset()
+		for {
+			select {
+			case st := <-s.incoming:
+				_ = st.Reset()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// RTT reports the round-trip times quic-go measured on the link's
+// connection; ok is false on other transports or before a sample.
+func (s *session) RTT() (latest, min time.Duration, ok bool) {
+	var qc *quic.Conn
+	if !s.ctrl.Conn().As(&qc) || qc == nil {
+		return 0, 0, false
+	}
+	st := qc.ConnectionStats()
+	return st.LatestRTT, st.MinRTT, st.LatestRTT > 0
+}
+
+// outStream is a circuit stream this side opened, whose protocol is
+// negotiated lazily through rw.
+type outStream struct {
+	network.Stream
+	rw msmux.LazyConn
+}
+
+func (s *outStream) Read(b []byte) (int, error)  { return s.rw.Read(b) }
+func (s *outStream) Write(b []byte) (int, error) { return s.rw.Write(b) }
+
+// CloseWrite flushes the negotiation, if still pending, then ends this
+// direction.
+func (s *outStream) CloseWrite() error {
+	_ = s.rw.Flush() // an error shows on the next read
+	return s.Stream.CloseWrite()
+}

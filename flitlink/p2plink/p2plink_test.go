@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -71,8 +73,7 @@ func TestLinkOverQUIC(t *testing.T) {
 	ctx := testCtx(t)
 	ha, ida := newNode(t)
 	hb, idb := newNode(t)
-	cfg := flitlink.Config{FlitSize: 16 << 10}
-	ta, tb := New(ha, cfg), New(hb, cfg)
+	ta, tb := New(ha, flitlink.Config{}), New(hb, flitlink.Config{})
 	defer ta.Close()
 	defer tb.Close()
 	connect(t, ctx, ha, hb)
@@ -121,7 +122,43 @@ func TestLinkOverQUIC(t *testing.T) {
 		}
 	}
 
-	// Closing one side's link kills the other.
+	// The session reports quic-go's round-trip times.
+	if latest, min, ok := la.RTT(); !ok || latest <= 0 || min <= 0 {
+		t.Errorf("RTT() = %v, %v, %v", latest, min, ok)
+	}
+
+	// A second link between the same hosts (as while node settles which
+	// to keep): circuits find their own link by its nonce.
+	la2, err := tb.Dial(ctx, ida)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la2.Close()
+	lb2, err := ta.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb2.Close()
+	for _, p := range [][2]*flitlink.Link{{la, lb}, {lb, la}, {la2, lb2}, {lb2, la2}} {
+		c, err := p[0].Open(ctx, "which", flitlink.Control)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Send(ctx, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := p[1].Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := got.Recv(ctx); err != nil || string(m) != "x" {
+			t.Fatalf("Recv = %q, %v", m, err)
+		}
+		c.Close()
+		got.Close()
+	}
+
+	// Closing one side's link kills the other, not the connection.
 	la.Close()
 	select {
 	case <-lb.Done():
@@ -130,6 +167,9 @@ func TestLinkOverQUIC(t *testing.T) {
 	}
 	if !errors.Is(lb.Err(), flitlink.ErrLinkClosed) {
 		t.Errorf("peer link error: %v", lb.Err())
+	}
+	if len(ha.Network().ConnsToPeer(hb.ID())) == 0 || la2.Err() != nil {
+		t.Errorf("closing a link closed the connection (other link: %v)", la2.Err())
 	}
 
 	// After Close, the handler is gone: dials to it fail, Accept too.
@@ -207,5 +247,37 @@ func TestBacklogAndForeignKeys(t *testing.T) {
 	// The handler reset the stream instead of queueing a link.
 	if n := len(tb.backlog); n != 0 {
 		t.Errorf("%d links from a secp256k1 peer queued", n)
+	}
+}
+
+// TestBadPreamble: streams whose preamble has another version or kind, or
+// names a link the host does not know, are reset and make no link.
+func TestBadPreamble(t *testing.T) {
+	ctx := testCtx(t)
+	ha, _ := newNode(t)
+	hb, _ := newNode(t)
+	tb := New(hb, flitlink.Config{})
+	defer tb.Close()
+	connect(t, ctx, ha, hb)
+	for _, pre := range [][]byte{
+		{1, kindLink, 0, 0, 0, 0, 0, 0, 0, 1},         // version 1
+		{flitlink.Version, 3, 0, 0, 0, 0, 0, 0, 0, 1}, // unknown kind
+		appendPreamble(nil, kindOwnLink, 42),          // a circuit of no link
+	} {
+		s, err := ha.NewStream(ctx, hb.ID(), ProtocolID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write(pre); err != nil {
+			t.Fatal(err)
+		}
+		s.SetReadDeadline(time.Now().Add(5 * time.Second)) // a guard, not a timing assumption
+		if _, err := io.ReadAll(s); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("preamble %x: %v, want a reset", pre, err)
+		}
+		s.Reset()
+	}
+	if n := len(tb.backlog); n != 0 {
+		t.Errorf("%d links queued from bad preambles", n)
 	}
 }
