@@ -30,6 +30,25 @@ func newPair(t *testing.T, mcfg memlink.Config, cfgA, cfgB flitlink.Config) (a, 
 	return a, b
 }
 
+// networkPair returns two links over a new memlink network (whose knobs,
+// such as Stall, the test turns): a is the initiator. Both links are
+// closed when the test ends.
+func networkPair(t *testing.T, ctx context.Context, mcfg memlink.Config) (n *memlink.Network, a, b *flitlink.Link) {
+	t.Helper()
+	n = memlink.NewNetwork(mcfg)
+	eb := n.Endpoint(idB)
+	a, err := n.Endpoint(idA).Dial(ctx, idB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if b, err = eb.Accept(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return n, a, b
+}
+
 // rawPeer returns a link (the acceptor) and the initiator's session, which
 // the test drives by hand.
 func rawPeer(t *testing.T, cfg flitlink.Config) (*flitlink.Link, flitlink.Session) {

@@ -185,18 +185,7 @@ func TestNoHeadOfLineBlocking(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const delay = 10 * time.Millisecond
 		ctx := testCtx(t)
-		n := memlink.NewNetwork(memlink.Config{Latency: delay, Bandwidth: 10 << 20})
-		eb := n.Endpoint(idB)
-		a, err := n.Endpoint(idA).Dial(ctx, idB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := eb.Accept(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		defer b.Close()
+		n, a, b := networkPair(t, ctx, memlink.Config{Latency: delay, Bandwidth: 10 << 20})
 		bulkA, bulkB := openPair(t, a, b, "swarm/1", flitlink.Data) // stream 1
 		ctlA, ctlB := openPair(t, a, b, "ctl", flitlink.Control)    // stream 2
 
@@ -245,18 +234,7 @@ func TestKeepAlive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const delay = 20 * time.Millisecond
 		ctx := testCtx(t)
-		n := memlink.NewNetwork(memlink.Config{Latency: delay})
-		eb := n.Endpoint(idB)
-		a, err := n.Endpoint(idA).Dial(ctx, idB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := eb.Accept(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		defer b.Close()
+		n, a, b := networkPair(t, ctx, memlink.Config{Latency: delay})
 		time.Sleep(10 * time.Second)
 		if a.Err() != nil || b.Err() != nil {
 			t.Fatalf("idle links died: %v, %v", a.Err(), b.Err())

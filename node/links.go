@@ -48,6 +48,11 @@ const (
 	maxRedials = 1024
 	// maxRedialAddrs bounds the addresses remembered per peer to redial.
 	maxRedialAddrs = 16
+	// redialYoungConn is the age below which a connection to the peer
+	// is left open by a redial: it may be the peer's own redial, made
+	// when it noticed the same death (both ends notice within a
+	// keepalive of each other).
+	redialYoungConn = time.Second
 )
 
 // redialState is the node's memory of one peer it redials.
@@ -221,11 +226,16 @@ func jitter(d time.Duration) time.Duration {
 // redial makes one attempt to link p again: it closes the connections to p
 // opened by the time its dead link started (since), one of which carried
 // it (a cut path leaves a QUIC connection that libp2p would otherwise
-// reuse until it times out), connects with every address known for p,
+// reuse until it times out), and those older than redialYoungConn (a
+// duplicate that an earlier tie-break left without a link may ride the
+// same cut path), connects with every address known for p,
 // and, if that fails, with the addresses the DHT finds (it fails at once
 // when the node knows no DHT peer).
 func (n *Node) redial(ctx context.Context, p feed.ID, addrs []multiaddr.Multiaddr, since time.Time) (*flitlink.Link, error) {
 	pid := peer.ID(p.PeerIDBytes())
+	if young := time.Now().Add(-redialYoungConn); since.Before(young) {
+		since = young
+	}
 	for _, c := range n.host.Network().ConnsToPeer(pid) {
 		if !c.Stat().Opened.After(since) {
 			c.Close()

@@ -142,7 +142,11 @@ func (t *Transport) Dial(ctx context.Context, to feed.ID) (*flitlink.Link, error
 	if err != nil {
 		return nil, fmt.Errorf("p2plink: dial %s: %w", to.Short(), err)
 	}
-	s, err := t.h.NewStream(ctx, pid, protocol.ID(ProtocolID))
+	c, err := t.newestConn(ctx, pid)
+	if err != nil {
+		return nil, fmt.Errorf("p2plink: dial %s: %w", to.Short(), err)
+	}
+	s, err := openStream(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("p2plink: dial %s: %w", to.Short(), err)
 	}
@@ -240,21 +244,16 @@ func (s *session) OpenStream(ctx context.Context) (flitlink.Stream, error) {
 		return nil, ErrClosed
 	default:
 	}
-	raw, err := s.ctrl.Conn().NewStream(ctx)
+	st, err := openStream(ctx, s.ctrl.Conn())
 	if err != nil {
 		return nil, fmt.Errorf("p2plink: open stream: %w", err)
 	}
-	if err := raw.SetProtocol(protocol.ID(ProtocolID)); err != nil {
-		_ = raw.Reset()
-		return nil, fmt.Errorf("p2plink: open stream: %w", err)
-	}
-	st := &outStream{Stream: raw, rw: msmux.NewMSSelect(raw, ProtocolID)}
 	kind := byte(kindPeersLink)
 	if s.key.ours {
 		kind = kindOwnLink
 	}
 	if _, err := st.Write(appendPreamble(nil, kind, s.key.nonce)); err != nil {
-		_ = raw.Reset()
+		_ = st.Reset()
 		return nil, fmt.Errorf("p2plink: open stream: %w", err)
 	}
 	return st, nil
@@ -304,6 +303,42 @@ func (s *session) RTT() (latest, min time.Duration, ok bool) {
 	}
 	st := qc.ConnectionStats()
 	return st.LatestRTT, st.MinRTT, st.LatestRTT > 0
+}
+
+// newestConn returns the newest open connection to the peer, connecting
+// (with the peerstore's addresses) when there is none. A link starts on the
+// newest because libp2p's own choice prefers the connection with the most
+// streams, which after a path was cut is the dead one: its gossip and DHT
+// streams linger until its idle timeout, while the node's redial has just
+// made a connection over a path that works.
+func (t *Transport) newestConn(ctx context.Context, pid peer.ID) (network.Conn, error) {
+	if err := t.h.Connect(ctx, peer.AddrInfo{ID: pid}); err != nil {
+		return nil, err
+	}
+	var best network.Conn
+	for _, c := range t.h.Network().ConnsToPeer(pid) {
+		if !c.IsClosed() && (best == nil || c.Stat().Opened.After(best.Stat().Opened)) {
+			best = c
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("no open connection to %s", pid)
+	}
+	return best, nil
+}
+
+// openStream opens a stream of the flit protocol on c, negotiating the
+// protocol lazily (its header leaves with the first bytes).
+func openStream(ctx context.Context, c network.Conn) (*outStream, error) {
+	raw, err := c.NewStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := raw.SetProtocol(protocol.ID(ProtocolID)); err != nil {
+		_ = raw.Reset()
+		return nil, err
+	}
+	return &outStream{Stream: raw, rw: msmux.NewMSSelect(raw, ProtocolID)}, nil
 }
 
 // outStream is a circuit stream this side opened, whose protocol is
