@@ -354,9 +354,14 @@ func (r *failoverRun) run(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("B publishes: %w", *p)
 	}
 	last := r.published.Load()
+	// A's store holds an entry a moment before its subscriber reads it:
+	// wait for both.
 	syncOK := waitUntil(ctx, r.cfg.limit, func() (bool, error) {
 		h, err := r.ca.Head(ctx, r.bID)
-		return err == nil && h.Seq >= last, nil
+		r.mu.Lock()
+		seen := r.last
+		r.mu.Unlock()
+		return err == nil && h.Seq >= last && seen >= last, nil
 	}) == nil
 	r.mu.Lock()
 	syncOK = syncOK && r.last == last
