@@ -38,8 +38,8 @@
 // Run's goroutine owns all replication state; nothing else touches the
 // core. Each Serve call runs two goroutines, owned and waited for by Serve:
 // a reader that decodes messages into events for Run (blocking when Run is
-// busy, which back-pressures the peer through flitlink credit) and a writer
-// that drains the session's outbox (blocking on credit without ever
+// busy, which back-pressures the peer through the circuit stream's flow control) and a writer
+// that drains the session's outbox (blocking on flow control without ever
 // blocking Run). Appended and ScopeChanged never block; Progress and Peers
 // return snapshots Run publishes after each event. All are safe for
 // concurrent use. Config.OnAppend is called on Run's goroutine.

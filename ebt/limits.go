@@ -34,7 +34,7 @@ const (
 // Limits bounds what one peer may make this node do over ebt/1; they are
 // checked before the work is done. A peer over a rate is slowed: its
 // session's reader waits before it handles the message, and flitlink's
-// credit makes the peer wait too. A peer naming more than MaxFeeds feeds,
+// flow control makes the peer wait too. A peer naming more than MaxFeeds feeds,
 // or past its strikes, is dropped: its session ends with ErrAbuse. Zero
 // fields mean the defaults; a negative rate means no limit.
 type Limits struct {

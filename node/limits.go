@@ -19,7 +19,7 @@ import (
 
 // Limits are the per-peer abuse limits: what one peer may make the node
 // store or do per second, checked before the work is done. A peer over a
-// rate is slowed (EBT and swarm: its messages wait, and flitlink's credit
+// rate is slowed (EBT and swarm: its messages wait, and the stream's flow control
 // makes it wait too) or has its excess ignored (gossip); offences are
 // strikes (invalid or unrequested entries and chunks, gossip over its
 // rate or failing validation, bad API tokens); a peer past its strikes,

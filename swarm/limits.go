@@ -25,7 +25,7 @@ const DefaultRequestsPerSec = 16384
 type Limits struct {
 	// RequestsPerSec bounds the chunks a peer requests a second. A peer
 	// over it is slowed: the session's reader waits before it queues the
-	// request, and flitlink's credit makes the peer wait too.
+	// request, and the circuit stream's flow control makes the peer wait too.
 	RequestsPerSec float64
 	// Policy drops a peer that keeps sending DATA or INTEGRITY to a seeder
 	// (one strike per message; zero fields: limit.DefaultPolicy).

@@ -9,7 +9,7 @@
 // concurrent use; Guard and Bans lock and are.
 //
 // The policy that uses them, per protocol: a peer over a rate is slowed
-// (a stream's reader waits, which flitlink's credit passes back to the
+// (a stream's reader waits, which the stream's flow control passes back to the
 // sender) or its excess is ignored (gossip, which has no back-pressure);
 // offences (what an honest peer never does: invalid or unrequested data,
 // over-rate gossip, bad tokens) are strikes; a peer past its strikes, or
