@@ -63,8 +63,9 @@ type redialState struct {
 	// the peerstore forgets those of peers not connected after a while.
 	addrs []multiaddr.Multiaddr
 	// since is when the link that died last started: the connections
-	// opened until then may be the dead path's; a newer one may be the
-	// peer's own redial, which must be left alone.
+	// opened until then may be the dead path's. A redial closes those and
+	// any older than redialYoungConn; a younger one may be the peer's own
+	// redial, which must be left alone.
 	since time.Time
 }
 
