@@ -214,7 +214,6 @@ type failoverRun struct {
 	bAddrs []string // B's listen addresses on the paths, without /p2p
 
 	published atomic.Uint64 // B's last seq published
-	pubErr    atomic.Pointer[error]
 
 	mu     sync.Mutex // guards the fields below
 	last   uint64     // the subscriber's cursor
@@ -300,20 +299,24 @@ func (r *failoverRun) run(ctx context.Context) (string, error) {
 	}
 	fmt.Fprintf(os.Stderr, "failover: A linked to B over path 1; B publishes %g entries/s…\n", r.cfg.rate)
 
+	// The publisher stops before the final check, the subscriber after it.
 	pubCtx, stopPub := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	subCtx, stopSub := context.WithCancel(ctx)
+	var pubWG, subWG sync.WaitGroup
 	defer func() {
 		stopPub()
-		wg.Wait()
+		stopSub()
+		pubWG.Wait()
+		subWG.Wait()
 	}()
-	wg.Go(func() { r.publish(pubCtx) })
+	pubWG.Go(func() { r.publish(pubCtx) })
 	sub, err := r.ca.Subscribe(ctx, r.bID, 0)
 	if err != nil {
 		return "", err
 	}
 	defer sub.Close()
 	r.wake = make(chan struct{})
-	wg.Go(func() { r.subscribe(pubCtx, sub) })
+	subWG.Go(func() { r.subscribe(subCtx, sub) })
 
 	// Mid-sync: cut the path in use with the stream flowing.
 	if err := r.steady(ctx, r.cfg.warm); err != nil {
@@ -349,11 +352,14 @@ func (r *failoverRun) run(ctx context.Context) (string, error) {
 	}
 
 	stopPub()
-	wg.Wait()
-	if p := r.pubErr.Load(); p != nil {
-		return "", fmt.Errorf("B publishes: %w", *p)
+	pubWG.Wait()
+	// B's own head is the truth: a call cut short (B killed, or the
+	// publisher stopped) may still have appended an entry.
+	bh, err := r.cb.Head(ctx, r.bID)
+	if err != nil {
+		return "", fmt.Errorf("B's head: %w", err)
 	}
-	last := r.published.Load()
+	last := max(r.published.Load(), bh.Seq)
 	// A's store holds an entry a moment before its subscriber reads it:
 	// wait for both.
 	syncOK := waitUntil(ctx, r.cfg.limit, func() (bool, error) {
@@ -363,6 +369,8 @@ func (r *failoverRun) run(ctx context.Context) (string, error) {
 		r.mu.Unlock()
 		return err == nil && h.Seq >= last && seen >= last, nil
 	}) == nil
+	stopSub()
+	subWG.Wait()
 	r.mu.Lock()
 	syncOK = syncOK && r.last == last
 	dup := r.dup
