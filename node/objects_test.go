@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/swarm"
@@ -468,6 +471,45 @@ func TestObjectDirsConfig(t *testing.T) {
 			t.Errorf("object_dirs %s: %v, want ok %v", tc.dirs, err, tc.ok)
 		} else if tc.ok && len(fc.ObjectDirs) != 2 {
 			t.Errorf("object_dirs %s read as %q", tc.dirs, fc.ObjectDirs)
+		}
+	}
+}
+
+// TestTryDoesNotWaitForProbe: a source that never answers (a UDP socket
+// that swallows the QUIC handshake) is probed in the background. try is
+// called from the fetch loop when a PEX names peers, and once waited for
+// the dial, stalling the fetch for the dial timeout per dead peer named.
+func TestTryDoesNotWaitForProbe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	n := startNode(t, ctx)
+	hole, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	key, err := feed.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := multiaddr.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", hole.LocalAddr().(*net.UDPAddr).Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := swarm.Build(strings.NewReader("nobody has this"), swarm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := tree.ID()
+	fctx, stop := context.WithCancel(ctx)
+	s := n.findSources(fctx, id)
+	s.try(peer.AddrInfo{ID: peer.ID(key.Public().PeerIDBytes()), Addrs: []multiaddr.Multiaddr{addr}})
+	// try returned with the dial still pending: ending the fetch ends
+	// the probe, which reports the cancellation, not a dial timeout.
+	stop()
+	for r := range s.results {
+		if !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("probe of %s: %v, want context.Canceled", r.peer, r.err)
 		}
 	}
 }

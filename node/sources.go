@@ -106,7 +106,9 @@ func (s *sources) try(ai peer.AddrInfo) {
 	s.seen[ai.ID] = true
 	s.busy++
 	s.mu.Unlock()
-	go s.deliver(s.n.probe(s.ctx, ai, s.id))
+	// The probe runs in the new goroutine: it may dial for seconds, and
+	// the fetch loop (PEX) and the DHT walk call try.
+	go func() { s.deliver(s.n.probe(s.ctx, ai, s.id)) }()
 }
 
 // deliver hands a probe's result to the fetch. It holds the probe's hold,
