@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/contextd/contextd/object"
 	"log/slog"
 	"slices"
 	"strings"
@@ -18,7 +19,6 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 
 	"github.com/contextd/contextd/feed"
-	"github.com/contextd/contextd/swarm"
 )
 
 // newHost builds a host the way node does: QUIC only on loopback, no relays,
@@ -108,7 +108,7 @@ func TestProvideFindOverBootstrap(t *testing.T) {
 		}
 	}
 
-	tree, err := swarm.Build(bytes.NewReader([]byte("an object only A holds")), swarm.Config{})
+	tree, err := object.Build(bytes.NewReader([]byte("an object only A holds")), object.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestReprovide(t *testing.T) {
 
 	var ids []cid.Cid
 	for i := range 20 {
-		tree, err := swarm.Build(bytes.NewReader([]byte{byte(i)}), swarm.Config{})
+		tree, err := object.Build(bytes.NewReader([]byte{byte(i)}), object.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,6 @@
 // Package dht is contextd's private Kademlia DHT: a
 // thin wrapper over go-libp2p-kad-dht that announces and finds providers of
-// objects (swarm object IDs are CIDs, swarm.Info.ID) and resolves a node's
+// objects (swarm object IDs are CIDs, object.Info.ID) and resolves a node's
 // feed.ID to its addresses.
 //
 // The DHT is private: it speaks /contextd/kad/1.0.0 (Protocol), never the

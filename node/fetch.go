@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"sync"
 
@@ -85,7 +86,7 @@ func (n *Node) fetch(ctx context.Context, id cid.Cid, progress func(done, total 
 // progress and tells the sessions serving the object of its new chunks.
 type progressSink struct {
 	store.Objects
-	grew     func(id cid.Cid, chunks []swarm.Chunk)
+	grew     func(id cid.Cid, chunks []object.Chunk)
 	total    int64
 	progress func(done, total int64)
 
@@ -93,7 +94,7 @@ type progressSink struct {
 	done int64
 }
 
-func (s *progressSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+func (s *progressSink) PutChunks(id cid.Cid, chunks []object.Chunk) error {
 	if err := s.Objects.PutChunks(id, chunks); err != nil {
 		return err
 	}
@@ -142,7 +143,7 @@ func (n *Node) watchGrowth(id cid.Cid) (*swarm.Growth, func()) {
 }
 
 // grew tells the sessions serving id of chunks just stored.
-func (n *Node) grew(id cid.Cid, chunks []swarm.Chunk) {
+func (n *Node) grew(id cid.Cid, chunks []object.Chunk) {
 	n.growMu.Lock()
 	defer n.growMu.Unlock()
 	gs := n.growths[id.KeyString()]

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"os"
 	"path/filepath"
@@ -119,10 +120,10 @@ func (n *Node) provide(ctx context.Context, id cid.Cid) {
 func (n *Node) serveSwarm(ctx context.Context, c *flitlink.Circuit, p feed.ID) {
 	hctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	var complete bool
-	info, conn, err := swarm.Accept(hctx, c, func(id cid.Cid) (swarm.Info, error) {
+	info, conn, err := swarm.Accept(hctx, c, func(id cid.Cid) (object.Info, error) {
 		st, err := n.store.Object(id)
 		if err != nil {
-			return swarm.Info{}, fmt.Errorf("%w: %s: %w", swarm.ErrUnknownObject, id, err)
+			return object.Info{}, fmt.Errorf("%w: %s: %w", swarm.ErrUnknownObject, id, err)
 		}
 		complete = st.Complete()
 		return st.Info, nil
@@ -313,7 +314,7 @@ func (n *Node) PutObject(ctx context.Context, r io.Reader) (api.ObjectPutResult,
 		defer os.Remove(spool.Name()) // where an open file cannot be unlinked
 	}
 	w := bufio.NewWriterSize(spool, spoolBuffer)
-	t, err := swarm.Build(io.TeeReader(ctxReader{ctx, r}, w), swarm.Config{})
+	t, err := object.Build(io.TeeReader(ctxReader{ctx, r}, w), object.Config{})
 	if err == nil {
 		err = w.Flush()
 	}
@@ -357,7 +358,7 @@ func (n *Node) PutObjectFile(ctx context.Context, path string) (api.ObjectPutRes
 		return api.ObjectPutResult{}, err
 	}
 	defer f.Close()
-	t, err := swarm.Build(f, swarm.Config{})
+	t, err := object.Build(f, object.Config{})
 	if err != nil {
 		return api.ObjectPutResult{}, fmt.Errorf("node: read %s: %w", path, err)
 	}
@@ -371,20 +372,20 @@ func (n *Node) PutObjectFile(ctx context.Context, path string) (api.ObjectPutRes
 // says what r is, for errors), pins and provides it. With verify, each
 // chunk is verified against the tree, so that a file changed since the
 // tree was built fails the put rather than storing bad chunks.
-func (n *Node) storeObject(ctx context.Context, t *swarm.Tree, r io.Reader, name string, verify bool) (api.ObjectPutResult, error) {
+func (n *Node) storeObject(ctx context.Context, t *object.Tree, r io.Reader, name string, verify bool) (api.ObjectPutResult, error) {
 	id, info := t.ID(), t.Info()
 	defer n.useObject(id)() // not evicted before it is pinned
 	if err := n.store.PutObject(id, info); err != nil {
 		return api.ObjectPutResult{}, fmt.Errorf("node: put object %s: %w", id, err)
 	}
-	if err := swarm.PutTreeHashes(n.store, id, t); err != nil {
+	if err := object.PutTreeHashes(n.store, id, t); err != nil {
 		return api.ObjectPutResult{}, err
 	}
 	// Chunks go in batches of store.MaxPutChunks and store.MaxPutChunkBytes
 	// (one chunk may exceed the bytes alone), one transaction each.
 	per := max(1, min(store.MaxPutChunks, store.MaxPutChunkBytes/info.ChunkSize))
 	buf := make([]byte, per*info.ChunkSize)
-	batch := make([]swarm.Chunk, 0, per)
+	batch := make([]object.Chunk, 0, per)
 	for i := range t.Chunks() {
 		if err := ctx.Err(); err != nil {
 			return api.ObjectPutResult{}, err
@@ -401,7 +402,7 @@ func (n *Node) storeObject(ctx context.Context, t *swarm.Tree, r io.Reader, name
 		} else if k != info.ChunkSize && i != t.Chunks()-1 {
 			return api.ObjectPutResult{}, fmt.Errorf("node: reread %s: chunk %d is short", name, i)
 		}
-		batch = append(batch, swarm.Chunk{Index: i, Data: c[:k]})
+		batch = append(batch, object.Chunk{Index: i, Data: c[:k]})
 		if len(batch) == per || i == t.Chunks()-1 {
 			if err := n.store.PutChunks(id, batch); err != nil {
 				return api.ObjectPutResult{}, fmt.Errorf("node: store chunks %d to %d of %s: %w", batch[0].Index, i, id, err)
@@ -426,7 +427,7 @@ func (n *Node) storeObject(ctx context.Context, t *swarm.Tree, r io.Reader, name
 // called with the bytes held and the size as chunks arrive, from one
 // goroutine at a time.
 func (n *Node) OpenObject(ctx context.Context, id cid.Cid, progress func(done, total int64)) (io.ReadCloser, int64, error) {
-	if _, err := swarm.InfoFromID(id); err != nil {
+	if _, err := object.InfoFromID(id); err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", api.ErrInvalidParams, err)
 	}
 	inUse := n.useObject(id) // eviction spares it while it is fetched and read

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"io/fs"
 	"net"
@@ -307,17 +308,17 @@ func TestServeWhileFetching(t *testing.T) {
 	b, c := startNode(t, ctx), startNode(t, ctx)
 	data := make([]byte, 40*16<<10+100)
 	rand.Read(data)
-	tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{})
+	tree, err := object.Build(bytes.NewReader(data), object.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id, info, n := tree.ID(), tree.Info(), tree.Chunks()
-	chunk := func(i uint64) swarm.Chunk {
+	chunk := func(i uint64) object.Chunk {
 		cs := uint64(info.ChunkSize)
-		return swarm.Chunk{Index: i, Data: data[i*cs : min(uint64(len(data)), (i+1)*cs)]}
+		return object.Chunk{Index: i, Data: data[i*cs : min(uint64(len(data)), (i+1)*cs)]}
 	}
 	store := func(from, to uint64) {
-		var cs []swarm.Chunk
+		var cs []object.Chunk
 		for i := from; i < to; i++ {
 			cs = append(cs, chunk(i))
 		}
@@ -329,7 +330,7 @@ func TestServeWhileFetching(t *testing.T) {
 	if err := b.store.PutObject(id, info); err != nil {
 		t.Fatal(err)
 	}
-	if err := swarm.PutTreeHashes(b.store, id, tree); err != nil {
+	if err := object.PutTreeHashes(b.store, id, tree); err != nil {
 		t.Fatal(err)
 	}
 	store(0, n/2)
@@ -496,7 +497,7 @@ func TestTryDoesNotWaitForProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := swarm.Build(strings.NewReader("nobody has this"), swarm.Config{})
+	tree, err := object.Build(strings.NewReader("nobody has this"), object.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

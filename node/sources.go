@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"sync"
 	"time"
 
@@ -47,7 +48,7 @@ const (
 type probed struct {
 	peer peer.ID
 	link *flitlink.Link // the link the session runs on
-	info swarm.Info
+	info object.Info
 	conn swarm.Conn
 	err  error
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"hash/crc32"
 	"io/fs"
 	"os"
@@ -16,8 +17,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
-
-	"github.com/contextd/contextd/swarm"
 )
 
 // chunksDir is the subdirectory of a Badger store that holds the chunk
@@ -231,7 +230,7 @@ func (c *chunkFiles) removeOrphans(keep func(id cid.Cid) bool) error {
 // power loss) and the chunks of objects without a record are dropped.
 // At the end the blobs value log, now garbage, is collected.
 func (s *Badger) moveChunks() error {
-	infos := map[string]swarm.Info{}
+	infos := map[string]object.Info{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		return scanObjKeys(txn, []byte{prefixObject}, 0, func(id cid.Cid, _, v []byte) error {
 			info, err := decodeInfo(v)
@@ -272,7 +271,7 @@ type movedChunk struct {
 
 // readV3Chunks reads the next batch of chunks under prefix from seek on,
 // and the key to seek the batch after from.
-func (s *Badger) readV3Chunks(prefix, seek []byte, infos map[string]swarm.Info) (batch []movedChunk, next []byte, err error) {
+func (s *Badger) readV3Chunks(prefix, seek []byte, infos map[string]object.Info) (batch []movedChunk, next []byte, err error) {
 	size := 0
 	err = s.blobs.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"io/fs"
 	"slices"
@@ -15,7 +16,6 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
-	"github.com/contextd/contextd/swarm"
 )
 
 // badgerDeleteBatch is the most keys one transaction deletes when an
@@ -69,7 +69,7 @@ func decodeObjKey(k []byte, suffixLen int) (cid.Cid, []byte, error) {
 	return id, k[2+n:], nil
 }
 
-func encodeInfo(info swarm.Info) []byte {
+func encodeInfo(info object.Info) []byte {
 	v := make([]byte, 0, objInfoFixed+len(info.Root))
 	v = binary.BigEndian.AppendUint64(v, uint64(info.Hash))
 	v = binary.BigEndian.AppendUint32(v, uint32(info.ChunkSize))
@@ -77,18 +77,18 @@ func encodeInfo(info swarm.Info) []byte {
 	return append(v, info.Root...)
 }
 
-func decodeInfo(v []byte) (swarm.Info, error) {
+func decodeInfo(v []byte) (object.Info, error) {
 	if len(v) < objInfoFixed {
-		return swarm.Info{}, fmt.Errorf("%w: object info of %d bytes", ErrCorrupt, len(v))
+		return object.Info{}, fmt.Errorf("%w: object info of %d bytes", ErrCorrupt, len(v))
 	}
-	info := swarm.Info{
-		Hash:      swarm.Hash(binary.BigEndian.Uint64(v)),
+	info := object.Info{
+		Hash:      object.Hash(binary.BigEndian.Uint64(v)),
 		ChunkSize: int(binary.BigEndian.Uint32(v[8:])),
 		Size:      int64(binary.BigEndian.Uint64(v[12:])),
 		Root:      bytes.Clone(v[objInfoFixed:]),
 	}
 	if err := checkInfo(info); err != nil {
-		return swarm.Info{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return object.Info{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return info, nil
 }
@@ -348,7 +348,7 @@ func (s *Badger) updateDurable(fn func(txn *badger.Txn) error) error {
 }
 
 // PutObject implements Objects.
-func (s *Badger) PutObject(id cid.Cid, info swarm.Info) error {
+func (s *Badger) PutObject(id cid.Cid, info object.Info) error {
 	if err := checkPutObject(id, info); err != nil {
 		return fmt.Errorf("store: put object: %w", err)
 	}
@@ -439,16 +439,16 @@ func (s *Badger) ObjectIDs() ([]cid.Cid, error) {
 
 // PutChunk implements Objects.
 func (s *Badger) PutChunk(id cid.Cid, index uint64, data []byte) error {
-	return objErr(s.putChunks(id, []swarm.Chunk{{Index: index, Data: data}}), "put chunk", id)
+	return objErr(s.putChunks(id, []object.Chunk{{Index: index, Data: data}}), "put chunk", id)
 }
 
 // PutChunks implements Objects. The chunks are one transaction of the
 // blobs database; the access order moves in the main one.
-func (s *Badger) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+func (s *Badger) PutChunks(id cid.Cid, chunks []object.Chunk) error {
 	return objErr(s.putChunks(id, chunks), "put chunks", id)
 }
 
-func (s *Badger) putChunks(id cid.Cid, chunks []swarm.Chunk) error {
+func (s *Badger) putChunks(id cid.Cid, chunks []object.Chunk) error {
 	return s.withObject(id, func(m *objMeta) error {
 		if err := checkChunks(m.info, chunks); err != nil {
 			return err
@@ -578,7 +578,7 @@ func (s *Badger) readChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error)
 // cannot read (torn by a power loss: the blobs database is not synced) as
 // empty and only logs the error, so the length is checked: another one is
 // ErrCorrupt.
-func (s *Badger) readBlob(id cid.Cid, key []byte, want func(swarm.Info) (int, error)) ([]byte, error) {
+func (s *Badger) readBlob(id cid.Cid, key []byte, want func(object.Info) (int, error)) ([]byte, error) {
 	if err := checkObjectID(id); err != nil {
 		return nil, err
 	}
@@ -665,7 +665,7 @@ func (s *Badger) Have(id cid.Cid) ([]byte, error) {
 }
 
 // PutHashes implements Objects.
-func (s *Badger) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
+func (s *Badger) PutHashes(id cid.Cid, hashes map[object.Bin][]byte) error {
 	err := s.withObject(id, func(m *objMeta) error {
 		if err := checkHashes(m.info, hashes); err != nil {
 			return err
@@ -686,8 +686,8 @@ func (s *Badger) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
 }
 
 // GetHash implements Objects.
-func (s *Badger) GetHash(id cid.Cid, bin swarm.Bin) ([]byte, error) {
-	h, err := s.readBlob(id, objKeyU64(prefixTreeHash, id, uint64(bin)), func(info swarm.Info) (int, error) {
+func (s *Badger) GetHash(id cid.Cid, bin object.Bin) ([]byte, error) {
+	h, err := s.readBlob(id, objKeyU64(prefixTreeHash, id, uint64(bin)), func(info object.Info) (int, error) {
 		return info.Hash.Size(), nil
 	})
 	if err != nil {

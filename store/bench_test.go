@@ -3,11 +3,11 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/contextd/contextd/feed"
-	"github.com/contextd/contextd/swarm"
 )
 
 // unsignedRun returns n linked entries with 200-byte bodies that continue
@@ -63,19 +63,19 @@ func BenchmarkBadgerAppend(b *testing.B) {
 // batches of MaxPutChunks, as a fetch stores them, and reading them back
 // one at a time, as a seeder serves them.
 func BenchmarkBadgerChunks(b *testing.B) {
-	const chunk = swarm.DefaultChunkSize
+	const chunk = object.DefaultChunkSize
 	data := make([]byte, 64<<20)
 	rand.NewChaCha8([32]byte{1}).Read(data)
-	tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{ChunkSize: chunk})
+	tree, err := object.Build(bytes.NewReader(data), object.Config{ChunkSize: chunk})
 	if err != nil {
 		b.Fatal(err)
 	}
 	id, info := tree.ID(), tree.Info()
-	var batches [][]swarm.Chunk
+	var batches [][]object.Chunk
 	for i := uint64(0); i < tree.Chunks(); i += MaxPutChunks {
-		var batch []swarm.Chunk
+		var batch []object.Chunk
 		for j := i; j < min(i+MaxPutChunks, tree.Chunks()); j++ {
-			batch = append(batch, swarm.Chunk{Index: j, Data: data[j*chunk : (j+1)*chunk]})
+			batch = append(batch, object.Chunk{Index: j, Data: data[j*chunk : (j+1)*chunk]})
 		}
 		batches = append(batches, batch)
 	}

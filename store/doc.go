@@ -125,7 +125,7 @@
 //
 // # Importers
 //
-// store imports only feed, swarm (pure: the object Info, bins, CIDs),
+// store imports only feed, object (the format: Info, bins, CIDs),
 // Badger and the Prometheus client (metrics.go); no network code. node builds a Store; ebt and the other
 // consumers declare the small interfaces they need and receive it from node.
 package store

@@ -3,12 +3,11 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
-
-	"github.com/contextd/contextd/swarm"
 )
 
 // memObjects is Mem's object storage.
@@ -16,8 +15,8 @@ type memObjects struct {
 	// mu guards every field below. It is taken after Mem.mu, never before.
 	mu     sync.Mutex
 	index  objIndex
-	chunks map[string]map[uint64][]byte    // by id.KeyString(), then index
-	hashes map[string]map[swarm.Bin][]byte // by id.KeyString(), then bin
+	chunks map[string]map[uint64][]byte     // by id.KeyString(), then index
+	hashes map[string]map[object.Bin][]byte // by id.KeyString(), then bin
 }
 
 var _ Objects = (*Mem)(nil)
@@ -34,7 +33,7 @@ func (m *Mem) lockObjects() (*memObjects, error) {
 	o.mu.Lock()
 	if o.chunks == nil {
 		o.chunks = make(map[string]map[uint64][]byte)
-		o.hashes = make(map[string]map[swarm.Bin][]byte)
+		o.hashes = make(map[string]map[object.Bin][]byte)
 	}
 	return o, nil
 }
@@ -59,7 +58,7 @@ func (m *Mem) withObject(id cid.Cid, fn func(o *memObjects, om *objMeta) error) 
 }
 
 // PutObject implements Objects.
-func (m *Mem) PutObject(id cid.Cid, info swarm.Info) error {
+func (m *Mem) PutObject(id cid.Cid, info object.Info) error {
 	if err := checkPutObject(id, info); err != nil {
 		return fmt.Errorf("store: put object: %w", err)
 	}
@@ -128,7 +127,7 @@ func (m *Mem) PutChunk(id cid.Cid, index uint64, data []byte) error {
 }
 
 // PutChunks implements Objects.
-func (m *Mem) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+func (m *Mem) PutChunks(id cid.Cid, chunks []object.Chunk) error {
 	return m.withObject(id, func(o *memObjects, om *objMeta) error {
 		if err := checkChunks(om.info, chunks); err != nil {
 			return fmt.Errorf("store: put chunks: %w", err)
@@ -186,7 +185,7 @@ func (m *Mem) Have(id cid.Cid) ([]byte, error) {
 }
 
 // PutHashes implements Objects.
-func (m *Mem) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
+func (m *Mem) PutHashes(id cid.Cid, hashes map[object.Bin][]byte) error {
 	return m.withObject(id, func(o *memObjects, om *objMeta) error {
 		if err := checkHashes(om.info, hashes); err != nil {
 			return fmt.Errorf("store: put hashes: %w", err)
@@ -194,7 +193,7 @@ func (m *Mem) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
 		key := id.KeyString()
 		hs := o.hashes[key]
 		if hs == nil {
-			hs = make(map[swarm.Bin][]byte)
+			hs = make(map[object.Bin][]byte)
 			o.hashes[key] = hs
 		}
 		for b, h := range hashes {
@@ -205,7 +204,7 @@ func (m *Mem) PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error {
 }
 
 // GetHash implements Objects.
-func (m *Mem) GetHash(id cid.Cid, bin swarm.Bin) ([]byte, error) {
+func (m *Mem) GetHash(id cid.Cid, bin object.Bin) ([]byte, error) {
 	var out []byte
 	err := m.withObject(id, func(o *memObjects, _ *objMeta) error {
 		h, ok := o.hashes[id.KeyString()][bin]

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"math"
 	"slices"
 	"time"
@@ -11,7 +12,6 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
-	"github.com/contextd/contextd/swarm"
 )
 
 // Object storage limits.
@@ -73,7 +73,7 @@ type Objects interface {
 	// idempotent; info must match id (info.ID() == id) and, if the object
 	// is known, the stored info (else ErrObjectConflict). It counts as an
 	// access.
-	PutObject(id cid.Cid, info swarm.Info) error
+	PutObject(id cid.Cid, info object.Info) error
 	// Object returns what the store holds of an object, or ErrNotFound.
 	Object(id cid.Cid) (ObjectStat, error)
 	// ObjectIDs returns the IDs of every object, in no particular order.
@@ -89,7 +89,7 @@ type Objects interface {
 	// as by PutChunk; if any is bad (ErrBadObject) none is stored. Held
 	// chunks, and an index repeated in chunks, are skipped. It counts as
 	// an access when it adds a chunk. The store keeps copies.
-	PutChunks(id cid.Cid, chunks []swarm.Chunk) error
+	PutChunks(id cid.Cid, chunks []object.Chunk) error
 	// AppendChunk appends a held chunk to dst and returns the extended
 	// slice (never nil), or ErrNotFound. Readers reuse dst across chunks.
 	// A chunk that reads back wrong (Badger: torn by a power loss) is
@@ -101,9 +101,9 @@ type Objects interface {
 	// PutHashes stores verified tree hashes (uncles and interior nodes) of
 	// a known object, at most MaxPutHashes of them; each bin must lie in
 	// the object's tree and each hash have the digest's length.
-	PutHashes(id cid.Cid, hashes map[swarm.Bin][]byte) error
+	PutHashes(id cid.Cid, hashes map[object.Bin][]byte) error
 	// GetHash returns a stored tree hash, or ErrNotFound.
-	GetHash(id cid.Cid, bin swarm.Bin) ([]byte, error)
+	GetHash(id cid.Cid, bin object.Bin) ([]byte, error)
 	// Pin and Unpin set and clear the object's local keep flag.
 	Pin(id cid.Cid) error
 	Unpin(id cid.Cid) error
@@ -125,7 +125,7 @@ type Objects interface {
 
 // ObjectStat is what the store holds of an object.
 type ObjectStat struct {
-	Info   swarm.Info
+	Info   object.Info
 	Held   uint64 // chunks held
 	Bytes  int64  // bytes of the chunks held: what counts against the cache
 	Pinned bool
@@ -162,7 +162,7 @@ func checkObjectID(id cid.Cid) error {
 }
 
 // checkInfo checks info for PutObject and for a stored record.
-func checkInfo(info swarm.Info) error {
+func checkInfo(info object.Info) error {
 	hs := info.Hash.Size()
 	n := info.Chunks()
 	switch {
@@ -179,7 +179,7 @@ func checkInfo(info swarm.Info) error {
 }
 
 // checkPutObject checks the arguments of PutObject.
-func checkPutObject(id cid.Cid, info swarm.Info) error {
+func checkPutObject(id cid.Cid, info object.Info) error {
 	if err := checkObjectID(id); err != nil {
 		return err
 	}
@@ -193,13 +193,13 @@ func checkPutObject(id cid.Cid, info swarm.Info) error {
 }
 
 // sameInfo reports whether two infos are equal.
-func sameInfo(a, b swarm.Info) bool {
+func sameInfo(a, b object.Info) bool {
 	return a.Hash == b.Hash && a.ChunkSize == b.ChunkSize && a.Size == b.Size && string(a.Root) == string(b.Root)
 }
 
 // chunkLen returns the length chunk index of info must have, or an error if
 // there is no such chunk.
-func chunkLen(info swarm.Info, index uint64) (int, error) {
+func chunkLen(info object.Info, index uint64) (int, error) {
 	if n := info.Chunks(); index >= n {
 		return 0, fmt.Errorf("%w: chunk %d of %d", ErrBadObject, index, n)
 	}
@@ -208,7 +208,7 @@ func chunkLen(info swarm.Info, index uint64) (int, error) {
 }
 
 // checkChunks checks the arguments of PutChunks against info.
-func checkChunks(info swarm.Info, chunks []swarm.Chunk) error {
+func checkChunks(info object.Info, chunks []object.Chunk) error {
 	if len(chunks) > MaxPutChunks {
 		return fmt.Errorf("%w: %d chunks, limit %d", ErrBadObject, len(chunks), MaxPutChunks)
 	}
@@ -230,7 +230,7 @@ func checkChunks(info swarm.Info, chunks []swarm.Chunk) error {
 }
 
 // checkHashes checks the arguments of PutHashes against info.
-func checkHashes(info swarm.Info, hashes map[swarm.Bin][]byte) error {
+func checkHashes(info object.Info, hashes map[object.Bin][]byte) error {
 	if len(hashes) > MaxPutHashes {
 		return fmt.Errorf("%w: %d hashes, limit %d", ErrBadObject, len(hashes), MaxPutHashes)
 	}
@@ -246,7 +246,7 @@ func checkHashes(info swarm.Info, hashes map[swarm.Bin][]byte) error {
 }
 
 // checkBin reports whether b lies in the covering tree of info.
-func checkBin(info swarm.Info, b swarm.Bin) error {
+func checkBin(info object.Info, b object.Bin) error {
 	if h := info.Height(); b.Layer() > h || b.Offset() >= uint64(1)<<(h-b.Layer()) {
 		return fmt.Errorf("%w: bin %v outside a tree of height %d", ErrBadObject, b, h)
 	}
@@ -258,7 +258,7 @@ func checkBin(info swarm.Info, b swarm.Bin) error {
 // Badger rebuilds them on open.
 type objMeta struct {
 	id     cid.Cid
-	info   swarm.Info
+	info   object.Info
 	held   uint64
 	bytes  int64
 	access uint64

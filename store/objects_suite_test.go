@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"github.com/contextd/contextd/object"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -13,18 +14,17 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
-	"github.com/contextd/contextd/swarm"
 )
 
 // testNow is the time the object tests evict at.
 var testNow = time.Unix(1_800_000_000, 0)
 
 // testChunk is the chunk size of test objects.
-const testChunk = swarm.MinChunkSize
+const testChunk = object.MinChunkSize
 
 // testObject is an object built from seeded random bytes.
 type testObject struct {
-	tree *swarm.Tree
+	tree *object.Tree
 	data []byte
 	id   cid.Cid
 }
@@ -36,7 +36,7 @@ func newTestObject(t testing.TB, seed uint64, size int) *testObject {
 	for i := range data {
 		data[i] = byte(r.Uint32())
 	}
-	tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{ChunkSize: testChunk})
+	tree, err := object.Build(bytes.NewReader(data), object.Config{ChunkSize: testChunk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,8 +261,8 @@ func testObjBadPuts(t *testing.T, s Objects) {
 
 func testObjPutChunks(t *testing.T, s Objects) {
 	o := newTestObject(t, 11, 9*testChunk+100) // 10 chunks, the last 100 bytes
-	chunk := func(i uint64) swarm.Chunk { return swarm.Chunk{Index: i, Data: o.chunk(t, i)} }
-	if err := s.PutChunks(o.id, []swarm.Chunk{chunk(0)}); !errors.Is(err, ErrNotFound) {
+	chunk := func(i uint64) object.Chunk { return object.Chunk{Index: i, Data: o.chunk(t, i)} }
+	if err := s.PutChunks(o.id, []object.Chunk{chunk(0)}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("PutChunks of an unknown object: %v", err)
 	}
 	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
@@ -278,7 +278,7 @@ func testObjPutChunks(t *testing.T, s Objects) {
 	other := newTestObject(t, 12, testChunk)
 	other.put(t, s) // now o is not the most recently used
 	// 9 twice in one call: stored once.
-	if err := s.PutChunks(o.id, []swarm.Chunk{chunk(9), chunk(2), chunk(9), chunk(4)}); err != nil {
+	if err := s.PutChunks(o.id, []object.Chunk{chunk(9), chunk(2), chunk(9), chunk(4)}); err != nil {
 		t.Fatalf("PutChunks: %v", err)
 	}
 	st := mustStat(t, s, o.id)
@@ -291,13 +291,13 @@ func testObjPutChunks(t *testing.T, s Objects) {
 	// Held chunks are skipped; a call adding nothing is no access.
 	other.put(t, s)
 	access := mustStat(t, s, o.id).Access
-	if err := s.PutChunks(o.id, []swarm.Chunk{chunk(2), chunk(4)}); err != nil {
+	if err := s.PutChunks(o.id, []object.Chunk{chunk(2), chunk(4)}); err != nil {
 		t.Fatal(err)
 	}
 	if st := mustStat(t, s, o.id); st.Held != 3 || st.Access != access {
 		t.Fatalf("PutChunks of held chunks: %+v", st)
 	}
-	var rest []swarm.Chunk
+	var rest []object.Chunk
 	for i := range o.tree.Chunks() {
 		rest = append(rest, chunk(i))
 	}
@@ -320,7 +320,7 @@ func testObjPutChunks(t *testing.T, s Objects) {
 		t.Fatal(err)
 	}
 	buf := bytes.Clone(p.chunk(t, 1))
-	if err := s.PutChunks(p.id, []swarm.Chunk{{Index: 1, Data: buf}}); err != nil {
+	if err := s.PutChunks(p.id, []object.Chunk{{Index: 1, Data: buf}}); err != nil {
 		t.Fatal(err)
 	}
 	buf[0] ^= 0xff
@@ -334,8 +334,8 @@ func testObjPutChunksBad(t *testing.T, s Objects) {
 	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
 		t.Fatal(err)
 	}
-	good := swarm.Chunk{Index: 0, Data: o.chunk(t, 0)}
-	for name, c := range map[string]swarm.Chunk{
+	good := object.Chunk{Index: 0, Data: o.chunk(t, 0)}
+	for name, c := range map[string]object.Chunk{
 		"past the end":      {Index: 3, Data: make([]byte, testChunk)},
 		"far past":          {Index: 1 << 40, Data: make([]byte, testChunk)},
 		"short":             {Index: 1, Data: make([]byte, testChunk-1)},
@@ -343,11 +343,11 @@ func testObjPutChunksBad(t *testing.T, s Objects) {
 		"a full-sized last": {Index: 2, Data: make([]byte, testChunk)},
 	} {
 		// A bad chunk anywhere rejects the whole call.
-		if err := s.PutChunks(o.id, []swarm.Chunk{good, c}); !errors.Is(err, ErrBadObject) {
+		if err := s.PutChunks(o.id, []object.Chunk{good, c}); !errors.Is(err, ErrBadObject) {
 			t.Errorf("PutChunks with a chunk %s: %v, want ErrBadObject", name, err)
 		}
 	}
-	tooMany := make([]swarm.Chunk, MaxPutChunks+1)
+	tooMany := make([]object.Chunk, MaxPutChunks+1)
 	for i := range tooMany {
 		tooMany[i] = good
 	}
@@ -367,17 +367,17 @@ func testObjPutChunksBad(t *testing.T, s Objects) {
 		{8 << 20, MaxPutChunkBytes + 1, 1, true},
 	} {
 		data := make([]byte, tc.size)
-		tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{ChunkSize: tc.chunkSize})
+		tree, err := object.Build(bytes.NewReader(data), object.Config{ChunkSize: tc.chunkSize})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := s.PutObject(tree.ID(), tree.Info()); err != nil {
 			t.Fatal(err)
 		}
-		var cs []swarm.Chunk
+		var cs []object.Chunk
 		for i := range tc.put {
 			end := min((i+1)*tc.chunkSize, tc.size)
-			cs = append(cs, swarm.Chunk{Index: uint64(i), Data: data[i*tc.chunkSize : end]})
+			cs = append(cs, object.Chunk{Index: uint64(i), Data: data[i*tc.chunkSize : end]})
 		}
 		err = s.PutChunks(tree.ID(), cs)
 		if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrBadObject) {
@@ -407,14 +407,14 @@ func testObjEmpty(t *testing.T, s Objects) {
 
 func testObjHashes(t *testing.T, s Objects) {
 	o := newTestObject(t, 5, 5*testChunk) // 5 chunks: a tree of height 3, bins 0..14
-	if err := s.PutHashes(o.id, map[swarm.Bin][]byte{1: o.tree.Node(1)}); !errors.Is(err, ErrNotFound) {
+	if err := s.PutHashes(o.id, map[object.Bin][]byte{1: o.tree.Node(1)}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("PutHashes of an unknown object: %v", err)
 	}
 	if err := s.PutObject(o.id, o.tree.Info()); err != nil {
 		t.Fatal(err)
 	}
-	bins := []swarm.Bin{0, 2, 1, 5, 3, 11, 12, 14}
-	hashes := make(map[swarm.Bin][]byte)
+	bins := []object.Bin{0, 2, 1, 5, 3, 11, 12, 14}
+	hashes := make(map[object.Bin][]byte)
 	for _, b := range bins {
 		hashes[b] = o.tree.Node(b)
 	}
@@ -433,7 +433,7 @@ func testObjHashes(t *testing.T, s Objects) {
 	if _, err := s.GetHash(o.id, 9); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetHash of a missing bin: %v", err)
 	}
-	for name, hs := range map[string]map[swarm.Bin][]byte{
+	for name, hs := range map[string]map[object.Bin][]byte{
 		"bin past the tree":  {16: o.tree.Node(0)},
 		"bin above the root": {15: o.tree.Node(0)},
 		"short hash":         {4: o.tree.Node(4)[:10]},
@@ -443,8 +443,8 @@ func testObjHashes(t *testing.T, s Objects) {
 			t.Errorf("PutHashes with a %s: %v, want ErrBadObject", name, err)
 		}
 	}
-	tooMany := make(map[swarm.Bin][]byte)
-	for b := range swarm.Bin(MaxPutHashes + 1) {
+	tooMany := make(map[object.Bin][]byte)
+	for b := range object.Bin(MaxPutHashes + 1) {
 		tooMany[b] = o.tree.Node(0)
 	}
 	if err := s.PutHashes(o.id, tooMany); !errors.Is(err, ErrBadObject) {
@@ -591,7 +591,7 @@ func putObjects(t testing.TB, s Objects, n int) []*testObject {
 	for i := range objs {
 		objs[i] = newTestObject(t, uint64(100+i), 2*testChunk)
 		objs[i].put(t, s)
-		if err := s.PutHashes(objs[i].id, map[swarm.Bin][]byte{1: objs[i].tree.Node(1)}); err != nil {
+		if err := s.PutHashes(objs[i].id, map[object.Bin][]byte{1: objs[i].tree.Node(1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -701,7 +701,7 @@ func testObjCopies(t *testing.T, s Objects) {
 	}
 	c[0] ^= 1
 	h := o.tree.Node(1)
-	if err := s.PutHashes(o.id, map[swarm.Bin][]byte{1: h}); err != nil {
+	if err := s.PutHashes(o.id, map[object.Bin][]byte{1: h}); err != nil {
 		t.Fatal(err)
 	}
 	h[0] ^= 1

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -19,7 +20,6 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
-	"github.com/contextd/contextd/swarm"
 )
 
 // Errors of Verify that callers branch on with errors.Is.
@@ -548,11 +548,11 @@ func (v *verifier) ctxCursor(txn *badger.Txn, c feed.ID, highest uint64) error {
 // objects checks every object record and a sample of each object's
 // chunks (btxn reads the blobs database).
 func (v *verifier) objects(txn, btxn *badger.Txn) error {
-	type object struct {
+	type record struct {
 		id   cid.Cid
-		info swarm.Info
+		info object.Info
 	}
-	var objs []object
+	var objs []record
 	err := scanObjKeys(txn, []byte{prefixObject}, 0, func(id cid.Cid, _, b []byte) error {
 		v.r.Objects++
 		info, err := decodeInfo(b)
@@ -572,7 +572,7 @@ func (v *verifier) objects(txn, btxn *badger.Txn) error {
 			v.add(Problem{Kind: ProblemObject, Object: id, Err: err})
 			return nil
 		}
-		objs = append(objs, object{id, info})
+		objs = append(objs, record{id, info})
 		return nil
 	})
 	if err != nil {
@@ -591,7 +591,7 @@ func (v *verifier) objects(txn, btxn *badger.Txn) error {
 
 // chunks checks v.opts.ChunkSample of the held chunks of object id, picked
 // at random (reservoir sampling over the chunk records), or all of them.
-func (v *verifier) chunks(btxn *badger.Txn, id cid.Cid, info swarm.Info) error {
+func (v *verifier) chunks(btxn *badger.Txn, id cid.Cid, info object.Info) error {
 	// A missing or unreadable file fails each chunk checked.
 	f, ferr := os.Open(filepath.Join(v.chunkDir, chunkFileName(id)))
 	if ferr == nil {
@@ -632,7 +632,7 @@ func (v *verifier) chunks(btxn *badger.Txn, id cid.Cid, info swarm.Info) error {
 // verifyChunks checks chunks indexes of object id, read from its chunk
 // file f (or failing with ferr, the error opening it), against their
 // records and the object's root.
-func (v *verifier) verifyChunks(btxn *badger.Txn, f *os.File, ferr error, id cid.Cid, info swarm.Info, indexes []uint64) {
+func (v *verifier) verifyChunks(btxn *badger.Txn, f *os.File, ferr error, id cid.Cid, info object.Info, indexes []uint64) {
 	var buf []byte
 	for _, i := range indexes {
 		v.r.Chunks++
@@ -668,10 +668,10 @@ func (v *verifier) verifyChunks(btxn *badger.Txn, f *os.File, ferr error, id cid
 // storedUncles returns the uncles of chunk i from the stored tree hashes:
 // what a seeder sends with it (swarm's server). A sibling wholly past the
 // object's end is the zero hash.
-func storedUncles(btxn *badger.Txn, id cid.Cid, info swarm.Info, i uint64) ([][]byte, error) {
+func storedUncles(btxn *badger.Txn, id cid.Cid, info object.Info, i uint64) ([][]byte, error) {
 	n, h := info.Chunks(), info.Height()
 	uncles := make([][]byte, 0, h)
-	for b := swarm.ChunkBin(i); b.Layer() < h; b = b.Parent() {
+	for b := object.ChunkBin(i); b.Layer() < h; b = b.Parent() {
 		u := b.Sibling()
 		if u.BaseOffset() >= n {
 			uncles = append(uncles, make([]byte, info.Hash.Size()))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io/fs"
 	"maps"
 	"os"
@@ -14,7 +15,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/contextd/contextd/feed"
-	"github.com/contextd/contextd/swarm"
 )
 
 // verifyFixture is a Badger store with feeds, a context's messages, a fork
@@ -46,7 +46,7 @@ func newVerifyFixture(t *testing.T) *verifyFixture {
 	}
 	f.obj = newTestObject(t, 1, 5*testChunk+100) // 6 chunks: a tree with padding
 	f.obj.put(t, f.s)
-	if err := swarm.PutTreeHashes(f.s, f.obj.id, f.obj.tree); err != nil {
+	if err := object.PutTreeHashes(f.s, f.obj.id, f.obj.tree); err != nil {
 		t.Fatal(err)
 	}
 	f.wantOK = &Report{Feeds: 3, Entries: 11, ForkProofs: 1, CtxRefs: 2, Objects: 1, Chunks: 6}
@@ -182,7 +182,7 @@ func TestVerifyMissingTreeHash(t *testing.T) {
 	f := newVerifyFixture(t)
 	// The uncle of chunk 0 at layer 0 is chunk 1's hash.
 	if err := f.s.blobs.Update(func(txn *badger.Txn) error {
-		return txn.Delete(objKeyU64(prefixTreeHash, f.obj.id, uint64(swarm.ChunkBin(1))))
+		return txn.Delete(objKeyU64(prefixTreeHash, f.obj.id, uint64(object.ChunkBin(1))))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"log/slog"
 	"slices"
 	"sync"
@@ -15,12 +16,6 @@ import (
 // This file is the downloader side of swarm/1: Fetch gets one object from
 // several peers at once.
 
-// Chunk is one chunk of an object: its index and its bytes.
-type Chunk struct {
-	Index uint64
-	Data  []byte
-}
-
 // ChunkSink is where Fetch writes verified chunks and hashes (store.Objects
 // satisfies it). Have tells which chunks are already held; the object must
 // be known to the sink (store.Objects.PutObject) before Fetch. Fetch puts
@@ -30,8 +25,8 @@ type Chunk struct {
 // data after the call returns.
 type ChunkSink interface {
 	Have(id cid.Cid) ([]byte, error)
-	PutChunks(id cid.Cid, chunks []Chunk) error
-	PutHashes(id cid.Cid, hashes map[Bin][]byte) error
+	PutChunks(id cid.Cid, chunks []object.Chunk) error
+	PutHashes(id cid.Cid, hashes map[object.Bin][]byte) error
 }
 
 // Fetch defaults for the zero FetchConfig.
@@ -257,7 +252,7 @@ type verified struct {
 type fetcher struct {
 	cfg    FetchConfig
 	id     cid.Cid
-	info   Info
+	info   object.Info
 	n      uint64
 	height uint
 	log    *slog.Logger
@@ -277,13 +272,13 @@ type fetcher struct {
 	// gen counts the changes that may give a starved peer something to
 	// ask: a chunk back in the pool, a HAVE, the end game.
 	gen     uint64
-	putBins map[Bin]bool
+	putBins map[object.Bin]bool
 	stats   FetchStats
 	// The batch: verified chunks and hashes not yet handed to wr.
-	pending      []Chunk
+	pending      []object.Chunk
 	pendingBytes int
 	pendingSince time.Time
-	pendingHash  map[Bin][]byte
+	pendingHash  map[object.Bin][]byte
 }
 
 // Fetch downloads the object described by info into dst from the sessions
@@ -305,12 +300,12 @@ type fetcher struct {
 // fails, or with ErrNoPeers once peers is closed and every session has
 // ended. It closes every conn it received before it returns; the caller
 // must not send on peers after that (select on its own done signal).
-func Fetch(ctx context.Context, info Info, peers <-chan Conn, dst ChunkSink, cfg FetchConfig) (FetchStats, error) {
+func Fetch(ctx context.Context, info object.Info, peers <-chan Conn, dst ChunkSink, cfg FetchConfig) (FetchStats, error) {
 	start := time.Now()
 	cfg = cfg.fill()
 	n := info.Chunks()
-	if n == 0 || !info.Hash.valid() || len(info.Root) != info.Hash.Size() {
-		return FetchStats{}, fmt.Errorf("swarm: fetch: %w: bad object info", ErrBadChunk)
+	if n == 0 || !info.Hash.Valid() || len(info.Root) != info.Hash.Size() {
+		return FetchStats{}, fmt.Errorf("swarm: fetch: %w: bad object info", object.ErrBadChunk)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -321,8 +316,8 @@ func Fetch(ctx context.Context, info Info, peers <-chan Conn, dst ChunkSink, cfg
 		done:        make([]bool, n),
 		avail:       make([]int, n),
 		asked:       make([]int, n),
-		putBins:     make(map[Bin]bool),
-		pendingHash: make(map[Bin][]byte),
+		putBins:     make(map[object.Bin]bool),
+		pendingHash: make(map[object.Bin][]byte),
 	}
 	bits, err := dst.Have(f.id)
 	if err != nil {
@@ -383,7 +378,7 @@ func (f *fetcher) pstats(p *fpeer) *PeerStats { return &f.stats.Peers[p.idx] }
 // verification runs on as many cores as there are peers; a chunk or hash
 // that does not verify ends the session.
 func (f *fetcher) read(ctx context.Context, p *fpeer) {
-	hashes := make(map[Bin][]byte)
+	hashes := make(map[object.Bin][]byte)
 	for {
 		ev := fevent{p: p}
 		b, err := p.conn.Recv(ctx)
@@ -403,7 +398,7 @@ func (f *fetcher) read(ctx context.Context, p *fpeer) {
 			ev.m = nil
 		case Data:
 			ev.chunk, ev.err = f.verify(m, hashes)
-			ev.bad = errors.Is(ev.err, ErrBadChunk)
+			ev.bad = errors.Is(ev.err, object.ErrBadChunk)
 			ev.m = nil
 		}
 		if ev.m == nil && ev.chunk == nil && ev.err == nil {
@@ -421,20 +416,20 @@ func (f *fetcher) read(ctx context.Context, p *fpeer) {
 }
 
 // verify checks a DATA chunk against the root with the uncles in hashes.
-func (f *fetcher) verify(m Data, hashes map[Bin][]byte) (*verified, error) {
+func (f *fetcher) verify(m Data, hashes map[object.Bin][]byte) (*verified, error) {
 	c := uint64(m.Bin) >> 1
 	if c >= f.n {
 		return nil, fmt.Errorf("%w: DATA chunk %d of %d", ErrProtocol, c, f.n)
 	}
 	uncles := make([][]byte, 0, f.height)
-	for b := ChunkBin(c); b.Layer() < f.height; b = b.Parent() {
+	for b := object.ChunkBin(c); b.Layer() < f.height; b = b.Parent() {
 		u := b.Sibling()
 		h, ok := hashes[u]
 		if !ok && u.BaseOffset() >= f.n {
 			h, ok = make([]byte, f.info.Hash.Size()), true // padding
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: chunk %d: uncle %v not sent", ErrBadChunk, c, u)
+			return nil, fmt.Errorf("%w: chunk %d: uncle %v not sent", object.ErrBadChunk, c, u)
 		}
 		uncles = append(uncles, h)
 	}
@@ -626,7 +621,7 @@ func (f *fetcher) handle(p *fpeer, m Message) {
 }
 
 // inTree reports whether b is a node of the covering tree below the root.
-func (f *fetcher) inTree(b Bin) bool {
+func (f *fetcher) inTree(b object.Bin) bool {
 	l := b.Layer()
 	return l < f.height && b.Offset() < uint64(1)<<(f.height-l)
 }
@@ -676,9 +671,9 @@ func (f *fetcher) data(p *fpeer, v *verified) {
 	if len(f.pending) == 0 {
 		f.pendingSince = time.Now()
 	}
-	f.pending = append(f.pending, Chunk{Index: c, Data: v.data})
+	f.pending = append(f.pending, object.Chunk{Index: c, Data: v.data})
 	f.pendingBytes += len(v.data)
-	b := ChunkBin(c)
+	b := object.ChunkBin(c)
 	for _, h := range v.uncles {
 		if u := b.Sibling(); !f.putBins[u] && u.BaseOffset() < f.n {
 			f.pendingHash[u] = h
@@ -724,13 +719,13 @@ func (f *fetcher) flush() {
 	}
 	f.wr.put(batch{chunks: f.pending, hashes: f.pendingHash})
 	f.pending, f.pendingBytes = nil, 0
-	f.pendingHash = make(map[Bin][]byte)
+	f.pendingHash = make(map[object.Bin][]byte)
 }
 
 // batch is verified chunks and the new hashes they came with.
 type batch struct {
-	chunks []Chunk
-	hashes map[Bin][]byte
+	chunks []object.Chunk
+	hashes map[object.Bin][]byte
 }
 
 // batchWriter writes batches to the sink in order on a goroutine of its
@@ -784,12 +779,12 @@ func (w *batchWriter) close() error {
 	return w.err
 }
 
-// write puts one batch's hashes, maxHashBatch at a time, then its chunks.
+// write puts one batch's hashes, object.MaxHashBatch at a time, then its chunks.
 func (w *batchWriter) write(b batch) error {
-	put := make(map[Bin][]byte, min(len(b.hashes), maxHashBatch))
+	put := make(map[object.Bin][]byte, min(len(b.hashes), object.MaxHashBatch))
 	for bin, h := range b.hashes {
 		put[bin] = h
-		if len(put) == maxHashBatch || len(put) == len(b.hashes) {
+		if len(put) == object.MaxHashBatch || len(put) == len(b.hashes) {
 			if err := w.dst.PutHashes(w.id, put); err != nil {
 				return fmt.Errorf("swarm: fetch: store hashes: %w", err)
 			}

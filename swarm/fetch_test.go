@@ -2,6 +2,7 @@ package swarm_test
 
 import (
 	"errors"
+	"github.com/contextd/contextd/object"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -20,13 +21,13 @@ type batchSink struct {
 	fail  error // returned by every PutChunks when set
 }
 
-func (s *batchSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+func (s *batchSink) PutChunks(id cid.Cid, chunks []object.Chunk) error {
 	if s.fail != nil {
 		return s.fail
 	}
 	s.calls = append(s.calls, len(chunks))
 	for _, c := range chunks {
-		b := swarm.ChunkBin(c.Index)
+		b := object.ChunkBin(c.Index)
 		for b.Layer() < s.o.info.Height() {
 			if u := b.Sibling(); u.BaseOffset() < s.o.info.Chunks() {
 				if _, err := s.GetHash(id, u); err != nil {

@@ -3,6 +3,7 @@ package swarm_test
 import (
 	"context"
 	"errors"
+	"github.com/contextd/contextd/object"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,7 +17,7 @@ import (
 // servePair opens a swarm/1 circuit from node 0 to node 1 and runs Serve of
 // o on node 1 under cfg (Info filled in); it returns node 0's end and
 // what Serve returns.
-func servePair(t *testing.T, ctx context.Context, o object, cfg swarm.ServeConfig) (swarm.Conn, <-chan error) {
+func servePair(t *testing.T, ctx context.Context, o testObject, cfg swarm.ServeConfig) (swarm.Conn, <-chan error) {
 	t.Helper()
 	sn := newSwarmNet(memlink.Config{Latency: time.Millisecond})
 	src := o.seederStore(t)
@@ -50,13 +51,13 @@ var testPolicy = limit.Policy{Strikes: 3, Forgive: 10 * time.Second, Cooldown: t
 // tolerated for Policy.Strikes messages, then dropped with ErrAbuse.
 func TestServeUnrequestedData(t *testing.T) {
 	o := newObject(t, 64<<10, 1024)
-	hs := swarm.Handshake{Capability: 1, ObjectID: o.id.Bytes(), Hash: swarm.SHA256, ChunkSize: 1024, Size: 64 << 10}
+	hs := swarm.Handshake{Capability: 1, ObjectID: o.id.Bytes(), Hash: object.SHA256, ChunkSize: 1024, Size: 64 << 10}
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		lim := swarm.NewLimiter(swarm.Limits{Policy: testPolicy})
 		c, done := servePair(t, ctx, o, swarm.ServeConfig{Limiter: lim, Peer: nodeID(0)})
 		c.Send(ctx, hs.Append(nil))
-		junk := swarm.Data{Bin: swarm.ChunkBin(0), Data: make([]byte, 1024)}.Append(nil)
+		junk := swarm.Data{Bin: object.ChunkBin(0), Data: make([]byte, 1024)}.Append(nil)
 		for range testPolicy.Strikes {
 			c.Send(ctx, junk)
 		}
@@ -77,7 +78,7 @@ func TestServeUnrequestedData(t *testing.T) {
 // not dropped.
 func TestServeRequestRate(t *testing.T) {
 	o := newObject(t, 64<<10, 1024)
-	hs := swarm.Handshake{Capability: 1, ObjectID: o.id.Bytes(), Hash: swarm.SHA256, ChunkSize: 1024, Size: 64 << 10}
+	hs := swarm.Handshake{Capability: 1, ObjectID: o.id.Bytes(), Hash: object.SHA256, ChunkSize: 1024, Size: 64 << 10}
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()

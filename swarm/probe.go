@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"sync"
 
 	"github.com/ipfs/go-cid"
-	"github.com/multiformats/go-multihash"
 )
 
 // This file lets a fetcher that knows only an object's ID start a session:
@@ -18,7 +18,7 @@ import (
 // Probe (fetcher) sends a HANDSHAKE that names the object with size 0, the
 // "size unknown" mark, and the smallest chunk size, reads the seeder's
 // HANDSHAKE, takes size and chunk size from it and trusts them only if the
-// Info they make with the ID's root has that very ID (Info.ID): a multi-chunk
+// object.Info they make with the ID's root has that very ID (object.Info.ID): a multi-chunk
 // ID commits to the tree root, a single-chunk (raw) ID to the hash of the
 // bytes, and every chunk is verified against that root, so a lying seeder can
 // only make chunks unavailable. Accept (seeder) reads the peer's HANDSHAKE,
@@ -30,74 +30,57 @@ import (
 // does not serve.
 var ErrUnknownObject = errors.New("swarm: unknown object")
 
-// InfoFromID returns the hash and root an object ID commits to: the Info of
-// the object with Size and ChunkSize left zero.
-func InfoFromID(id cid.Cid) (Info, error) {
-	if !id.Defined() || (id.Prefix().Codec != cid.Raw && id.Prefix().Codec != CodecRoot) {
-		return Info{}, fmt.Errorf("swarm: %s is not an object ID (want a raw or swarm-root CIDv1)", id)
-	}
-	dm, err := multihash.Decode(id.Hash())
-	if err != nil {
-		return Info{}, fmt.Errorf("swarm: object ID %s: %w", id, err)
-	}
-	h := Hash(dm.Code)
-	if !h.valid() || len(dm.Digest) != h.Size() {
-		return Info{}, fmt.Errorf("%w: object ID %s", ErrBadHash, id)
-	}
-	return Info{Hash: h, Root: dm.Digest}, nil
-}
-
 // Probe starts a fetcher's session for object id on c: it sends HANDSHAKE
 // (size unknown), waits for the seeder's and returns the object's verified
-// Info and a Conn to give Fetch with that Info. The returned Conn delivers
+// object.Info and a Conn to give Fetch with that object.Info. The returned Conn delivers
 // the seeder's HANDSHAKE first and drops Fetch's own (already sent). On
 // error Probe closes c; the error wraps ErrMismatch when the seeder's
 // HANDSHAKE does not fit id.
-func Probe(ctx context.Context, c Conn, id cid.Cid) (Info, Conn, error) {
-	info, err := InfoFromID(id)
+func Probe(ctx context.Context, c Conn, id cid.Cid) (object.Info, Conn, error) {
+	info, err := object.InfoFromID(id)
 	if err != nil {
 		c.Close()
-		return Info{}, nil, err
+		return object.Info{}, nil, err
 	}
-	hs := Handshake{Capability: Capability, ObjectID: id.Bytes(), Hash: info.Hash, ChunkSize: MinChunkSize}
+	hs := Handshake{Capability: Capability, ObjectID: id.Bytes(), Hash: info.Hash, ChunkSize: object.MinChunkSize}
 	if err := c.Send(ctx, hs.Append(nil)); err != nil {
 		c.Close()
-		return Info{}, nil, fmt.Errorf("swarm: probe: send HANDSHAKE: %w", err)
+		return object.Info{}, nil, fmt.Errorf("swarm: probe: send HANDSHAKE: %w", err)
 	}
 	first, m, err := recvHandshake(ctx, c, info.Hash.Size())
 	if err != nil {
 		c.Close()
-		return Info{}, nil, err
+		return object.Info{}, nil, err
 	}
 	info.Size, info.ChunkSize = m.Size, m.ChunkSize
 	if string(m.ObjectID) != string(id.Bytes()) || m.Hash != info.Hash || !info.ID().Equals(id) {
 		c.Close()
-		return Info{}, nil, fmt.Errorf("%w: seeder's %d-byte object of %d-byte chunks is not %s", ErrMismatch, m.Size, m.ChunkSize, id)
+		return object.Info{}, nil, fmt.Errorf("%w: seeder's %d-byte object of %d-byte chunks is not %s", ErrMismatch, m.Size, m.ChunkSize, id)
 	}
 	return info, &replayConn{Conn: c, first: first, skipSend: true}, nil
 }
 
 // Accept starts a seeder's session on c: it reads the peer's HANDSHAKE,
-// looks the object up and returns its Info and a Conn to give Serve with
-// that Info. When the peer sent size 0, the "size unknown" mark of Probe,
+// looks the object up and returns its object.Info and a Conn to give Serve with
+// that object.Info. When the peer sent size 0, the "size unknown" mark of Probe,
 // the HANDSHAKE Serve reads is completed with the object's size and chunk
 // size; any other HANDSHAKE reaches Serve as sent, for Serve to check. On error (a lookup error, a malformed or missing HANDSHAKE)
 // Accept closes c.
-func Accept(ctx context.Context, c Conn, lookup func(id cid.Cid) (Info, error)) (Info, Conn, error) {
+func Accept(ctx context.Context, c Conn, lookup func(id cid.Cid) (object.Info, error)) (object.Info, Conn, error) {
 	_, m, err := recvHandshake(ctx, c, 0)
 	if err != nil {
 		c.Close()
-		return Info{}, nil, err
+		return object.Info{}, nil, err
 	}
 	id, err := cid.Cast(m.ObjectID)
 	if err != nil {
 		c.Close()
-		return Info{}, nil, fmt.Errorf("%w: object ID: %v", ErrMalformed, err)
+		return object.Info{}, nil, fmt.Errorf("%w: object ID: %v", ErrMalformed, err)
 	}
 	info, err := lookup(id)
 	if err != nil {
 		c.Close()
-		return Info{}, nil, err
+		return object.Info{}, nil, err
 	}
 	if m.Size == 0 && m.Hash == info.Hash {
 		m.Size, m.ChunkSize = info.Size, info.ChunkSize

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"log/slog"
 	"slices"
@@ -35,44 +36,8 @@ type Conn interface {
 type ObjectSource interface {
 	Have(id cid.Cid) ([]byte, error)
 	AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error)
-	GetHash(id cid.Cid, bin Bin) ([]byte, error)
+	GetHash(id cid.Cid, bin object.Bin) ([]byte, error)
 	Touch(id cid.Cid) error
-}
-
-// HashSink stores verified tree hashes (store.Objects satisfies it).
-type HashSink interface {
-	PutHashes(id cid.Cid, hashes map[Bin][]byte) error
-}
-
-// maxHashBatch is how many hashes PutTreeHashes stores per PutHashes call
-// (store.MaxPutHashes).
-const maxHashBatch = 256
-
-// PutTreeHashes stores every hash of t below the root that covers content:
-// what Serve needs (through ObjectSource.GetHash) to send the uncles of any
-// chunk. A seeder that built the tree calls it once; a fetcher stores the
-// uncles it verifies as it goes.
-func PutTreeHashes(dst HashSink, id cid.Cid, t *Tree) error {
-	n := t.Chunks()
-	batch := make(map[Bin][]byte, maxHashBatch)
-	for l := uint(0); l < t.Info().Height(); l++ {
-		for o := uint64(0); o<<l < n; o++ {
-			b := NewBin(l, o)
-			batch[b] = t.Node(b)
-			if len(batch) == maxHashBatch {
-				if err := dst.PutHashes(id, batch); err != nil {
-					return fmt.Errorf("swarm: put tree hashes: %w", err)
-				}
-				clear(batch)
-			}
-		}
-	}
-	if len(batch) > 0 {
-		if err := dst.PutHashes(id, batch); err != nil {
-			return fmt.Errorf("swarm: put tree hashes: %w", err)
-		}
-	}
-	return nil
 }
 
 // Session errors callers branch on with errors.Is.
@@ -94,9 +59,9 @@ const DefaultMaxRequests = 64
 // ServeConfig configures Serve. The zero value of every field but Info
 // means its default.
 type ServeConfig struct {
-	// Info is the object served; its ID (Info.ID) is the object's ID in
+	// Info is the object served; its ID (object.Info.ID) is the object's ID in
 	// the source and on the wire.
-	Info Info
+	Info object.Info
 	// MaxRequests is the bound on requested chunks in flight announced in
 	// HANDSHAKE (0: DefaultMaxRequests; at most MaxRequestsInFlight).
 	MaxRequests int
@@ -118,7 +83,7 @@ type ServeConfig struct {
 }
 
 // checkHandshake checks a peer's HANDSHAKE against the object.
-func checkHandshake(h Handshake, id cid.Cid, info Info) error {
+func checkHandshake(h Handshake, id cid.Cid, info object.Info) error {
 	if string(h.ObjectID) != string(id.Bytes()) || h.Hash != info.Hash || h.ChunkSize != info.ChunkSize || h.Size != info.Size {
 		return fmt.Errorf("%w: peer has %d-byte object of %d-byte chunks", ErrMismatch, h.Size, h.ChunkSize)
 	}
@@ -151,7 +116,7 @@ type server struct {
 	conn  Conn
 	src   ObjectSource
 	id    cid.Cid
-	info  Info
+	info  object.Info
 	n     uint64
 	limit int
 	log   *slog.Logger
@@ -160,14 +125,14 @@ type server struct {
 	queue []uint64      // requested chunks not yet sent, in request order
 	sig   chan struct{} // capacity 1: the queue grew
 
-	sent      map[Bin]bool     // writer's: hashes already sent in this session
-	msg       []byte           // writer's: the DATA message buffer, reused
-	announced []byte           // writer's: the have-bitmap sent in HAVEs so far
-	grown     *Growth          // ServeConfig.Grown, or nil
-	peers     func() []PexPeer // ServeConfig.Peers, or nil
-	m         *Metrics         // ServeConfig.Metrics, or nil
-	lim       *Limiter         // ServeConfig.Limiter, or nil
-	peer      feed.ID          // ServeConfig.Peer
+	sent      map[object.Bin]bool // writer's: hashes already sent in this session
+	msg       []byte              // writer's: the DATA message buffer, reused
+	announced []byte              // writer's: the have-bitmap sent in HAVEs so far
+	grown     *Growth             // ServeConfig.Grown, or nil
+	peers     func() []PexPeer    // ServeConfig.Peers, or nil
+	m         *Metrics            // ServeConfig.Metrics, or nil
+	lim       *Limiter            // ServeConfig.Limiter, or nil
+	peer      feed.ID             // ServeConfig.Peer
 }
 
 // Serve answers one peer's requests for one object over c until the peer
@@ -185,8 +150,8 @@ func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error
 	defer c.Close()
 	info := cfg.Info
 	n := info.Chunks()
-	if n == 0 || !info.Hash.valid() || info.ChunkSize > MaxDataSize || len(info.Root) != info.Hash.Size() {
-		return fmt.Errorf("swarm: serve: %w: bad object info", ErrBadChunk)
+	if n == 0 || !info.Hash.Valid() || info.ChunkSize > MaxDataSize || len(info.Root) != info.Hash.Size() {
+		return fmt.Errorf("swarm: serve: %w: bad object info", object.ErrBadChunk)
 	}
 	if cfg.MaxRequests <= 0 {
 		cfg.MaxRequests = DefaultMaxRequests
@@ -199,7 +164,7 @@ func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error
 		conn: c, src: src, id: info.ID(), info: info, n: n,
 		limit: cfg.MaxRequests, log: cfg.Logger,
 		sig:  make(chan struct{}, 1),
-		sent: make(map[Bin]bool), grown: cfg.Grown, peers: cfg.Peers, m: cfg.Metrics,
+		sent: make(map[object.Bin]bool), grown: cfg.Grown, peers: cfg.Peers, m: cfg.Metrics,
 		lim: cfg.Limiter, peer: cfg.Peer,
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -364,11 +329,11 @@ func (s *server) next() (uint64, bool) {
 // straight into the DATA message, whose buffer serves every chunk (Send
 // keeps no message).
 func (s *server) answer(ctx context.Context, i uint64) error {
-	n := s.info.chunkLen(i)
-	hdr := appendDataHeader(s.msg[:0], ChunkBin(i), n)
+	n := s.info.ChunkLen(i)
+	hdr := appendDataHeader(s.msg[:0], object.ChunkBin(i), n)
 	msg, err := s.src.AppendChunk(hdr, s.id, i)
 	if err == nil && len(msg)-len(hdr) != n {
-		err = fmt.Errorf("%w: %d bytes, want %d", ErrBadChunk, len(msg)-len(hdr), n)
+		err = fmt.Errorf("%w: %d bytes, want %d", object.ErrBadChunk, len(msg)-len(hdr), n)
 	}
 	if err != nil {
 		s.log.Debug("swarm: requested chunk not served", "chunk", i, "err", err)
@@ -377,7 +342,7 @@ func (s *server) answer(ctx context.Context, i uint64) error {
 	s.msg = msg
 	var integ Integrity
 	h := s.info.Height()
-	for b := ChunkBin(i); b.Layer() < h; b = b.Parent() {
+	for b := object.ChunkBin(i); b.Layer() < h; b = b.Parent() {
 		u := b.Sibling()
 		if s.sent[u] || u.BaseOffset() >= s.n {
 			continue // known to the peer, or padding (the zero hash)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/contextd/contextd/object"
 	"io"
 	"sync"
 	"testing"
@@ -67,7 +68,7 @@ func FuzzSessions(f *testing.F) {
 		ChunkSize: o.info.ChunkSize, Size: o.info.Size, MaxRequests: 8}
 	uncles := func(i uint64) []swarm.BinHash {
 		var out []swarm.BinHash
-		for b := swarm.ChunkBin(i); b.Layer() < o.info.Height(); b = b.Parent() {
+		for b := object.ChunkBin(i); b.Layer() < o.info.Height(); b = b.Parent() {
 			if u := b.Sibling(); u.BaseOffset() < o.tree.Chunks() {
 				out = append(out, swarm.BinHash{Bin: u, Hash: o.tree.Node(u)})
 			}
@@ -76,10 +77,10 @@ func FuzzSessions(f *testing.F) {
 	}
 	f.Add(joinMessages(swarm.Request{Ranges: []swarm.Range{{First: 0, Last: 3}}}, swarm.Cancel{Ranges: []swarm.Range{{First: 1, Last: 1}}}))
 	f.Add(joinMessages(swarm.Have{Ranges: []swarm.Range{{First: 0, Last: 5}}}, swarm.Unchoke{},
-		swarm.Integrity{Hashes: uncles(0)}, swarm.Data{Bin: swarm.ChunkBin(0), Data: o.chunk(0)},
+		swarm.Integrity{Hashes: uncles(0)}, swarm.Data{Bin: object.ChunkBin(0), Data: o.chunk(0)},
 		swarm.Pex{Peers: []swarm.PexPeer{{ID: nodeID(3)}}}, swarm.Choke{}))
 	f.Add(joinMessages(swarm.Have{Ranges: []swarm.Range{{First: 2, Last: 2}}}, swarm.Unchoke{},
-		swarm.Integrity{Hashes: uncles(2)}, swarm.Data{Bin: swarm.ChunkBin(2), Data: bytes.Repeat([]byte{1}, 1024)}))
+		swarm.Integrity{Hashes: uncles(2)}, swarm.Data{Bin: object.ChunkBin(2), Data: bytes.Repeat([]byte{1}, 1024)}))
 	f.Add([]byte{3, 0, 0x03, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, script []byte) {
 		ctx := t.Context()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/contextd/contextd/object"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -21,35 +22,35 @@ import (
 
 func nodeID(i int) feed.ID { return feed.ID{byte(i >> 8), byte(i), 0x5a} }
 
-// object is a test object held in full by its seeders.
-type object struct {
+// testObject is a test object held in full by its seeders.
+type testObject struct {
 	data []byte
-	tree *swarm.Tree
-	info swarm.Info
+	tree *object.Tree
+	info object.Info
 	id   cid.Cid
 }
 
-func newObject(t testing.TB, size, chunkSize int) object {
+func newObject(t testing.TB, size, chunkSize int) testObject {
 	t.Helper()
 	data := make([]byte, size)
 	r := rand.New(rand.NewPCG(uint64(size), 7))
 	for i := range data {
 		data[i] = byte(r.Uint32())
 	}
-	tree, err := swarm.Build(bytes.NewReader(data), swarm.Config{ChunkSize: chunkSize})
+	tree, err := object.Build(bytes.NewReader(data), object.Config{ChunkSize: chunkSize})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return object{data: data, tree: tree, info: tree.Info(), id: tree.ID()}
+	return testObject{data: data, tree: tree, info: tree.Info(), id: tree.ID()}
 }
 
-func (o object) chunk(i uint64) []byte {
+func (o testObject) chunk(i uint64) []byte {
 	cs := uint64(o.info.ChunkSize)
 	return o.data[i*cs : min(uint64(len(o.data)), (i+1)*cs)]
 }
 
 // seederStore returns a store holding the whole object and its tree.
-func (o object) seederStore(t *testing.T) *store.Mem {
+func (o testObject) seederStore(t *testing.T) *store.Mem {
 	t.Helper()
 	m := store.NewMem()
 	t.Cleanup(func() { m.Close() })
@@ -61,7 +62,7 @@ func (o object) seederStore(t *testing.T) *store.Mem {
 			t.Fatal(err)
 		}
 	}
-	if err := swarm.PutTreeHashes(m, o.id, o.tree); err != nil {
+	if err := object.PutTreeHashes(m, o.id, o.tree); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -72,13 +73,13 @@ func (o object) seederStore(t *testing.T) *store.Mem {
 type checkedSink struct {
 	*store.Mem
 	t   *testing.T
-	o   object
+	o   testObject
 	mu  sync.Mutex
 	at  []time.Time
 	put func(n int) // called after the n-th chunk is stored
 }
 
-func newSink(t *testing.T, o object) *checkedSink {
+func newSink(t *testing.T, o testObject) *checkedSink {
 	m := store.NewMem()
 	t.Cleanup(func() { m.Close() })
 	if err := m.PutObject(o.id, o.info); err != nil {
@@ -87,7 +88,7 @@ func newSink(t *testing.T, o object) *checkedSink {
 	return &checkedSink{Mem: m, t: t, o: o}
 }
 
-func (s *checkedSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+func (s *checkedSink) PutChunks(id cid.Cid, chunks []object.Chunk) error {
 	for _, c := range chunks {
 		if !bytes.Equal(c.Data, s.o.chunk(c.Index)) {
 			s.t.Errorf("corrupt chunk %d reached the sink", c.Index)
@@ -149,7 +150,7 @@ func newSwarmNet(cfg memlink.Config) *swarmNet {
 
 // connect dials seeder i and starts Serve on its side; wrap, if not nil,
 // wraps the seeder's end of the circuit.
-func (sn *swarmNet) connect(t *testing.T, ctx context.Context, i int, src swarm.ObjectSource, info swarm.Info, wrap func(swarm.Conn) swarm.Conn) swarm.Conn {
+func (sn *swarmNet) connect(t *testing.T, ctx context.Context, i int, src swarm.ObjectSource, info object.Info, wrap func(swarm.Conn) swarm.Conn) swarm.Conn {
 	t.Helper()
 	ep := sn.net.Endpoint(nodeID(i))
 	la, err := sn.net.Endpoint(nodeID(0)).Dial(ctx, nodeID(i))
@@ -184,7 +185,7 @@ func (sn *swarmNet) connect(t *testing.T, ctx context.Context, i int, src swarm.
 
 // fetch runs a swarm of seeders (wrap[i] wraps seeder i+1's conn) and
 // returns the stats and the virtual time Fetch took.
-func runFetch(t *testing.T, sn *swarmNet, o object, sink swarm.ChunkSink, wraps []func(swarm.Conn) swarm.Conn, cfg swarm.FetchConfig) (swarm.FetchStats, time.Duration, time.Time, error) {
+func runFetch(t *testing.T, sn *swarmNet, o testObject, sink swarm.ChunkSink, wraps []func(swarm.Conn) swarm.Conn, cfg swarm.FetchConfig) (swarm.FetchStats, time.Duration, time.Time, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
 	defer cancel()
@@ -267,7 +268,7 @@ type orderSink struct {
 	order *[]uint64
 }
 
-func (s *orderSink) PutChunks(id cid.Cid, chunks []swarm.Chunk) error {
+func (s *orderSink) PutChunks(id cid.Cid, chunks []object.Chunk) error {
 	for _, c := range chunks {
 		*s.order = append(*s.order, c.Index)
 	}
@@ -362,7 +363,7 @@ func TestFetchCorruptSeeder(t *testing.T) {
 					t.Fatalf("Fetch: %v", err)
 				}
 				sink.check(t)
-				if p := st.Peers[0]; !p.Bad || !errors.Is(p.Err, swarm.ErrBadChunk) {
+				if p := st.Peers[0]; !p.Bad || !errors.Is(p.Err, object.ErrBadChunk) {
 					t.Errorf("bad seeder not dropped: %+v", p)
 				}
 				for _, p := range st.Peers[1:] {
@@ -480,7 +481,7 @@ func TestFetchMalformedPeer(t *testing.T) {
 func TestServeViolations(t *testing.T) {
 	o := newObject(t, 64<<10, 1024)
 	id := o.id.Bytes()
-	hs := swarm.Handshake{Capability: 1, ObjectID: id, Hash: swarm.SHA256, ChunkSize: 1024, Size: 64 << 10}
+	hs := swarm.Handshake{Capability: 1, ObjectID: id, Hash: object.SHA256, ChunkSize: 1024, Size: 64 << 10}
 	for _, tc := range []struct {
 		name string
 		msgs [][]byte
@@ -488,7 +489,7 @@ func TestServeViolations(t *testing.T) {
 	}{
 		{"malformed", [][]byte{hs.Append(nil), {0x03, 0xff}}, swarm.ErrMalformed},
 		{"request first", [][]byte{swarm.Request{Ranges: []swarm.Range{{0, 0}}}.Append(nil)}, swarm.ErrProtocol},
-		{"other object", [][]byte{swarm.Handshake{Capability: 1, ObjectID: id, Hash: swarm.SHA256, ChunkSize: 2048, Size: 64 << 10}.Append(nil)}, swarm.ErrMismatch},
+		{"other object", [][]byte{swarm.Handshake{Capability: 1, ObjectID: id, Hash: object.SHA256, ChunkSize: 2048, Size: 64 << 10}.Append(nil)}, swarm.ErrMismatch},
 		{"past the end", [][]byte{hs.Append(nil), swarm.Request{Ranges: []swarm.Range{{60, 64}}}.Append(nil)}, swarm.ErrProtocol},
 		{"too many", [][]byte{hs.Append(nil), swarm.Request{Ranges: []swarm.Range{{0, 63}}}.Append(nil)}, swarm.ErrProtocol},
 	} {
@@ -571,14 +572,14 @@ func TestFetchLateSeeders(t *testing.T) {
 
 // partialStore returns a store holding the object's tree and its first k
 // chunks, and a function that stores chunks [from, to).
-func (o object) partialStore(t *testing.T, k uint64) (*store.Mem, func(from, to uint64)) {
+func (o testObject) partialStore(t *testing.T, k uint64) (*store.Mem, func(from, to uint64)) {
 	t.Helper()
 	src := store.NewMem()
 	t.Cleanup(func() { src.Close() })
 	if err := src.PutObject(o.id, o.info); err != nil {
 		t.Fatal(err)
 	}
-	if err := swarm.PutTreeHashes(src, o.id, o.tree); err != nil {
+	if err := object.PutTreeHashes(src, o.id, o.tree); err != nil {
 		t.Fatal(err)
 	}
 	putChunks := func(from, to uint64) {

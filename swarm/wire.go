@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"math"
 
 	"github.com/contextd/contextd/feed"
@@ -52,13 +53,13 @@ const (
 	// MaxAddrSize is the longest multiaddr (binary form) of a PEX peer.
 	MaxAddrSize = 256
 	// MaxChunkIndex is the largest chunk index on the wire: an object is at
-	// most 2^63−1 bytes (Info.Size is an int64) cut into chunks of at least
-	// MinChunkSize.
-	MaxChunkIndex = math.MaxInt64 / MinChunkSize
+	// most 2^63−1 bytes (object.Info.Size is an int64) cut into chunks of at least
+	// object.MinChunkSize.
+	MaxChunkIndex = math.MaxInt64 / object.MinChunkSize
 	// MaxBin is the largest bin on the wire: the bin of chunk MaxChunkIndex.
 	// Every bin of a tree of MaxChunkIndex+1 chunks is at most MaxBin (its
 	// root, layer 53, is bin 2^53−1).
-	MaxBin = Bin(2 * MaxChunkIndex)
+	MaxBin = object.Bin(2 * MaxChunkIndex)
 )
 
 // PeerIDSize is the length of a peer ID in PEX: the binary libp2p peer ID of
@@ -123,11 +124,11 @@ type Message interface {
 // Handshake is the first message each side sends: the object the session is
 // about and how it is cut and hashed.
 type Handshake struct {
-	Capability uint64 // the sender's revision of swarm/1 (Capability)
-	ObjectID   []byte // the object's CID (cid.Cid.Bytes), 1…MaxObjectIDSize bytes
-	Hash       Hash   // SHA256 or SHA1
-	ChunkSize  int    // a power of two from MinChunkSize to MaxDataSize
-	Size       int64  // the object's size in bytes, ≥ 0
+	Capability uint64      // the sender's revision of swarm/1 (Capability)
+	ObjectID   []byte      // the object's CID (cid.Cid.Bytes), 1…MaxObjectIDSize bytes
+	Hash       object.Hash // object.SHA256 or object.SHA1
+	ChunkSize  int         // a power of two from object.MinChunkSize to MaxDataSize
+	Size       int64       // the object's size in bytes, ≥ 0
 	// MaxRequests is how many requested chunks the sender accepts in flight
 	// from this peer (≤ MaxRequestsInFlight); 0: it serves no chunks.
 	MaxRequests uint64
@@ -153,7 +154,7 @@ type Cancel struct{ Ranges []Range }
 
 // BinHash is the hash of one tree node.
 type BinHash struct {
-	Bin  Bin
+	Bin  object.Bin
 	Hash []byte
 }
 
@@ -163,7 +164,7 @@ type Integrity struct{ Hashes []BinHash }
 
 // Data is one chunk: Bin is a chunk's bin (layer 0), Data its bytes.
 type Data struct {
-	Bin  Bin
+	Bin  object.Bin
 	Data []byte
 }
 
@@ -250,7 +251,7 @@ func (m Data) Append(dst []byte) []byte {
 
 // appendDataHeader appends what precedes the bytes of an n-byte chunk in
 // a DATA message.
-func appendDataHeader(dst []byte, b Bin, n int) []byte {
+func appendDataHeader(dst []byte, b object.Bin, n int) []byte {
 	dst = append(dst, byte(TypeData))
 	dst = binary.AppendUvarint(dst, uint64(b))
 	return binary.AppendUvarint(dst, uint64(n))
@@ -286,7 +287,7 @@ const (
 )
 
 // Decode parses one message. hashSize is the digest length of the
-// session's hash (Hash.Size() of the handshake's hash), or 0 before the
+// session's hash (object.Hash.Size() of the handshake's hash), or 0 before the
 // handshake: INTEGRITY needs it and is malformed without it. Every count and
 // length is checked against its limit and against the bytes present before
 // anything is allocated; integers must be minimal uvarints and the message
@@ -388,8 +389,8 @@ func (d *decoder) bytes(n int, what string) []byte {
 	return b
 }
 
-func (d *decoder) bin(what string) Bin {
-	b := Bin(d.uvarint(what))
+func (d *decoder) bin(what string) object.Bin {
+	b := object.Bin(d.uvarint(what))
 	if d.err == nil && b > MaxBin {
 		d.fail("%s %d past the largest bin", what, uint64(b))
 	}
@@ -404,13 +405,13 @@ func (d *decoder) handshake() Message {
 		d.fail("object ID of %d bytes (limit %d)", n, MaxObjectIDSize)
 	}
 	m.ObjectID = d.bytes(int(min(n, MaxObjectIDSize)), "object ID")
-	m.Hash = Hash(d.uvarint("hash"))
-	if d.err == nil && !m.Hash.valid() {
+	m.Hash = object.Hash(d.uvarint("hash"))
+	if d.err == nil && !m.Hash.Valid() {
 		d.fail("hash %v", m.Hash)
 	}
 	cs := d.uvarint("chunk size")
-	if d.err == nil && (cs > MaxDataSize || CheckChunkSize(int(cs)) != nil) {
-		d.fail("chunk size %d (a power of two from %d to %d)", cs, MinChunkSize, MaxDataSize)
+	if d.err == nil && (cs > MaxDataSize || object.CheckChunkSize(int(cs)) != nil) {
+		d.fail("chunk size %d (a power of two from %d to %d)", cs, object.MinChunkSize, MaxDataSize)
 	}
 	m.ChunkSize = int(cs)
 	size := d.uvarint("object size")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"github.com/contextd/contextd/object"
 	"reflect"
 	"strings"
 	"testing"
@@ -38,10 +39,10 @@ var vectors = []struct {
 }{
 	{"handshake", 0,
 		"01 01 24 01551220" + r("ab", 32) + " 12 808001 a08d06 40",
-		Handshake{Capability: 1, ObjectID: testCID, Hash: SHA256, ChunkSize: 16384, Size: 100000, MaxRequests: 64}},
+		Handshake{Capability: 1, ObjectID: testCID, Hash: object.SHA256, ChunkSize: 16384, Size: 100000, MaxRequests: 64}},
 	{"handshake-sha1-empty", 0,
 		"01 00 18 01551114" + r("cd", 20) + " 11 8008 00 00",
-		Handshake{Capability: 0, ObjectID: hx("01551114" + r("cd", 20)), Hash: SHA1, ChunkSize: 1024, Size: 0, MaxRequests: 0}},
+		Handshake{Capability: 0, ObjectID: hx("01551114" + r("cd", 20)), Hash: object.SHA1, ChunkSize: 1024, Size: 0, MaxRequests: 0}},
 	{"have", 0,
 		"02 02 00 09 14 00",
 		Have{Ranges: []Range{{0, 9}, {20, 20}}}},
@@ -117,8 +118,8 @@ func TestRoundTrip(t *testing.T) {
 		m        Message
 		hashSize int
 	}{
-		{Handshake{Capability: Capability, ObjectID: testCID, Hash: SHA256, ChunkSize: DefaultChunkSize, Size: 1 << 40, MaxRequests: 256}, 0},
-		{Handshake{Capability: 1 << 62, ObjectID: bytes.Repeat([]byte{7}, MaxObjectIDSize), Hash: SHA1, ChunkSize: MaxDataSize, Size: 1<<63 - 1, MaxRequests: MaxRequestsInFlight}, 0},
+		{Handshake{Capability: Capability, ObjectID: testCID, Hash: object.SHA256, ChunkSize: object.DefaultChunkSize, Size: 1 << 40, MaxRequests: 256}, 0},
+		{Handshake{Capability: 1 << 62, ObjectID: bytes.Repeat([]byte{7}, MaxObjectIDSize), Hash: object.SHA1, ChunkSize: MaxDataSize, Size: 1<<63 - 1, MaxRequests: MaxRequestsInFlight}, 0},
 		{Have{Ranges: []Range{{0, MaxChunkIndex}}}, 0},
 		{Have{Ranges: make([]Range, MaxRanges)}, 0},
 		{Request{Ranges: []Range{{5, 5}, {1, 3}, {MaxChunkIndex, MaxChunkIndex}}}, 0},
@@ -129,12 +130,12 @@ func TestRoundTrip(t *testing.T) {
 		{Integrity{Hashes: func() []BinHash {
 			hs := make([]BinHash, MaxUncles)
 			for i := range hs {
-				hs[i] = BinHash{Bin: NewBin(uint(i%50), 3), Hash: bytes.Repeat([]byte{byte(i)}, 20)}
+				hs[i] = BinHash{Bin: object.NewBin(uint(i%50), 3), Hash: bytes.Repeat([]byte{byte(i)}, 20)}
 			}
 			return hs
 		}()}, 20},
-		{Data{Bin: ChunkBin(MaxChunkIndex), Data: bytes.Repeat([]byte{9}, MaxDataSize)}, 0},
-		{Data{Bin: ChunkBin(1), Data: []byte{0}}, 0},
+		{Data{Bin: object.ChunkBin(MaxChunkIndex), Data: bytes.Repeat([]byte{9}, MaxDataSize)}, 0},
+		{Data{Bin: object.ChunkBin(1), Data: []byte{0}}, 0},
 		{Pex{Peers: []PexPeer{}}, 0},
 		{Pex{Peers: func() []PexPeer {
 			ps := make([]PexPeer, MaxPeers)
@@ -260,13 +261,13 @@ func TestUnknownTypeIgnored(t *testing.T) {
 }
 
 func TestLimitsConsistent(t *testing.T) {
-	if MaxBin != ChunkBin(MaxChunkIndex) || NewBin(53, 0) > MaxBin || MaxChunkIndex != 1<<53-1 {
+	if MaxBin != object.ChunkBin(MaxChunkIndex) || object.NewBin(53, 0) > MaxBin || MaxChunkIndex != 1<<53-1 {
 		t.Errorf("MaxBin %d, MaxChunkIndex %d", uint64(MaxBin), uint64(MaxChunkIndex))
 	}
-	if MaxUncles < int(NewBin(53, 0).Layer()) {
+	if MaxUncles < int(object.NewBin(53, 0).Layer()) {
 		t.Errorf("MaxUncles %d below the tallest tree", MaxUncles)
 	}
-	if CheckChunkSize(MaxDataSize) != nil || MaxDataSize*2+16 <= MaxMessageSize {
+	if object.CheckChunkSize(MaxDataSize) != nil || MaxDataSize*2+16 <= MaxMessageSize {
 		t.Errorf("MaxDataSize %d is not the largest chunk size that fits a message", MaxDataSize)
 	}
 	if len(feed.ID{}.PeerIDBytes()) != PeerIDSize {
@@ -293,7 +294,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		switch m := m.(type) {
 		case Handshake:
-			if CheckChunkSize(m.ChunkSize) != nil || m.Size < 0 || len(m.ObjectID) > MaxObjectIDSize {
+			if object.CheckChunkSize(m.ChunkSize) != nil || m.Size < 0 || len(m.ObjectID) > MaxObjectIDSize {
 				t.Fatalf("bad handshake %#v", m)
 			}
 		case Have:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/node"
 	"github.com/contextd/contextd/store"
-	"github.com/contextd/contextd/swarm"
 )
 
 // doctorHome makes a home whose config listens on loopback ports the
@@ -175,7 +175,7 @@ func TestDoctorDamagedStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := swarm.Build(bytes.NewReader(bytes.Repeat([]byte("chunk"), 1000)), swarm.Config{ChunkSize: 1024})
+	tree, err := object.Build(bytes.NewReader(bytes.Repeat([]byte("chunk"), 1000)), object.Config{ChunkSize: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestDoctorDamagedStore(t *testing.T) {
 	if err := s.PutObject(obj, tree.Info()); err != nil {
 		t.Fatal(err)
 	}
-	if err := swarm.PutTreeHashes(s, obj, tree); err != nil {
+	if err := object.PutTreeHashes(s, obj, tree); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutChunk(obj, 1, make([]byte, 1024)); err != nil {

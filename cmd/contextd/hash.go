@@ -3,12 +3,11 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/contextd/contextd/swarm"
 )
 
 // hashCmd prints an object's swarm tree root and ID. It needs no daemon.
@@ -20,7 +19,7 @@ func (c *cli) hashCmd() *cobra.Command {
 		Short: "Print a file's swarm tree root, object ID (CIDv1), size and chunk count (FILE - reads stdin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := swarm.ParseHash(hashName)
+			h, err := object.ParseHash(hashName)
 			if err != nil {
 				return err
 			}
@@ -33,17 +32,17 @@ func (c *cli) hashCmd() *cobra.Command {
 				defer f.Close()
 				r = f
 			}
-			return printHash(cmd.OutOrStdout(), r, swarm.Config{Hash: h, ChunkSize: chunk})
+			return printHash(cmd.OutOrStdout(), r, object.Config{Hash: h, ChunkSize: chunk})
 		},
 	}
 	cmd.Flags().StringVar(&hashName, "hash", "sha256", "tree hash: sha256 or sha1")
-	cmd.Flags().IntVar(&chunk, "chunk", swarm.DefaultChunkSize, "chunk size in bytes, a power of two from 1024")
+	cmd.Flags().IntVar(&chunk, "chunk", object.DefaultChunkSize, "chunk size in bytes, a power of two from 1024")
 	return cmd
 }
 
 // printHash builds the tree of r and prints "root=<hex> cid=<cid> size=<bytes> chunks=<n>".
-func printHash(w io.Writer, r io.Reader, cfg swarm.Config) error {
-	t, err := swarm.Build(r, cfg)
+func printHash(w io.Writer, r io.Reader, cfg object.Config) error {
+	t, err := object.Build(r, cfg)
 	if err != nil {
 		return err
 	}

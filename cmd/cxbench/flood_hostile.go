@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"net"
 	"net/http"
@@ -316,12 +317,12 @@ func floodChunks(ctx context.Context, l *flitlink.Link, st *floodStats) {
 		go drain(ctx, c)
 		mh, _ := multihash.Sum(data, multihash.SHA2_256, -1)
 		hs := swarm.Handshake{Capability: swarm.Capability, ObjectID: cid.NewCidV1(cid.Raw, mh).Bytes(),
-			Hash: swarm.SHA256, ChunkSize: chunk, Size: 1 << 40, MaxRequests: swarm.DefaultMaxRequests}
+			Hash: object.SHA256, ChunkSize: chunk, Size: 1 << 40, MaxRequests: swarm.DefaultMaxRequests}
 		if err := c.Send(ctx, hs.Append(nil)); err != nil {
 			continue
 		}
 		for i := uint64(0); ctx.Err() == nil; i++ {
-			if err := c.Send(ctx, swarm.Data{Bin: swarm.ChunkBin(i), Data: data}.Append(nil)); err != nil {
+			if err := c.Send(ctx, swarm.Data{Bin: object.ChunkBin(i), Data: data}.Append(nil)); err != nil {
 				break
 			}
 			st.chunks.Add(1)

@@ -171,7 +171,7 @@ var cliForbidden = []string{
 
 // cliThroughSDK checks each file of cmd/contextd (not its tests) against
 // cliForbidden and cliExceptions. Files may use feed, rpc/api, sdk and
-// swarm (hash computes an object's tree, offline).
+// object (hash computes an object's tree, offline).
 func cliThroughSDK(t *testing.T, p *pkg) []string {
 	var bad []string
 	fset := token.NewFileSet()
@@ -230,7 +230,9 @@ func TestDependencyRules(t *testing.T) {
 			noDeps(libp2p, quic)},
 		{"only node wires: nothing but cmd/ imports node", []string{"..."}, []string{"node", "cmd/..."}, noDeps(mod("node"))},
 		{"store holds no network code", []string{"store"}, nil,
-			noDeps(libp2p, quic, mod("flitlink/..."), mod("ebt"), mod("contexts"), mod("dht"))},
+			noDeps(libp2p, quic, mod("flitlink/..."), mod("ebt"), mod("swarm"), mod("contexts"), mod("dht"))},
+		{"object is the format alone: no protocol, store or network", []string{"object"}, nil,
+			noDeps(libp2p, quic, badger, mod("flitlink/..."), mod("ebt"), mod("swarm"), mod("contexts"), mod("dht"), mod("store"), mod("feed"))},
 		{"rpc declares what it serves: it imports none of node, tokens and store", []string{"rpc"}, nil,
 			noDeps(mod("node"), mod("tokens"), mod("store"))},
 		{"sdk and rpc/api are free of libp2p, QUIC and Badger", []string{"sdk", "rpc/api"}, nil, noDeps(libp2p, quic, badger)},

@@ -6,7 +6,7 @@ import (
 	"github.com/contextd/contextd/feed"
 )
 
-// Object IDs are CIDv1 strings (swarm.Info.ID): a raw CID for a
+// Object IDs are CIDv1 strings (object.Info.ID): a raw CID for a
 // single-chunk object, the swarm-root codec for a larger one. A malformed
 // CID is an invalid-params error; an object the node does not hold is
 // ErrNotFound.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/contextd/contextd/object"
 	"io"
 	"slices"
 	"strings"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/rpc/api"
-	"github.com/contextd/contextd/swarm"
 )
 
 // MaxObjectSize caps the objects the fake holds in memory.
@@ -22,7 +22,7 @@ const MaxObjectSize = 1 << 20
 // objects is the fake's object store: whole objects in memory.
 type objects struct {
 	mu     sync.Mutex // guards objs and onCall
-	objs   map[string]*object
+	objs   map[string]*heldObject
 	onCall func(method string, ctx context.Context)
 }
 
@@ -44,34 +44,34 @@ func (n *Node) called(method string, ctx context.Context) {
 	}
 }
 
-type object struct {
+type heldObject struct {
 	api.Object
 	data []byte
 }
 
 // AddObject stores data as an object (not pinned) and returns its ID.
 func (n *Node) AddObject(data []byte) (cid.Cid, error) {
-	t, err := swarm.Build(bytes.NewReader(data), swarm.Config{})
+	t, err := object.Build(bytes.NewReader(data), object.Config{})
 	if err != nil {
 		return cid.Undef, err
 	}
 	n.objs.mu.Lock()
 	defer n.objs.mu.Unlock()
 	if n.objs.objs == nil {
-		n.objs.objs = make(map[string]*object)
+		n.objs.objs = make(map[string]*heldObject)
 	}
 	id := t.ID()
 	if o := n.objs.objs[id.String()]; o != nil {
 		return id, nil
 	}
-	n.objs.objs[id.String()] = &object{
+	n.objs.objs[id.String()] = &heldObject{
 		Object: api.Object{CID: id.String(), Size: t.Size(), ChunkSize: t.ChunkSize(), Chunks: t.Chunks(), Held: t.Chunks()},
 		data:   bytes.Clone(data),
 	}
 	return id, nil
 }
 
-func (n *Node) object(id cid.Cid) (*object, error) {
+func (n *Node) object(id cid.Cid) (*heldObject, error) {
 	n.objs.mu.Lock()
 	defer n.objs.mu.Unlock()
 	o := n.objs.objs[id.String()]

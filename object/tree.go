@@ -1,4 +1,4 @@
-package swarm
+package object
 
 import (
 	"bytes"
@@ -39,13 +39,13 @@ const CodecRoot = 0x307574
 
 var (
 	// ErrBadHash reports a hash function other than SHA256 or SHA1.
-	ErrBadHash = errors.New("swarm: unknown hash (want sha256 or sha1)")
+	ErrBadHash = errors.New("object: unknown hash (want sha256 or sha1)")
 	// ErrBadChunkSize reports a chunk size that is not a power of two in range.
-	ErrBadChunkSize = fmt.Errorf("swarm: chunk size must be a power of two from %d to %d", MinChunkSize, MaxChunkSize)
+	ErrBadChunkSize = fmt.Errorf("object: chunk size must be a power of two from %d to %d", MinChunkSize, MaxChunkSize)
 	// ErrBadChunk reports a chunk, an uncle or an index that does not verify against the root.
-	ErrBadChunk = errors.New("swarm: chunk does not verify")
+	ErrBadChunk = errors.New("object: chunk does not verify")
 	// ErrBadPeaks reports peak hashes that do not form an RFC 7574 peak list.
-	ErrBadPeaks = errors.New("swarm: bad peak hashes")
+	ErrBadPeaks = errors.New("object: bad peak hashes")
 )
 
 // ParseHash parses "sha256" or "sha1" ("" is sha256).
@@ -88,7 +88,7 @@ func (h Hash) new() hash.Hash {
 	return sha256.New()
 }
 
-func (h Hash) valid() bool { return h == SHA256 || h == SHA1 }
+func (h Hash) Valid() bool { return h == SHA256 || h == SHA1 }
 
 // Config chooses how an object is cut and hashed. The zero value is SHA-256
 // with 16 KiB chunks.
@@ -105,7 +105,7 @@ func (c Config) fill() (Config, error) {
 	if c.ChunkSize == 0 {
 		c.ChunkSize = DefaultChunkSize
 	}
-	if !c.Hash.valid() {
+	if !c.Hash.Valid() {
 		return c, fmt.Errorf("%w: %v", ErrBadHash, c.Hash)
 	}
 	if err := CheckChunkSize(c.ChunkSize); err != nil {
@@ -141,8 +141,8 @@ func (in Info) Chunks() uint64 {
 	return max(n, 1)
 }
 
-// chunkLen returns the length chunk i must have.
-func (in Info) chunkLen(i uint64) int {
+// ChunkLen returns the length chunk i must have.
+func (in Info) ChunkLen(i uint64) int {
 	rest := uint64(in.Size) - i*uint64(in.ChunkSize)
 	return int(min(rest, uint64(in.ChunkSize)))
 }
@@ -183,15 +183,15 @@ func (in Info) ID() cid.Cid {
 // wholly past the end of the object is the zero hash). It returns nil or an
 // error wrapping ErrBadChunk.
 func (in Info) VerifyChunk(index uint64, data []byte, uncles [][]byte) error {
-	if !in.Hash.valid() || in.Size < 0 || CheckChunkSize(in.ChunkSize) != nil || len(in.Root) != in.Hash.Size() {
+	if !in.Hash.Valid() || in.Size < 0 || CheckChunkSize(in.ChunkSize) != nil || len(in.Root) != in.Hash.Size() {
 		return fmt.Errorf("%w: bad object info", ErrBadChunk)
 	}
 	n := in.Chunks()
 	if index >= n {
 		return fmt.Errorf("%w: chunk %d of %d", ErrBadChunk, index, n)
 	}
-	if len(data) != in.chunkLen(index) {
-		return fmt.Errorf("%w: chunk %d is %d bytes, want %d", ErrBadChunk, index, len(data), in.chunkLen(index))
+	if len(data) != in.ChunkLen(index) {
+		return fmt.Errorf("%w: chunk %d is %d bytes, want %d", ErrBadChunk, index, len(data), in.ChunkLen(index))
 	}
 	if k := in.Height(); uint(len(uncles)) != k {
 		return fmt.Errorf("%w: %d uncle hashes, want %d", ErrBadChunk, len(uncles), k)
@@ -262,7 +262,7 @@ func Build(r io.Reader, cfg Config) (*Tree, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("swarm: read chunk %d: %w", len(leaves)/cfg.Hash.Size(), err)
+			return nil, fmt.Errorf("object: read chunk %d: %w", len(leaves)/cfg.Hash.Size(), err)
 		}
 	}
 	t := &Tree{info: Info{Hash: cfg.Hash, ChunkSize: cfg.ChunkSize, Size: size}}
@@ -380,7 +380,7 @@ func (t *Tree) Peaks() []Peak {
 // from the last peak up: a left node is hashed with a zero right sibling, a
 // right node with the peak before it.
 func RootFromPeaks(h Hash, peaks []Peak) (root []byte, chunks uint64, err error) {
-	if !h.valid() {
+	if !h.Valid() {
 		return nil, 0, fmt.Errorf("%w: %v", ErrBadHash, h)
 	}
 	if len(peaks) == 0 || len(peaks) > 64 {
