@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"math/bits"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -312,4 +313,42 @@ func FuzzVerifyChunk(f *testing.F) {
 			t.Fatalf("tampered chunk %d (which %d) verified: %v", i, which, err)
 		}
 	})
+}
+
+// TestSubtreeRoot: a complete subtree's root is the root of the object
+// made of the same chunks (same hashing, no padding needed), and a count
+// that is not a power of two is refused.
+func TestSubtreeRoot(t *testing.T) {
+	const cs = MinChunkSize
+	data := make([]byte, 8*cs)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	tree, err := Build(bytes.NewReader(data), Config{ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks [][]byte
+	for i := range 8 {
+		chunks = append(chunks, data[i*cs:(i+1)*cs])
+	}
+	for _, k := range []int{1, 2, 4, 8} {
+		got, err := SHA256.SubtreeRoot(chunks[:k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := uint(bits.TrailingZeros(uint(k)))
+		if want := tree.Node(NewBin(l, 0)); !bytes.Equal(got, want) {
+			t.Errorf("%d leaves: root %x, want %x", k, got, want)
+		}
+	}
+	for _, k := range []int{0, 3, 6} {
+		if _, err := SHA256.SubtreeRoot(chunks[:k]); err == nil {
+			t.Errorf("%d leaves: no error", k)
+		}
+	}
+	empty, err := SHA1.SubtreeRoot([][]byte{nil, {}})
+	if err != nil || len(empty) != SHA1.Size() {
+		t.Errorf("two empty leaves: %x, %v", empty, err)
+	}
 }
