@@ -262,13 +262,22 @@ func (c *Circuit) sendFailed(ctx context.Context, written int, err error) error 
 }
 
 // Recv returns the next message, read straight from the circuit's stream
-// into a buffer of the message's size (checked against the maximum message
-// size first). After the peer closed the circuit and every message was
-// read, it returns io.EOF; after Close, ErrCircuitClosed; when the link
+// into a new buffer of the message's size (checked against the maximum
+// message size first). After the peer closed the circuit and every message
+// was read, it returns io.EOF; after Close, ErrCircuitClosed; when the link
 // dies, the link's error (ErrLinkClosed). If ctx ends first, Recv returns
 // ctx's error and the circuit stays usable: a later Recv continues the
 // message.
 func (c *Circuit) Recv(ctx context.Context) ([]byte, error) {
+	return c.RecvBuffer(ctx, nil)
+}
+
+// RecvBuffer is Recv reading the message into buf when it fits (cap(buf)
+// bytes), so that a reader of many large messages reuses its buffers. The
+// message returned aliases buf if it fit. A message cut short by ctx is
+// continued by the next call in the buffer it began in: buf belongs to the
+// circuit until a call returns it as a message, or the circuit is done.
+func (c *Circuit) RecvBuffer(ctx context.Context, buf []byte) ([]byte, error) {
 	l := c.l
 	select {
 	case c.recvSem <- struct{}{}:
@@ -292,7 +301,7 @@ func (c *Circuit) Recv(ctx context.Context) ([]byte, error) {
 	if !c.rd.begin(ctx) {
 		return nil, ErrCircuitClosed
 	}
-	msg, err := c.readMessage()
+	msg, err := c.readMessage(buf)
 	tripped := c.rd.end()
 	if err == nil {
 		l.cfg.Metrics.received(c.class, LengthSize+len(msg))
@@ -322,8 +331,9 @@ func (c *Circuit) Recv(ctx context.Context) ([]byte, error) {
 	return nil, c.rerr
 }
 
-// readMessage reads the rest of the current message.
-func (c *Circuit) readMessage() ([]byte, error) {
+// readMessage reads the rest of the current message: a new one into buf
+// if it fits.
+func (c *Circuit) readMessage(buf []byte) ([]byte, error) {
 	for c.lenN < LengthSize {
 		n, err := c.st.Read(c.lenBuf[c.lenN:])
 		if n > 0 {
@@ -339,7 +349,11 @@ func (c *Circuit) readMessage() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.msg = make([]byte, size)
+		if size > 0 && cap(buf) >= size {
+			c.msg = buf[:size]
+		} else {
+			c.msg = make([]byte, size)
+		}
 	}
 	for c.msgN < len(c.msg) {
 		n, err := c.st.Read(c.msg[c.msgN:])

@@ -117,6 +117,29 @@ func TestMessageSize(t *testing.T) {
 	})
 }
 
+// TestRecvBuffer: a message that fits the buffer given is read into it;
+// a larger one, or an empty one, into a buffer of its own.
+func TestRecvBuffer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := testCtx(t)
+		a, b := newPair(t, lat, flitlink.Config{}, flitlink.Config{})
+		ca, cb := openPair(t, a, b, "s", flitlink.Data)
+		buf := make([]byte, 100)
+		for _, m := range [][]byte{pattern(1, 100), pattern(2, 40), pattern(3, 101), {}} {
+			if err := ca.Send(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			got, err := cb.RecvBuffer(ctx, buf)
+			if err != nil || !bytes.Equal(got, m) {
+				t.Fatalf("RecvBuffer = %d bytes, %v; want %d bytes", len(got), err, len(m))
+			}
+			if in := len(m) > 0 && len(m) <= cap(buf); in != (len(got) > 0 && &got[0] == &buf[0]) {
+				t.Errorf("a %d-byte message: read into the %d-byte buffer: %t, want %t", len(m), cap(buf), !in, in)
+			}
+		}
+	})
+}
+
 func TestRefuse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := testCtx(t)

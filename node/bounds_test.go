@@ -190,7 +190,7 @@ func TestRemoveObject(t *testing.T) {
 	if _, err := n.store.Object(id); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("record after rm: %v", err)
 	}
-	if _, err := n.store.AppendChunk(nil, id, 0); !errors.Is(err, store.ErrNotFound) {
+	if _, err := n.store.AppendChunks(nil, id, 0, 1); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("chunk after rm: %v", err)
 	}
 	if _, err := n.RemoveObject(id, true); !errors.Is(err, api.ErrNotFound) {

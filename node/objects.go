@@ -451,7 +451,8 @@ func (n *Node) OpenObject(ctx context.Context, id cid.Cid, progress func(done, t
 	} else if progress != nil {
 		progress(st.Info.Size, st.Info.Size)
 	}
-	return &objectReader{objs: n.store, id: id, chunks: st.Info.Chunks(), release: release}, st.Info.Size, nil
+	run := uint64(max(1, min(readRun/st.Info.ChunkSize, store.MaxPutChunks)))
+	return &objectReader{objs: n.store, id: id, chunks: st.Info.Chunks(), run: run, release: release}, st.Info.Size, nil
 }
 
 // GetObject makes the node hold object id as OpenObject does, then writes
@@ -483,11 +484,13 @@ func (n *Node) GetObject(ctx context.Context, id cid.Cid, path string, progress 
 	return res, nil
 }
 
-// objectReader reads a held object from the store, one chunk at a time.
+// objectReader reads a held object from the store, readRun bytes of
+// chunks at a time.
 type objectReader struct {
 	objs    store.Objects
 	id      cid.Cid
 	chunks  uint64
+	run     uint64 // chunks per read
 	next    uint64 // the next chunk to read
 	buf     []byte // the chunk read last
 	off     int    // buf[off:] is still to be returned
@@ -495,17 +498,21 @@ type objectReader struct {
 	release func()
 }
 
-// fill reads the next chunk into r.buf; io.EOF after the last.
+// readRun is how many bytes of chunks an objectReader reads at once.
+const readRun = 256 << 10
+
+// fill reads the next chunks into r.buf; io.EOF after the last.
 func (r *objectReader) fill() error {
 	if r.next == r.chunks {
 		return io.EOF
 	}
-	b, err := r.objs.AppendChunk(r.buf[:0], r.id, r.next)
+	k := min(r.run, r.chunks-r.next)
+	b, err := r.objs.AppendChunks(r.buf[:0], r.id, r.next, k)
 	if err != nil {
-		return fmt.Errorf("node: read chunk %d of %s: %w", r.next, r.id, err)
+		return fmt.Errorf("node: read chunks %d to %d of %s: %w", r.next, r.next+k-1, r.id, err)
 	}
 	r.buf, r.off = b, 0
-	r.next++
+	r.next += k
 	return nil
 }
 

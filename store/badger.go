@@ -164,7 +164,7 @@ const (
 // written in the last seconds, which are fetched again. A chunk's bytes
 // reach its file before its record commits, and are checked against the
 // record's CRC-32C on every read, so a chunk a power loss tore (or whose
-// file it lost) reads as ErrCorrupt, and is then forgotten (AppendChunk),
+// file it lost) reads as ErrCorrupt, and is then forgotten (AppendChunks),
 // not served. An open of a store of layout 3 or before first moves its
 // chunks into chunk files (moveChunks).
 func OpenBadger(dir string, opts BadgerOptions) (*Badger, error) {

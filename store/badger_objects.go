@@ -492,17 +492,18 @@ func (s *Badger) putChunks(id cid.Cid, chunks []object.Chunk) error {
 	})
 }
 
-// AppendChunk implements Objects.
-func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
-	out, err := s.readChunk(dst, id, index)
-	if errors.Is(err, ErrCorrupt) {
+// AppendChunks implements Objects.
+func (s *Badger) AppendChunks(dst []byte, id cid.Cid, first, count uint64) ([]byte, error) {
+	out, err := s.readChunks(dst, id, first, count)
+	var bad *badChunk
+	if errors.As(err, &bad) {
 		// Forget the chunk, so that a get fetches it again.
-		if ferr := s.forgetChunk(id, index); ferr != nil {
+		if ferr := s.forgetChunk(id, bad.index); ferr != nil {
 			err = errors.Join(err, ferr)
 		}
 	}
 	if err != nil {
-		return dst, objErr(err, "get chunk", id)
+		return dst, objErr(err, "get chunks", id)
 	}
 	if out == nil {
 		out = []byte{}
@@ -510,23 +511,36 @@ func (s *Badger) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, erro
 	return out, nil
 }
 
-// readChunk appends held chunk index of object id to dst, read from the
-// object's chunk file and checked against the chunk's record: bytes that
-// do not match it (torn by a power loss: the file is not synced) or a
-// missing file are ErrCorrupt.
-func (s *Badger) readChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
+// badChunk is the ErrCorrupt of a chunk that reads back wrong.
+type badChunk struct {
+	index uint64
+	err   error
+}
+
+func (e *badChunk) Error() string { return e.err.Error() }
+func (e *badChunk) Unwrap() error { return e.err }
+
+// readChunks appends held chunks first to first+count-1 of object id to
+// dst, read from the object's chunk file in one read and each checked
+// against its record: bytes that do not match it (torn by a power loss:
+// the file is not synced) or a missing file are a *badChunk (the first
+// chunk found bad) wrapping ErrCorrupt; a chunk not held, or past the
+// end, is ErrNotFound.
+func (s *Badger) readChunks(dst []byte, id cid.Cid, first, count uint64) ([]byte, error) {
 	if err := checkObjectID(id); err != nil {
 		return dst, err
+	}
+	if count == 0 || count > MaxPutChunks {
+		return dst, fmt.Errorf("%w: read of %d chunks (1 to %d)", ErrBadObject, count, MaxPutChunks)
 	}
 	if err := s.rlock(); err != nil {
 		return dst, err
 	}
 	defer s.mu.RUnlock()
 	var (
-		n   int
-		off int64
-		sum []byte
-		f   *chunkFile
+		info object.Info
+		sums = make([][]byte, 0, count)
+		f    *chunkFile
 	)
 	// The file is opened under the object lock, so that it is the held
 	// object's, not one a concurrent deletion removed.
@@ -536,22 +550,28 @@ func (s *Badger) readChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error)
 		if err != nil {
 			return err
 		}
-		if n, err = chunkLen(m.info, index); err != nil {
-			return ErrNotFound // no such chunk
+		info = m.info
+		if first >= info.Chunks() || count > info.Chunks()-first {
+			return ErrNotFound // no such chunks
 		}
-		off = int64(index) * int64(m.info.ChunkSize)
 		err = s.blobs.View(func(txn *badger.Txn) error {
-			return readValue(txn, objKeyU64(prefixChunkSum, id, index), func(v []byte) error {
-				sum = bytes.Clone(v)
-				return nil
-			})
+			for i := first; i < first+count; i++ {
+				err := readValue(txn, objKeyU64(prefixChunkSum, id, i), func(v []byte) error {
+					sums = append(sums, bytes.Clone(v))
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 		if err != nil {
 			return err
 		}
 		f, err = s.chunks.acquire(id, false)
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%w: chunk %d is recorded but the object's chunk file is missing", ErrCorrupt, index)
+			return &badChunk{first, fmt.Errorf("%w: chunk %d is recorded but the object's chunk file is missing", ErrCorrupt, first)}
 		}
 		return err
 	}()
@@ -560,15 +580,24 @@ func (s *Badger) readChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error)
 		return dst, err
 	}
 	defer s.chunks.release(f, false)
+	off := int64(first) * int64(info.ChunkSize)
+	end := min(int64(first+count)*int64(info.ChunkSize), info.Size)
+	n := int(end - off)
 	out := slices.Grow(dst, n)[:len(dst)+n]
-	if _, err := f.ReadAt(out[len(dst):], off); err != nil {
+	if k, err := f.ReadAt(out[len(dst):], off); err != nil {
 		if errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: chunk %d is past the end of the object's chunk file", ErrCorrupt, index)
+			i := first + uint64(k/info.ChunkSize)
+			err = &badChunk{i, fmt.Errorf("%w: chunk %d is past the end of the object's chunk file", ErrCorrupt, i)}
 		}
 		return dst, err
 	}
-	if err := checkChunkSum(sum, out[len(dst):], index); err != nil {
-		return dst, err
+	data := out[len(dst):]
+	for k, sum := range sums {
+		i := first + uint64(k)
+		c := data[min(len(data), k*info.ChunkSize):min(len(data), (k+1)*info.ChunkSize)]
+		if err := checkChunkSum(sum, c, i); err != nil {
+			return dst, &badChunk{i, err}
+		}
 	}
 	return out, nil
 }

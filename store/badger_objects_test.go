@@ -56,7 +56,7 @@ func TestBadgerObjectsReopen(t *testing.T) {
 				t.Fatalf("object %d lease after reopen: %v, want %v", i, got.Leases[h], until)
 			}
 		}
-		if c, err := s.AppendChunk(nil, o[i].id, 1); err != nil || !bytes.Equal(c, o[i].chunk(t, 1)) {
+		if c, err := s.AppendChunks(nil, o[i].id, 1, 1); err != nil || !bytes.Equal(c, o[i].chunk(t, 1)) {
 			t.Fatalf("chunk after reopen: %v", err)
 		}
 		if h, err := s.GetHash(o[i].id, 1); err != nil || !bytes.Equal(h, o[i].tree.Node(1)) {
@@ -225,8 +225,8 @@ func TestBadgerObjectsTornChunk(t *testing.T) {
 		{lost, []uint64{0, 1}, 0},
 	} {
 		for _, i := range tc.torn {
-			if c, err := s.AppendChunk(nil, tc.o.id, i); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("AppendChunk of torn chunk %d = %d bytes, %v; want ErrCorrupt", i, len(c), err)
+			if c, err := s.AppendChunks(nil, tc.o.id, i, 1); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("AppendChunks of torn chunk %d = %d bytes, %v; want ErrCorrupt", i, len(c), err)
 			}
 		}
 		st := mustStat(t, s, tc.o.id)
@@ -237,8 +237,8 @@ func TestBadgerObjectsTornChunk(t *testing.T) {
 			t.Fatalf("Have = %08b, %v; want %08b", have, err, tc.haveLeft)
 		}
 		for _, i := range tc.torn {
-			if c, err := s.AppendChunk(nil, tc.o.id, i); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("AppendChunk again = %d bytes, %v; want ErrNotFound", len(c), err)
+			if c, err := s.AppendChunks(nil, tc.o.id, i, 1); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("AppendChunks again = %d bytes, %v; want ErrNotFound", len(c), err)
 			}
 			if err := s.PutChunk(tc.o.id, i, tc.o.chunk(t, i)); err != nil {
 				t.Fatal(err)
@@ -275,7 +275,7 @@ func checkReadBack(t *testing.T, s Objects, o *testObject) {
 	var buf []byte
 	for i := range o.tree.Chunks() {
 		var err error
-		if buf, err = s.AppendChunk(buf[:0], o.id, i); err != nil || !bytes.Equal(buf, o.chunk(t, i)) {
+		if buf, err = s.AppendChunks(buf[:0], o.id, i, 1); err != nil || !bytes.Equal(buf, o.chunk(t, i)) {
 			t.Fatalf("chunk %d of %s reads back as %d other bytes (%v)", i, o.id, len(buf), err)
 		}
 	}

@@ -115,7 +115,7 @@ func BenchmarkBadgerChunks(b *testing.B) {
 		var buf []byte
 		for b.Loop() {
 			for i := range tree.Chunks() {
-				if buf, err = s.AppendChunk(buf[:0], id, i); err != nil {
+				if buf, err = s.AppendChunks(buf[:0], id, i, 1); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -321,7 +321,7 @@ func testDeleteObject(t *testing.T, s boundsStore) {
 	}
 	// The other object is whole.
 	for i := range keep.tree.Chunks() {
-		c, err := s.AppendChunk(nil, keep.id, i)
+		c, err := s.AppendChunks(nil, keep.id, i, 1)
 		if err != nil || string(c) != string(keep.chunk(t, i)) {
 			t.Fatalf("chunk %d of the kept object: %v", i, err)
 		}

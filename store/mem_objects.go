@@ -155,20 +155,29 @@ func (m *Mem) PutChunks(id cid.Cid, chunks []object.Chunk) error {
 	})
 }
 
-// AppendChunk implements Objects.
-func (m *Mem) AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error) {
+// AppendChunks implements Objects.
+func (m *Mem) AppendChunks(dst []byte, id cid.Cid, first, count uint64) ([]byte, error) {
+	if count == 0 || count > MaxPutChunks {
+		return dst, fmt.Errorf("%w: read of %d chunks (1 to %d)", ErrBadObject, count, MaxPutChunks)
+	}
+	out := dst
 	err := m.withObject(id, func(o *memObjects, _ *objMeta) error {
-		c, ok := o.chunks[id.KeyString()][index]
-		if !ok {
-			return ErrNotFound
+		for i := first; i-first < count; i++ {
+			c, ok := o.chunks[id.KeyString()][i]
+			if !ok {
+				return ErrNotFound
+			}
+			out = append(out, c...)
 		}
-		dst = append(dst, c...)
-		if dst == nil {
-			dst = []byte{}
+		if out == nil {
+			out = []byte{}
 		}
 		return nil
 	})
-	return dst, err
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
 }
 
 // Have implements Objects.

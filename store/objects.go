@@ -57,7 +57,7 @@ var (
 // after the now given to Evict; otherwise it is cached and evicted least
 // recently used first. Access order is a counter: PutObject, PutChunk and
 // PutChunks (when they add a chunk) and Touch make the object the most
-// recently used. AppendChunk, GetHash and the other reads do not, so reads
+// recently used. AppendChunks, GetHash and the other reads do not, so reads
 // stay reads; callers Touch once per request they serve. The store has no clock: time
 // comes in through Evict.
 //
@@ -90,11 +90,12 @@ type Objects interface {
 	// chunks, and an index repeated in chunks, are skipped. It counts as
 	// an access when it adds a chunk. The store keeps copies.
 	PutChunks(id cid.Cid, chunks []object.Chunk) error
-	// AppendChunk appends a held chunk to dst and returns the extended
-	// slice (never nil), or ErrNotFound. Readers reuse dst across chunks.
-	// A chunk that reads back wrong (Badger: torn by a power loss) is
+	// AppendChunks appends held chunks first to first+count-1 (1 ≤ count
+	// ≤ MaxPutChunks) to dst, in one read, and returns the extended slice
+	// (never nil); ErrNotFound if any of them is not held. Readers reuse
+	// dst. A chunk that reads back wrong (Badger: torn by a power loss) is
 	// ErrCorrupt, and the store forgets it, so that it is fetched again.
-	AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error)
+	AppendChunks(dst []byte, id cid.Cid, first, count uint64) ([]byte, error)
 	// Have returns the object's have-bitmap: bit i%8 of byte i/8 is set
 	// when chunk i is held; it is ⌈chunks/8⌉ bytes long.
 	Have(id cid.Cid) ([]byte, error)

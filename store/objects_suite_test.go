@@ -82,8 +82,8 @@ func checkGone(t testing.TB, s Objects, o *testObject) {
 	if _, err := s.Object(o.id); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Object of an evicted object: %v, want ErrNotFound", err)
 	}
-	if _, err := s.AppendChunk(nil, o.id, 0); !errors.Is(err, ErrNotFound) {
-		t.Errorf("AppendChunk of an evicted object: %v, want ErrNotFound", err)
+	if _, err := s.AppendChunks(nil, o.id, 0, 1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("AppendChunks of an evicted object: %v, want ErrNotFound", err)
 	}
 	if _, err := s.GetHash(o.id, o.tree.Info().RootBin()); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetHash of an evicted object: %v, want ErrNotFound", err)
@@ -153,8 +153,8 @@ func testObjects(t *testing.T, open func(t *testing.T) Objects) {
 
 func testObjChunks(t *testing.T, s Objects) {
 	o := newTestObject(t, 1, 5*testChunk+100) // 6 chunks, the last 100 bytes
-	if _, err := s.AppendChunk(nil, o.id, 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("AppendChunk of an unknown object: %v", err)
+	if _, err := s.AppendChunks(nil, o.id, 0, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("AppendChunks of an unknown object: %v", err)
 	}
 	if err := s.PutChunk(o.id, 0, o.chunk(t, 0)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("PutChunk of an unknown object: %v", err)
@@ -185,8 +185,8 @@ func testObjChunks(t *testing.T, s Objects) {
 	if err != nil || !bytes.Equal(have, []byte{0b101001}) {
 		t.Fatalf("Have = %08b, %v; want 00101001", have, err)
 	}
-	if _, err := s.AppendChunk(nil, o.id, 1); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("AppendChunk of a missing chunk: %v", err)
+	if _, err := s.AppendChunks(nil, o.id, 1, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("AppendChunks of a missing chunk: %v", err)
 	}
 	for _, i := range []uint64{1, 2, 4} {
 		if err := s.PutChunk(o.id, i, o.chunk(t, i)); err != nil {
@@ -198,9 +198,9 @@ func testObjChunks(t *testing.T, s Objects) {
 		t.Fatalf("complete object: held %d bytes %d", st.Held, st.Bytes)
 	}
 	for i := range o.tree.Chunks() {
-		c, err := s.AppendChunk(nil, o.id, i)
+		c, err := s.AppendChunks(nil, o.id, i, 1)
 		if err != nil || !bytes.Equal(c, o.chunk(t, i)) {
-			t.Fatalf("AppendChunk %d: %d bytes, %v", i, len(c), err)
+			t.Fatalf("AppendChunks %d: %d bytes, %v", i, len(c), err)
 		}
 	}
 	if have, _ := s.Have(o.id); !bytes.Equal(have, []byte{0b111111}) {
@@ -309,9 +309,9 @@ func testObjPutChunks(t *testing.T, s Objects) {
 		t.Fatalf("complete object: %+v", st)
 	}
 	for i := range o.tree.Chunks() {
-		c, err := s.AppendChunk(nil, o.id, i)
+		c, err := s.AppendChunks(nil, o.id, i, 1)
 		if err != nil || !bytes.Equal(c, o.chunk(t, i)) {
-			t.Fatalf("AppendChunk %d: %d bytes, %v", i, len(c), err)
+			t.Fatalf("AppendChunks %d: %d bytes, %v", i, len(c), err)
 		}
 	}
 	// The store keeps copies.
@@ -324,8 +324,8 @@ func testObjPutChunks(t *testing.T, s Objects) {
 		t.Fatal(err)
 	}
 	buf[0] ^= 0xff
-	if c, err := s.AppendChunk(nil, p.id, 1); err != nil || !bytes.Equal(c, p.chunk(t, 1)) {
-		t.Fatalf("AppendChunk after the caller's buffer changed: %v", err)
+	if c, err := s.AppendChunks(nil, p.id, 1, 1); err != nil || !bytes.Equal(c, p.chunk(t, 1)) {
+		t.Fatalf("AppendChunks after the caller's buffer changed: %v", err)
 	}
 }
 
@@ -396,9 +396,9 @@ func testObjEmpty(t *testing.T, s Objects) {
 	if !st.Complete() || st.Bytes != 0 {
 		t.Fatalf("empty object: %+v", st)
 	}
-	c, err := s.AppendChunk(nil, o.id, 0)
+	c, err := s.AppendChunks(nil, o.id, 0, 1)
 	if err != nil || c == nil || len(c) != 0 {
-		t.Fatalf("AppendChunk of the empty chunk = %v, %v; want empty non-nil", c, err)
+		t.Fatalf("AppendChunks of the empty chunk = %v, %v; want empty non-nil", c, err)
 	}
 	if have, _ := s.Have(o.id); !bytes.Equal(have, []byte{1}) {
 		t.Fatalf("Have = %08b", have)
@@ -607,8 +607,8 @@ func testObjEvictLRU(t *testing.T, s Objects) {
 	if err := s.Touch(o[0].id); err != nil { // already the latest: no change
 		t.Fatal(err)
 	}
-	// AppendChunk is no access: o[1] stays the least recently used.
-	if _, err := s.AppendChunk(nil, o[1].id, 0); err != nil {
+	// AppendChunks is no access: o[1] stays the least recently used.
+	if _, err := s.AppendChunks(nil, o[1].id, 0, 1); err != nil {
 		t.Fatal(err)
 	}
 	// Order now o[1], o[2], o[3], o[0].
@@ -710,7 +710,7 @@ func testObjCopies(t *testing.T, s Objects) {
 		t.Fatal("the store kept the caller's root")
 	}
 	st.Info.Root[0] ^= 1
-	got, _ := s.AppendChunk(nil, o.id, 0)
+	got, _ := s.AppendChunks(nil, o.id, 0, 1)
 	if !bytes.Equal(got, o.chunk(t, 0)) {
 		t.Fatal("the store kept the caller's chunk")
 	}
@@ -723,7 +723,7 @@ func testObjCopies(t *testing.T, s Objects) {
 	if st := mustStat(t, s, o.id); !sameInfo(st.Info, o.tree.Info()) {
 		t.Fatal("the store handed out its root")
 	}
-	if got, _ := s.AppendChunk(nil, o.id, 0); !bytes.Equal(got, o.chunk(t, 0)) {
+	if got, _ := s.AppendChunks(nil, o.id, 0, 1); !bytes.Equal(got, o.chunk(t, 0)) {
 		t.Fatal("the store handed out its chunk")
 	}
 	if gh, _ := s.GetHash(o.id, 1); !bytes.Equal(gh, o.tree.Node(1)) {
@@ -751,8 +751,8 @@ func testObjClosed(t *testing.T, s Objects) {
 	if _, err := s.Object(o.id); !errors.Is(err, ErrClosed) {
 		t.Errorf("Object after Close: %v", err)
 	}
-	if _, err := s.AppendChunk(nil, o.id, 0); !errors.Is(err, ErrClosed) {
-		t.Errorf("AppendChunk after Close: %v", err)
+	if _, err := s.AppendChunks(nil, o.id, 0, 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("AppendChunks after Close: %v", err)
 	}
 	if _, err := s.Have(o.id); !errors.Is(err, ErrClosed) {
 		t.Errorf("Have after Close: %v", err)

@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,7 +36,7 @@ const (
 	// DefaultInFlight bounds the requests in flight at one peer; the
 	// window starts at startInFlight and adapts to the peer (see
 	// FetchConfig.InFlight).
-	DefaultInFlight = 64
+	DefaultInFlight = 256
 	DefaultEndGame  = 4
 	// DefaultBatchChunks and DefaultBatchBytes bound a batch of verified
 	// chunks put at once (store.MaxPutChunks, store.MaxPutChunkBytes).
@@ -240,13 +241,21 @@ type fevent struct {
 	bad   bool // err is a chunk or hash that does not verify
 }
 
-// verified is a DATA chunk that verified against the root with the
-// uncles the same peer sent.
+// verified is a run of chunks (one DATA, or one CHUNKS) that verified
+// against the root with the uncles the same peer sent.
 type verified struct {
-	index  uint64
-	data   []byte
-	uncles [][]byte // sibling hashes from the chunk up to the root
+	first  uint64
+	chunks [][]byte
+	proved []object.BinHash // what the check proved: kept to serve them
+	buf    *[]byte          // the message's buffer, which chunks alias
 }
+
+// recvBufs recycles the buffers of received messages: a run of chunks
+// stays in its message's buffer until the batch writer has stored it.
+var recvBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxRunBytes+runHeaderRoom); return &b }}
+
+// runHeaderRoom is room for a CHUNKS header beside maxRunBytes of chunks.
+const runHeaderRoom = 8 << 10
 
 // fetcher is one Fetch call.
 type fetcher struct {
@@ -279,6 +288,7 @@ type fetcher struct {
 	pendingBytes int
 	pendingSince time.Time
 	pendingHash  map[object.Bin][]byte
+	pendingBufs  []*[]byte // the received buffers pending chunks alias
 }
 
 // Fetch downloads the object described by info into dst from the sessions
@@ -374,33 +384,48 @@ func (f *fetcher) add(c Conn) {
 func (f *fetcher) pstats(p *fpeer) *PeerStats { return &f.stats.Peers[p.idx] }
 
 // read turns a peer's messages into events. It keeps the hashes the peer
-// sent in INTEGRITY and verifies each DATA chunk with them, so that
-// verification runs on as many cores as there are peers; a chunk or hash
-// that does not verify ends the session.
+// sent (INTEGRITY, CHUNKS) and verifies each DATA or CHUNKS run with
+// them, so that verification runs on as many cores as there are peers; a
+// chunk or hash that does not verify ends the session.
 func (f *fetcher) read(ctx context.Context, p *fpeer) {
 	hashes := make(map[object.Bin][]byte)
+	keep := func(hs []object.BinHash) error {
+		for _, bh := range hs {
+			if !f.inTree(bh.Bin) {
+				return fmt.Errorf("%w: hash of bin %v outside the tree", ErrProtocol, bh.Bin)
+			}
+			hashes[bh.Bin] = bytes.Clone(bh.Hash) // the message's buffer is recycled
+		}
+		return nil
+	}
 	for {
 		ev := fevent{p: p}
-		b, err := p.conn.Recv(ctx)
+		buf := recvBufs.Get().(*[]byte)
+		b, err := p.conn.RecvBuffer(ctx, (*buf)[:0])
 		if err == nil {
 			ev.m, err = Decode(b, f.info.Hash.Size())
 		}
 		ev.err = err
 		switch m := ev.m.(type) {
 		case Integrity:
-			for _, bh := range m.Hashes {
-				if !f.inTree(bh.Bin) {
-					ev.err = fmt.Errorf("%w: INTEGRITY bin %v outside the tree", ErrProtocol, bh.Bin)
-					break
-				}
-				hashes[bh.Bin] = bh.Hash
-			}
+			ev.err = keep(m.Hashes)
 			ev.m = nil
 		case Data:
-			ev.chunk, ev.err = f.verify(m, hashes)
-			ev.bad = errors.Is(ev.err, object.ErrBadChunk)
+			ev.chunk, ev.err = f.verify(uint64(m.Bin)>>1, m.Data, hashes)
+			ev.m = nil
+		case Chunks:
+			if ev.err = keep(m.Hashes); ev.err == nil {
+				ev.chunk, ev.err = f.verify(m.First, m.Data, hashes)
+			}
 			ev.m = nil
 		}
+		if ev.chunk != nil && cap(b) > 0 && &b[:1][0] == &(*buf)[:1][0] {
+			*buf = b
+			ev.chunk.buf = buf // the loop passes it on with the chunks
+		} else if ev.m == nil {
+			recvBufs.Put(buf) // nothing holds on to it
+		}
+		ev.bad = errors.Is(ev.err, object.ErrBadChunk)
 		if ev.m == nil && ev.chunk == nil && ev.err == nil {
 			continue // nothing for the loop
 		}
@@ -415,28 +440,17 @@ func (f *fetcher) read(ctx context.Context, p *fpeer) {
 	}
 }
 
-// verify checks a DATA chunk against the root with the uncles in hashes.
-func (f *fetcher) verify(m Data, hashes map[object.Bin][]byte) (*verified, error) {
-	c := uint64(m.Bin) >> 1
-	if c >= f.n {
-		return nil, fmt.Errorf("%w: DATA chunk %d of %d", ErrProtocol, c, f.n)
+// verify checks the run of chunks from first that data holds against the
+// root, with the uncles in hashes.
+func (f *fetcher) verify(first uint64, data []byte, hashes map[object.Bin][]byte) (*verified, error) {
+	if first >= f.n {
+		return nil, fmt.Errorf("%w: chunk %d of %d", ErrProtocol, first, f.n)
 	}
-	uncles := make([][]byte, 0, f.height)
-	for b := object.ChunkBin(c); b.Layer() < f.height; b = b.Parent() {
-		u := b.Sibling()
-		h, ok := hashes[u]
-		if !ok && u.BaseOffset() >= f.n {
-			h, ok = make([]byte, f.info.Hash.Size()), true // padding
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: chunk %d: uncle %v not sent", object.ErrBadChunk, c, u)
-		}
-		uncles = append(uncles, h)
-	}
-	if err := f.info.VerifyChunk(c, m.Data, uncles); err != nil {
+	chunks, proved, err := f.info.VerifyRange(first, data, func(b object.Bin) []byte { return hashes[b] })
+	if err != nil {
 		return nil, err
 	}
-	return &verified{index: c, data: m.Data, uncles: uncles}, nil
+	return &verified{first: first, chunks: chunks, proved: proved}, nil
 }
 
 // write sends what the loop queued for a peer.
@@ -641,14 +655,41 @@ func (f *fetcher) forget(p *fpeer) {
 	clear(p.inflight)
 }
 
-// data takes a chunk p's reader verified: a fresh one joins the batch,
-// an unrequested or duplicate one is counted and dropped.
+// data takes a run of chunks p's reader verified: fresh ones join the
+// batch with the hashes that proved them, unrequested or duplicate ones
+// are counted and dropped.
 func (f *fetcher) data(p *fpeer, v *verified) {
-	c := v.index
-	size := int64(len(v.data))
+	// The hashes join the batch first: a batch writes its hashes before
+	// its chunks, so no chunk is stored without its uncles.
+	for _, h := range v.proved {
+		if !f.putBins[h.Bin] {
+			f.pendingHash[h.Bin] = h.Hash
+			f.putBins[h.Bin] = true
+		}
+	}
+	kept := false
+	for k, chunk := range v.chunks {
+		kept = f.chunk(p, v.first+uint64(k), chunk) || kept
+	}
+	if v.buf != nil {
+		if kept {
+			f.pendingBufs = append(f.pendingBufs, v.buf)
+		} else {
+			recvBufs.Put(v.buf)
+		}
+	}
+	if len(f.pending) >= f.cfg.BatchChunks || f.pendingBytes >= f.cfg.BatchBytes {
+		f.flush()
+	}
+}
+
+// chunk takes one verified chunk c from p into the batch, unless it is
+// held already, and reports whether it did.
+func (f *fetcher) chunk(p *fpeer, c uint64, data []byte) bool {
+	size := int64(len(data))
 	st := f.pstats(p)
 	st.Bytes += size
-	f.cfg.Metrics.chunkIn(len(v.data), f.done[c])
+	f.cfg.Metrics.chunkIn(len(data), f.done[c])
 	at, asked := p.inflight[c]
 	if asked {
 		delete(p.inflight, c)
@@ -656,7 +697,7 @@ func (f *fetcher) data(p *fpeer, v *verified) {
 	}
 	if f.done[c] {
 		f.stats.DupBytes += size // an end-game duplicate, or already stored
-		return
+		return false
 	}
 	// A chunk that comes after its request timed out or was cancelled is
 	// verified and still missing: keep it (requests for it elsewhere are
@@ -665,25 +706,14 @@ func (f *fetcher) data(p *fpeer, v *verified) {
 	if asked {
 		f.adapt(p, time.Since(at))
 	}
-	if len(f.pending) > 0 && (len(f.pending) >= f.cfg.BatchChunks || f.pendingBytes+len(v.data) > f.cfg.BatchBytes) {
+	if len(f.pending) > 0 && (len(f.pending) >= f.cfg.BatchChunks || f.pendingBytes+len(data) > f.cfg.BatchBytes) {
 		f.flush()
 	}
 	if len(f.pending) == 0 {
 		f.pendingSince = time.Now()
 	}
-	f.pending = append(f.pending, object.Chunk{Index: c, Data: v.data})
-	f.pendingBytes += len(v.data)
-	b := object.ChunkBin(c)
-	for _, h := range v.uncles {
-		if u := b.Sibling(); !f.putBins[u] && u.BaseOffset() < f.n {
-			f.pendingHash[u] = h
-			f.putBins[u] = true
-		}
-		b = b.Parent()
-	}
-	if len(f.pending) >= f.cfg.BatchChunks {
-		f.flush()
-	}
+	f.pending = append(f.pending, object.Chunk{Index: c, Data: data})
+	f.pendingBytes += len(data)
 	f.done[c] = true
 	f.missing--
 	if f.cfg.Window > 0 || f.missing <= uint64(max(f.cfg.EndGame, 0)) {
@@ -699,6 +729,7 @@ func (f *fetcher) data(p *fpeer, v *verified) {
 			q.out.push(Cancel{Ranges: []Range{{First: c, Last: c}}})
 		}
 	}
+	return true
 }
 
 // adapt moves p's request window after a chunk that took took from
@@ -717,15 +748,17 @@ func (f *fetcher) flush() {
 	if len(f.pending) == 0 && len(f.pendingHash) == 0 {
 		return
 	}
-	f.wr.put(batch{chunks: f.pending, hashes: f.pendingHash})
-	f.pending, f.pendingBytes = nil, 0
+	f.wr.put(batch{chunks: f.pending, hashes: f.pendingHash, bufs: f.pendingBufs})
+	f.pending, f.pendingBytes, f.pendingBufs = nil, 0, nil
 	f.pendingHash = make(map[object.Bin][]byte)
 }
 
-// batch is verified chunks and the new hashes they came with.
+// batch is verified chunks, the new hashes they came with, and the
+// received buffers the chunks alias (recycled once they are written).
 type batch struct {
 	chunks []object.Chunk
 	hashes map[object.Bin][]byte
+	bufs   []*[]byte
 }
 
 // batchWriter writes batches to the sink in order on a goroutine of its
@@ -756,6 +789,9 @@ func (w *batchWriter) run() {
 			w.err = err
 			close(w.failed)
 			return
+		}
+		for _, buf := range b.bufs {
+			recvBufs.Put(buf)
 		}
 		w.stored += uint64(len(b.chunks))
 	}

@@ -48,7 +48,7 @@ func TestFetchBatches(t *testing.T) {
 		cfg := swarm.FetchConfig{BatchChunks: 16, BatchBytes: 10 * 1024, InFlight: 32}
 		st, _, _, err := runFetch(t, sn, o, sink, make([]func(swarm.Conn) swarm.Conn, 2), cfg)
 		if err != nil {
-			t.Fatalf("Fetch: %v", err)
+			t.Fatalf("Fetch: %v %+v", err, st)
 		}
 		sink.check(t)
 		if st.Chunks != o.tree.Chunks() {

@@ -91,7 +91,7 @@ func TestServeRequestRate(t *testing.T) {
 		for k := range uint64(4) {
 			c.Send(ctx, swarm.Request{Ranges: []swarm.Range{{First: 16 * k, Last: 16*k + 15}}}.Append(nil))
 			for n := 0; n < 16; {
-				b, err := c.Recv(ctx)
+				b, err := c.RecvBuffer(ctx, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -69,10 +69,10 @@ func (m *Metrics) chunkRejected() {
 	}
 }
 
-// chunkOut counts a chunk of size bytes served.
-func (m *Metrics) chunkOut(size int) {
+// served counts chunks served, of size bytes in all.
+func (m *Metrics) served(chunks uint64, size int) {
 	if m != nil {
-		m.chunksOut.Inc()
+		m.chunksOut.Add(float64(chunks))
 		m.bytesSent.Add(float64(size))
 	}
 }

@@ -23,10 +23,10 @@ func TestFetchMetrics(t *testing.T) {
 		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
 		corrupt := func(c swarm.Conn) swarm.Conn {
 			return &tamperConn{Conn: c, edit: func(m swarm.Message) []byte {
-				if d, ok := m.(swarm.Data); ok {
-					d.Data = bytes.Clone(d.Data)
-					d.Data[0] ^= 1
-					return d.Append(nil)
+				if c, ok := m.(swarm.Chunks); ok {
+					c.Data = bytes.Clone(c.Data)
+					c.Data[0] ^= 1
+					return c.Append(nil)
 				}
 				return nil
 			}}

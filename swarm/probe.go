@@ -90,7 +90,7 @@ func Accept(ctx context.Context, c Conn, lookup func(id cid.Cid) (object.Info, e
 
 // recvHandshake reads the first message of a session, which must be HANDSHAKE.
 func recvHandshake(ctx context.Context, c Conn, hashSize int) ([]byte, Handshake, error) {
-	b, err := c.Recv(ctx)
+	b, err := c.RecvBuffer(ctx, nil)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, Handshake{}, fmt.Errorf("swarm: peer closed the session before HANDSHAKE: %w", err)
@@ -117,7 +117,7 @@ type replayConn struct {
 	skipSend bool
 }
 
-func (c *replayConn) Recv(ctx context.Context) ([]byte, error) {
+func (c *replayConn) RecvBuffer(ctx context.Context, buf []byte) ([]byte, error) {
 	c.mu.Lock()
 	b := c.first
 	c.first = nil
@@ -125,7 +125,7 @@ func (c *replayConn) Recv(ctx context.Context) ([]byte, error) {
 	if b != nil {
 		return b, nil
 	}
-	return c.Conn.Recv(ctx)
+	return c.Conn.RecvBuffer(ctx, buf)
 }
 
 func (c *replayConn) Send(ctx context.Context, msg []byte) error {

@@ -21,21 +21,24 @@ import (
 
 // Conn is a reliable, ordered message channel to one peer: what a session
 // needs of a flitlink circuit (*flitlink.Circuit satisfies it). Send blocks
-// for flow-control credit and keeps no reference to msg once it returns
-// (Serve reuses its buffer); Recv returns io.EOF once the peer has closed.
+// while the peer does not read and keeps no reference to msg once it
+// returns (Serve reuses its buffer); RecvBuffer returns the next message,
+// read into buf if it fits (buf nil: a new buffer), and io.EOF once the
+// peer has closed.
 type Conn interface {
 	Send(ctx context.Context, msg []byte) error
-	Recv(ctx context.Context) ([]byte, error)
+	RecvBuffer(ctx context.Context, buf []byte) ([]byte, error)
 	Close() error
 }
 
 // ObjectSource is what Serve reads of the local object store
-// (store.Objects satisfies it): the have-bitmap, held chunks (appended to a
-// buffer Serve reuses), the verified tree hashes that serve as uncles, and
-// Touch once per REQUEST served.
+// (store.Objects satisfies it): the have-bitmap, runs of held chunks
+// (appended to a buffer Serve reuses; an error if any of the run is not
+// held), the verified tree hashes that serve as uncles, and Touch once per
+// REQUEST served.
 type ObjectSource interface {
 	Have(id cid.Cid) ([]byte, error)
-	AppendChunk(dst []byte, id cid.Cid, index uint64) ([]byte, error)
+	AppendChunks(dst []byte, id cid.Cid, first, count uint64) ([]byte, error)
 	GetHash(id cid.Cid, bin object.Bin) ([]byte, error)
 	Touch(id cid.Cid) error
 }
@@ -53,8 +56,14 @@ var (
 )
 
 // DefaultMaxRequests is how many requested chunks Serve accepts in flight
-// from one peer when ServeConfig.MaxRequests is 0.
-const DefaultMaxRequests = 64
+// from one peer when ServeConfig.MaxRequests is 0: 4 MiB of 16 KiB
+// chunks, a fast path's bandwidth-delay product with room to spare.
+const DefaultMaxRequests = 256
+
+// maxRunBytes bounds the chunk bytes of one CHUNKS message: a run of
+// consecutive requested chunks goes out in one message up to this size
+// (one chunk alone may be larger).
+const maxRunBytes = 256 << 10
 
 // ServeConfig configures Serve. The zero value of every field but Info
 // means its default.
@@ -121,9 +130,10 @@ type server struct {
 	limit int
 	log   *slog.Logger
 
-	mu    sync.Mutex    // guards queue
-	queue []uint64      // requested chunks not yet sent, in request order
-	sig   chan struct{} // capacity 1: the queue grew
+	mu      sync.Mutex    // guards queue and peerCap
+	queue   []uint64      // requested chunks not yet sent, in request order
+	peerCap uint64        // the peer's HANDSHAKE capability
+	sig     chan struct{} // capacity 1: the queue grew
 
 	sent      map[object.Bin]bool // writer's: hashes already sent in this session
 	msg       []byte              // writer's: the DATA message buffer, reused
@@ -226,8 +236,8 @@ func (s *server) write(ctx context.Context) error {
 			}
 		default:
 		}
-		i, ok := s.next()
-		if !ok {
+		first, count := s.nextRun()
+		if count == 0 {
 			select {
 			case <-s.sig:
 			case <-grown:
@@ -239,7 +249,7 @@ func (s *server) write(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := s.answer(ctx, i); err != nil {
+		if err := s.answer(ctx, first, count); err != nil {
 			return err
 		}
 	}
@@ -312,62 +322,84 @@ func (g *Growth) take() []uint64 {
 	return added
 }
 
-// next pops the first queued chunk.
-func (s *server) next() (uint64, bool) {
+// nextRun pops the longest run of consecutive chunks at the head of the
+// queue that fits one message and takes at most half the queue (a single
+// chunk for a peer that does not take CHUNKS); count is 0 when the queue
+// is empty. Half the queue: the peer gets a message while the rest is
+// still queued here, and its next requests arrive before the queue runs
+// dry, so a small request window still keeps the path busy.
+func (s *server) nextRun() (first, count uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.queue) == 0 {
-		return 0, false
+		return 0, 0
 	}
-	i := s.queue[0]
-	s.queue = s.queue[1:]
-	return i, true
+	first, count = s.queue[0], 1
+	if s.peerCap >= CapChunks {
+		max := uint64(max(1, min(maxRunBytes/s.info.ChunkSize, len(s.queue)/2)))
+		for count < max && int(count) < len(s.queue) && s.queue[count] == first+count {
+			count++
+		}
+	}
+	s.queue = s.queue[count:]
+	return first, count
 }
 
-// answer sends INTEGRITY (if any uncle is new to the peer) and DATA for
-// chunk i. A chunk the source does not hold is skipped. The chunk is read
-// straight into the DATA message, whose buffer serves every chunk (Send
-// keeps no message).
-func (s *server) answer(ctx context.Context, i uint64) error {
-	n := s.info.ChunkLen(i)
-	hdr := appendDataHeader(s.msg[:0], object.ChunkBin(i), n)
-	msg, err := s.src.AppendChunk(hdr, s.id, i)
-	if err == nil && len(msg)-len(hdr) != n {
-		err = fmt.Errorf("%w: %d bytes, want %d", object.ErrBadChunk, len(msg)-len(hdr), n)
+// answer sends chunks first to first+count-1 (count > 1 only for a peer
+// that takes CHUNKS) with the uncles the peer lacks: one CHUNKS message,
+// or INTEGRITY (if any uncle is new to the peer) and DATA for a peer of
+// capability 1. The chunks are read straight into the message, whose
+// buffer serves every message (Send keeps none). A run the source cannot
+// serve whole is served chunk by chunk; a chunk it does not hold, or
+// whose uncles it lacks (lost with a power loss, say), is skipped: the
+// peer asks elsewhere.
+func (s *server) answer(ctx context.Context, first, count uint64) error {
+	var hashes []object.BinHash
+	var err error
+	for _, u := range s.info.RangeUncles(first, count) {
+		if s.sent[u] {
+			continue
+		}
+		var h []byte
+		if h, err = s.src.GetHash(s.id, u); err != nil {
+			break
+		}
+		hashes = append(hashes, object.BinHash{Bin: u, Hash: h})
+	}
+	var hdr, msg []byte
+	if err == nil {
+		if s.peerCap >= CapChunks {
+			hdr = appendChunksHeader(s.msg[:0], first, hashes)
+		} else {
+			hdr = appendDataHeader(s.msg[:0], object.ChunkBin(first), s.info.ChunkLen(first))
+		}
+		msg, err = s.src.AppendChunks(hdr, s.id, first, count)
 	}
 	if err != nil {
-		s.log.Debug("swarm: requested chunk not served", "chunk", i, "err", err)
+		if count > 1 {
+			for i := first; i < first+count; i++ {
+				if err := s.answer(ctx, i, 1); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		s.log.Debug("swarm: requested chunk not served", "chunk", first, "err", err)
 		return nil
 	}
 	s.msg = msg
-	var integ Integrity
-	h := s.info.Height()
-	for b := object.ChunkBin(i); b.Layer() < h; b = b.Parent() {
-		u := b.Sibling()
-		if s.sent[u] || u.BaseOffset() >= s.n {
-			continue // known to the peer, or padding (the zero hash)
-		}
-		hash, err := s.src.GetHash(s.id, u)
-		if err != nil {
-			// Lost with a power loss, say: serve the chunks it proves
-			// to nobody rather than end the session.
-			s.log.Debug("swarm: requested chunk not served", "chunk", i, "uncle", u, "err", err)
-			return nil
-		}
-		integ.Hashes = append(integ.Hashes, BinHash{Bin: u, Hash: hash})
-	}
-	if len(integ.Hashes) > 0 {
-		if err := s.send(ctx, integ); err != nil {
+	if s.peerCap < CapChunks && len(hashes) > 0 {
+		if err := s.send(ctx, Integrity{Hashes: hashes}); err != nil {
 			return err
 		}
-		for _, bh := range integ.Hashes {
-			s.sent[bh.Bin] = true
-		}
 	}
-	if err := s.sendEncoded(ctx, TypeData, msg); err != nil {
-		return err
+	if err := s.conn.Send(ctx, msg); err != nil {
+		return fmt.Errorf("swarm: send %v: %w", MsgType(msg[0]), err)
 	}
-	s.m.chunkOut(n)
+	for _, h := range hashes {
+		s.sent[h.Bin] = true
+	}
+	s.m.served(count, len(msg)-len(hdr))
 	return nil
 }
 
@@ -375,7 +407,7 @@ func (s *server) answer(ctx context.Context, i uint64) error {
 func (s *server) read(ctx context.Context) error {
 	first := true
 	for {
-		b, err := s.conn.Recv(ctx)
+		b, err := s.conn.RecvBuffer(ctx, nil)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return io.EOF
@@ -394,6 +426,9 @@ func (s *server) read(ctx context.Context) error {
 			if err := checkHandshake(h, s.id, s.info); err != nil {
 				return err
 			}
+			s.mu.Lock()
+			s.peerCap = h.Capability
+			s.mu.Unlock()
 			first = false
 			continue
 		}
@@ -412,7 +447,7 @@ func (s *server) read(ctx context.Context) error {
 			}
 		case Cancel:
 			s.cancel(m.Ranges)
-		case Data, Integrity:
+		case Data, Integrity, Chunks:
 			if err := s.offend(m.Type()); err != nil {
 				return err
 			}

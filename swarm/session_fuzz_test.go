@@ -20,7 +20,7 @@ type scriptConn struct {
 	msgs [][]byte
 }
 
-func (c *scriptConn) Recv(ctx context.Context) ([]byte, error) {
+func (c *scriptConn) RecvBuffer(ctx context.Context, _ []byte) ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.msgs) == 0 {
@@ -66,11 +66,11 @@ func FuzzSessions(f *testing.F) {
 	o := newObject(f, 5*1024+3, 1024)
 	hs := swarm.Handshake{Capability: swarm.Capability, ObjectID: o.id.Bytes(), Hash: o.info.Hash,
 		ChunkSize: o.info.ChunkSize, Size: o.info.Size, MaxRequests: 8}
-	uncles := func(i uint64) []swarm.BinHash {
-		var out []swarm.BinHash
+	uncles := func(i uint64) []object.BinHash {
+		var out []object.BinHash
 		for b := object.ChunkBin(i); b.Layer() < o.info.Height(); b = b.Parent() {
 			if u := b.Sibling(); u.BaseOffset() < o.tree.Chunks() {
-				out = append(out, swarm.BinHash{Bin: u, Hash: o.tree.Node(u)})
+				out = append(out, object.BinHash{Bin: u, Hash: o.tree.Node(u)})
 			}
 		}
 		return out

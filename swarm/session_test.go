@@ -6,6 +6,7 @@ import (
 	"errors"
 	"github.com/contextd/contextd/object"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -112,7 +113,7 @@ func (s *checkedSink) PutChunks(id cid.Cid, chunks []object.Chunk) error {
 func (s *checkedSink) check(t *testing.T) {
 	t.Helper()
 	for i := range s.o.tree.Chunks() {
-		got, err := s.AppendChunk(nil, s.o.id, i)
+		got, err := s.AppendChunks(nil, s.o.id, i, 1)
 		if err != nil || !bytes.Equal(got, s.o.chunk(i)) {
 			t.Fatalf("chunk %d: %v", i, err)
 		}
@@ -334,20 +335,20 @@ func TestFetchCorruptSeeder(t *testing.T) {
 		edit func(m swarm.Message) []byte
 	}{
 		{"chunk", func(m swarm.Message) []byte {
-			if d, ok := m.(swarm.Data); ok && uint64(d.Bin)/2%3 == 1 {
-				d.Data = bytes.Clone(d.Data)
-				d.Data[len(d.Data)/2] ^= 1
-				return d.Append(nil)
+			if c, ok := m.(swarm.Chunks); ok && c.First%3 == 1 {
+				c.Data = bytes.Clone(c.Data)
+				c.Data[len(c.Data)/2] ^= 1
+				return c.Append(nil)
 			}
 			return nil
 		}},
 		{"hash", func(m swarm.Message) []byte {
-			if in, ok := m.(swarm.Integrity); ok {
-				h := in.Hashes[len(in.Hashes)-1]
+			if c, ok := m.(swarm.Chunks); ok && len(c.Hashes) > 0 {
+				c.Hashes = slices.Clone(c.Hashes)
+				h := &c.Hashes[len(c.Hashes)-1]
 				h.Hash = bytes.Clone(h.Hash)
 				h.Hash[0] ^= 0x80
-				in.Hashes[len(in.Hashes)-1] = h
-				return in.Append(nil)
+				return c.Append(nil)
 			}
 			return nil
 		}},
@@ -413,14 +414,16 @@ func TestFetchSeedersDie(t *testing.T) {
 // timed out and dropped; its chunks are asked elsewhere.
 func TestFetchSilentSeeder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		o := newObject(t, 1<<20, 16<<10)
+		// Large enough that the honest seeder is still sending when the
+		// silent one's requests time out twice (2 s each) and it is dropped.
+		o := newObject(t, 6<<20, 16<<10)
 		sink := newSink(t, o)
 		sn := newSwarmNet(memlink.Config{Latency: 5 * time.Millisecond, Bandwidth: 1 << 20})
 		var datas int
 		silent := func(c swarm.Conn) swarm.Conn {
 			tc := &tamperConn{Conn: c}
 			tc.edit = func(m swarm.Message) []byte {
-				if _, ok := m.(swarm.Data); ok {
+				if _, ok := m.(swarm.Chunks); ok {
 					if datas++; datas > 5 {
 						tc.hang = true
 					}
@@ -454,9 +457,9 @@ func TestFetchMalformedPeer(t *testing.T) {
 		var datas int
 		garbled := func(c swarm.Conn) swarm.Conn {
 			return &tamperConn{Conn: c, edit: func(m swarm.Message) []byte {
-				if _, ok := m.(swarm.Data); ok {
+				if _, ok := m.(swarm.Chunks); ok {
 					if datas++; datas == 3 {
-						return append(m.Append(nil), 0) // a trailing byte
+						return []byte{byte(swarm.TypeChunks), 0x80} // a cut uvarint
 					}
 				}
 				return nil

@@ -23,8 +23,12 @@ const Service = "swarm/1"
 
 // Capability is what this implementation announces in HANDSHAKE: the
 // revision of the swarm/1 message set it speaks. Revision 1 is the message
-// types HANDSHAKE through UNCHOKE.
-const Capability = 1
+// types HANDSHAKE through UNCHOKE; revision 2 adds CHUNKS, which a server
+// sends only to a peer that announced 2 or more.
+const Capability = 2
+
+// CapChunks is the first capability that receives CHUNKS.
+const CapChunks = 2
 
 // Limits of the wire format. Decode rejects a message that exceeds them
 // before it allocates anything.
@@ -46,6 +50,10 @@ const (
 	// MaxUncles is the most hashes one INTEGRITY message carries: more than
 	// the height of any tree (MaxChunkIndex+1 chunks make a tree of height 53).
 	MaxUncles = 64
+	// MaxRunUncles is the most hashes one CHUNKS message carries: what a
+	// run of chunks anywhere in the largest tree may need
+	// (object.MaxRangeUncles).
+	MaxRunUncles = object.MaxRangeUncles
 	// MaxHashSize is the largest hash size Decode accepts for INTEGRITY.
 	MaxHashSize = 64
 	// MaxPeers is the most peers one PEX message carries.
@@ -86,6 +94,7 @@ const (
 	TypePex       MsgType = 0x07
 	TypeChoke     MsgType = 0x08
 	TypeUnchoke   MsgType = 0x09
+	TypeChunks    MsgType = 0x0a
 )
 
 // String returns the message type's name, "type(0x..)" for an unknown one.
@@ -109,6 +118,8 @@ func (t MsgType) String() string {
 		return "CHOKE"
 	case TypeUnchoke:
 		return "UNCHOKE"
+	case TypeChunks:
+		return "CHUNKS"
 	}
 	return fmt.Sprintf("type(%#02x)", byte(t))
 }
@@ -152,20 +163,26 @@ type Request struct{ Ranges []Range }
 // Cancel withdraws requests for chunks not yet sent.
 type Cancel struct{ Ranges []Range }
 
-// BinHash is the hash of one tree node.
-type BinHash struct {
-	Bin  object.Bin
-	Hash []byte
-}
-
 // Integrity carries the uncle hashes of a chunk that the receiver lacks; it
 // precedes the DATA it authenticates.
-type Integrity struct{ Hashes []BinHash }
+type Integrity struct{ Hashes []object.BinHash }
 
 // Data is one chunk: Bin is a chunk's bin (layer 0), Data its bytes.
 type Data struct {
 	Bin  object.Bin
 	Data []byte
+}
+
+// Chunks carries a run of consecutive chunks (capability 2): First is the
+// first one's index, Hashes the uncles the receiver lacks to verify the
+// run (object.Info.RangeUncles, less those already sent in the session),
+// Data the chunks' bytes concatenated. How many chunks Data holds follows
+// from the handshake's chunk size and object size, which the receiver
+// checks (object.Info.VerifyRange).
+type Chunks struct {
+	First  uint64
+	Hashes []object.BinHash
+	Data   []byte
 }
 
 // PexPeer is a peer another peer may ask for the object.
@@ -199,6 +216,7 @@ func (Data) Type() MsgType      { return TypeData }
 func (Pex) Type() MsgType       { return TypePex }
 func (Choke) Type() MsgType     { return TypeChoke }
 func (Unchoke) Type() MsgType   { return TypeUnchoke }
+func (Chunks) Type() MsgType    { return TypeChunks }
 func (u Unknown) Type() MsgType { return u.MsgType }
 
 // Append encodes the handshake.
@@ -235,18 +253,35 @@ func (m Cancel) Append(dst []byte) []byte { return appendRanges(dst, TypeCancel,
 // Append encodes the INTEGRITY message. Every hash must have the
 // handshake's hash size.
 func (m Integrity) Append(dst []byte) []byte {
-	dst = append(dst, byte(TypeIntegrity))
-	dst = binary.AppendUvarint(dst, uint64(len(m.Hashes)))
-	for _, h := range m.Hashes {
-		dst = binary.AppendUvarint(dst, uint64(h.Bin))
-		dst = append(dst, h.Hash...)
-	}
-	return dst
+	return appendHashes(append(dst, byte(TypeIntegrity)), m.Hashes)
 }
 
 // Append encodes the DATA message.
 func (m Data) Append(dst []byte) []byte {
 	return append(appendDataHeader(dst, m.Bin, len(m.Data)), m.Data...)
+}
+
+// Append encodes the CHUNKS message. Every hash must have the
+// handshake's hash size.
+func (m Chunks) Append(dst []byte) []byte {
+	return append(appendChunksHeader(dst, m.First, m.Hashes), m.Data...)
+}
+
+// appendChunksHeader appends what precedes the bytes of a CHUNKS message.
+func appendChunksHeader(dst []byte, first uint64, hashes []object.BinHash) []byte {
+	dst = append(dst, byte(TypeChunks))
+	dst = binary.AppendUvarint(dst, first)
+	return appendHashes(dst, hashes)
+}
+
+// appendHashes appends a count and the bins and hashes.
+func appendHashes(dst []byte, hashes []object.BinHash) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(hashes)))
+	for _, h := range hashes {
+		dst = binary.AppendUvarint(dst, uint64(h.Bin))
+		dst = append(dst, h.Hash...)
+	}
+	return dst
 }
 
 // appendDataHeader appends what precedes the bytes of an n-byte chunk in
@@ -288,7 +323,7 @@ const (
 
 // Decode parses one message. hashSize is the digest length of the
 // session's hash (object.Hash.Size() of the handshake's hash), or 0 before the
-// handshake: INTEGRITY needs it and is malformed without it. Every count and
+// handshake: INTEGRITY and CHUNKS need it and are malformed without it. Every count and
 // length is checked against its limit and against the bytes present before
 // anything is allocated; integers must be minimal uvarints and the message
 // must be consumed exactly, so a decoded message re-encodes to the same
@@ -324,6 +359,8 @@ func Decode(b []byte, hashSize int) (Message, error) {
 		m = Choke{}
 	case TypeUnchoke:
 		m = Unchoke{}
+	case TypeChunks:
+		m = d.chunks(hashSize)
 	default:
 		return Unknown{MsgType: d.t, Body: b[1:len(b):len(b)]}, nil
 	}
@@ -448,20 +485,38 @@ func (d *decoder) ranges() []Range {
 }
 
 func (d *decoder) integrity(hashSize int) Message {
+	return Integrity{Hashes: d.hashes(hashSize, MaxUncles)}
+}
+
+// hashes reads a count (at most max) of bins with their hashes.
+func (d *decoder) hashes(hashSize, max int) []object.BinHash {
 	if hashSize < minHashSize || hashSize > MaxHashSize {
 		d.fail("hash size %d (before the handshake?)", hashSize)
 		return nil
 	}
-	c := d.count("hashes", MaxUncles, minUncleSize+hashSize)
+	c := d.count("hashes", max, minUncleSize+hashSize)
 	if d.err != nil {
 		return nil
 	}
-	hs := make([]BinHash, c)
+	hs := make([]object.BinHash, c)
 	for i := range hs {
 		hs[i].Bin = d.bin("bin")
 		hs[i].Hash = d.bytes(hashSize, "hash")
 	}
-	return Integrity{Hashes: hs}
+	return hs
+}
+
+// chunks reads a CHUNKS message: its data is the rest of the message.
+func (d *decoder) chunks(hashSize int) Message {
+	first := d.uvarint("first chunk")
+	if d.err == nil && first > MaxChunkIndex {
+		d.fail("chunk %d past chunk %d", first, uint64(MaxChunkIndex))
+	}
+	m := Chunks{First: first, Hashes: d.hashes(hashSize, MaxRunUncles)}
+	if d.err == nil && len(d.p) > 0 {
+		m.Data = d.bytes(len(d.p), "chunks")
+	}
+	return m
 }
 
 func (d *decoder) data() Message {

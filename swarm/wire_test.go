@@ -54,10 +54,10 @@ var vectors = []struct {
 		Request{Ranges: []Range{{300, 301}}}},
 	{"integrity", 32,
 		"04 02 02 " + r("11", 32) + " 05 " + r("22", 32),
-		Integrity{Hashes: []BinHash{{Bin: 2, Hash: hx(r("11", 32))}, {Bin: 5, Hash: hx(r("22", 32))}}}},
+		Integrity{Hashes: []object.BinHash{{Bin: 2, Hash: hx(r("11", 32))}, {Bin: 5, Hash: hx(r("22", 32))}}}},
 	{"integrity-sha1", 20,
 		"04 01 03 " + r("33", 20),
-		Integrity{Hashes: []BinHash{{Bin: 3, Hash: hx(r("33", 20))}}}},
+		Integrity{Hashes: []object.BinHash{{Bin: 3, Hash: hx(r("33", 20))}}}},
 	{"data", 0,
 		"05 06 05 68656c6c6f",
 		Data{Bin: 6, Data: []byte("hello")}},
@@ -125,12 +125,12 @@ func TestRoundTrip(t *testing.T) {
 		{Request{Ranges: []Range{{5, 5}, {1, 3}, {MaxChunkIndex, MaxChunkIndex}}}, 0},
 		{Request{Ranges: []Range{}}, 0},
 		{Cancel{Ranges: []Range{{1 << 40, 1<<40 + 1000}}}, 0},
-		{Integrity{Hashes: []BinHash{}}, 32},
-		{Integrity{Hashes: []BinHash{{Bin: MaxBin, Hash: make([]byte, 32)}, {Bin: 0, Hash: bytes.Repeat([]byte{1}, 32)}}}, 32},
-		{Integrity{Hashes: func() []BinHash {
-			hs := make([]BinHash, MaxUncles)
+		{Integrity{Hashes: []object.BinHash{}}, 32},
+		{Integrity{Hashes: []object.BinHash{{Bin: MaxBin, Hash: make([]byte, 32)}, {Bin: 0, Hash: bytes.Repeat([]byte{1}, 32)}}}, 32},
+		{Integrity{Hashes: func() []object.BinHash {
+			hs := make([]object.BinHash, MaxUncles)
 			for i := range hs {
-				hs[i] = BinHash{Bin: object.NewBin(uint(i%50), 3), Hash: bytes.Repeat([]byte{byte(i)}, 20)}
+				hs[i] = object.BinHash{Bin: object.NewBin(uint(i%50), 3), Hash: bytes.Repeat([]byte{byte(i)}, 20)}
 			}
 			return hs
 		}()}, 20},
