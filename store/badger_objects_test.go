@@ -219,14 +219,19 @@ func TestBadgerObjectsTornChunk(t *testing.T) {
 		o        *testObject
 		torn     []uint64
 		haveLeft byte
+		run      bool // read the torn chunks in one run of the whole object
 	}{
-		{o, []uint64{1}, 0b101},
-		{short, []uint64{1, 2}, 0b001},
-		{lost, []uint64{0, 1}, 0},
+		{o, []uint64{1}, 0b101, true},
+		{short, []uint64{1, 2}, 0b001, false},
+		{lost, []uint64{0, 1}, 0, false},
 	} {
 		for _, i := range tc.torn {
-			if c, err := s.AppendChunks(nil, tc.o.id, i, 1); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("AppendChunks of torn chunk %d = %d bytes, %v; want ErrCorrupt", i, len(c), err)
+			first, count := i, uint64(1)
+			if tc.run {
+				first, count = 0, tc.o.tree.Chunks()
+			}
+			if c, err := s.AppendChunks(nil, tc.o.id, first, count); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("AppendChunks of torn chunk %d (chunks %d+%d) = %d bytes, %v; want ErrCorrupt", i, first, count, len(c), err)
 			}
 		}
 		st := mustStat(t, s, tc.o.id)

@@ -188,6 +188,17 @@ func testObjChunks(t *testing.T, s Objects) {
 	if _, err := s.AppendChunks(nil, o.id, 1, 1); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("AppendChunks of a missing chunk: %v", err)
 	}
+	// A run is read whole or not at all: a run through a missing chunk,
+	// past the end or of no chunk is refused and dst comes back as it was.
+	dst := []byte("x")
+	for _, r := range []struct {
+		first, count uint64
+		want         error
+	}{{0, 2, ErrNotFound}, {2, 3, ErrNotFound}, {5, 2, ErrNotFound}, {6, 1, ErrNotFound}, {0, 0, ErrBadObject}} {
+		if c, err := s.AppendChunks(dst, o.id, r.first, r.count); !errors.Is(err, r.want) || !bytes.Equal(c, dst) {
+			t.Fatalf("AppendChunks of %d chunks from %d: %q, %v; want %v", r.count, r.first, c, err, r.want)
+		}
+	}
 	for _, i := range []uint64{1, 2, 4} {
 		if err := s.PutChunk(o.id, i, o.chunk(t, i)); err != nil {
 			t.Fatal(err)
@@ -201,6 +212,13 @@ func testObjChunks(t *testing.T, s Objects) {
 		c, err := s.AppendChunks(nil, o.id, i, 1)
 		if err != nil || !bytes.Equal(c, o.chunk(t, i)) {
 			t.Fatalf("AppendChunks %d: %d bytes, %v", i, len(c), err)
+		}
+	}
+	// Held runs come after what dst held, the last chunk short.
+	for _, first := range []uint64{0, 3} {
+		want := append([]byte("x"), o.data[first*testChunk:]...)
+		if c, err := s.AppendChunks(dst, o.id, first, o.tree.Chunks()-first); err != nil || !bytes.Equal(c, want) {
+			t.Fatalf("AppendChunks of chunks %d to the end: %d bytes, %v", first, len(c), err)
 		}
 	}
 	if have, _ := s.Have(o.id); !bytes.Equal(have, []byte{0b111111}) {

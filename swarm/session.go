@@ -345,6 +345,12 @@ func (s *server) nextRun() (first, count uint64) {
 	return first, count
 }
 
+// runLen returns the bytes of chunks first to first+count-1.
+func (s *server) runLen(first, count uint64) int {
+	end := min(int64(first+count)*int64(s.info.ChunkSize), s.info.Size)
+	return int(end - int64(first)*int64(s.info.ChunkSize))
+}
+
 // answer sends chunks first to first+count-1 (count > 1 only for a peer
 // that takes CHUNKS) with the uncles the peer lacks: one CHUNKS message,
 // or INTEGRITY (if any uncle is new to the peer) and DATA for a peer of
@@ -369,7 +375,7 @@ func (s *server) answer(ctx context.Context, first, count uint64) error {
 	var hdr, msg []byte
 	if err == nil {
 		if s.peerCap >= CapChunks {
-			hdr = appendChunksHeader(s.msg[:0], first, hashes)
+			hdr = appendChunksHeader(s.msg[:0], first, hashes, s.runLen(first, count))
 		} else {
 			hdr = appendDataHeader(s.msg[:0], object.ChunkBin(first), s.info.ChunkLen(first))
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"github.com/contextd/contextd/object"
 	"math/rand/v2"
 	"slices"
@@ -507,6 +508,84 @@ func TestServeViolations(t *testing.T) {
 				}
 				if err := <-done; !errors.Is(err, tc.want) {
 					t.Errorf("Serve = %v, want %v", err, tc.want)
+				}
+			})
+		})
+	}
+}
+
+// TestServeCapabilities: Serve answers requested runs of a peer of
+// capability 2 in CHUNKS messages, each verifying with the uncles it
+// carries and those sent before; a peer of capability 1 (which knows no
+// CHUNKS) gets INTEGRITY and DATA per chunk. Either way every chunk comes
+// once, and verifies.
+func TestServeCapabilities(t *testing.T) {
+	o := newObject(t, 40<<10+5, 1024) // 41 chunks
+	for _, capab := range []uint64{1, 2} {
+		t.Run(fmt.Sprint("capability ", capab), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				c, _ := servePair(t, ctx, o, swarm.ServeConfig{MaxRequests: 64})
+				hs := swarm.Handshake{Capability: capab, ObjectID: o.id.Bytes(), Hash: object.SHA256, ChunkSize: 1024, Size: int64(len(o.data))}
+				req := swarm.Request{Ranges: []swarm.Range{{First: 3, Last: 40}, {First: 0, Last: 1}}}
+				for _, m := range []swarm.Message{hs, req} {
+					if err := c.Send(ctx, m.Append(nil)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				hashes := map[object.Bin][]byte{}
+				known := func(b object.Bin) []byte { return hashes[b] }
+				var got []uint64
+				runs := 0
+				for len(got) < 40 {
+					b, err := c.RecvBuffer(ctx, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					m, err := swarm.Decode(b, 32)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var first uint64
+					var data []byte
+					switch m := m.(type) {
+					case swarm.Integrity:
+						for _, h := range m.Hashes {
+							hashes[h.Bin] = h.Hash
+						}
+						continue
+					case swarm.Data:
+						first, data = uint64(m.Bin)/2, m.Data
+					case swarm.Chunks:
+						if capab < swarm.CapChunks {
+							t.Fatal("CHUNKS sent to a peer of capability 1")
+						}
+						for _, h := range m.Hashes {
+							hashes[h.Bin] = h.Hash
+						}
+						first, data = m.First, m.Data
+						runs++
+					default:
+						continue // HANDSHAKE, HAVE, UNCHOKE
+					}
+					chunks, _, err := o.info.VerifyRange(first, data, known)
+					if err != nil {
+						t.Fatalf("chunks from %d: %v", first, err)
+					}
+					for k := range chunks {
+						got = append(got, first+uint64(k))
+					}
+				}
+				want := append([]uint64{}, 0, 1)
+				for i := uint64(3); i <= 40; i++ {
+					want = append(want, i)
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, want) {
+					t.Errorf("chunks %v, want %v", got, want)
+				}
+				if capab >= swarm.CapChunks && (runs == 0 || runs >= len(got)) {
+					t.Errorf("%d CHUNKS messages for %d chunks: no runs", runs, len(got))
 				}
 			})
 		})

@@ -177,8 +177,8 @@ type Data struct {
 // first one's index, Hashes the uncles the receiver lacks to verify the
 // run (object.Info.RangeUncles, less those already sent in the session),
 // Data the chunks' bytes concatenated. How many chunks Data holds follows
-// from the handshake's chunk size and object size, which the receiver
-// checks (object.Info.VerifyRange).
+// from its length, the handshake's chunk size and the object's size, which
+// the receiver checks (object.Info.VerifyRange).
 type Chunks struct {
 	First  uint64
 	Hashes []object.BinHash
@@ -264,14 +264,16 @@ func (m Data) Append(dst []byte) []byte {
 // Append encodes the CHUNKS message. Every hash must have the
 // handshake's hash size.
 func (m Chunks) Append(dst []byte) []byte {
-	return append(appendChunksHeader(dst, m.First, m.Hashes), m.Data...)
+	return append(appendChunksHeader(dst, m.First, m.Hashes, len(m.Data)), m.Data...)
 }
 
-// appendChunksHeader appends what precedes the bytes of a CHUNKS message.
-func appendChunksHeader(dst []byte, first uint64, hashes []object.BinHash) []byte {
+// appendChunksHeader appends what precedes the n bytes of chunks of a
+// CHUNKS message.
+func appendChunksHeader(dst []byte, first uint64, hashes []object.BinHash, n int) []byte {
 	dst = append(dst, byte(TypeChunks))
 	dst = binary.AppendUvarint(dst, first)
-	return appendHashes(dst, hashes)
+	dst = appendHashes(dst, hashes)
+	return binary.AppendUvarint(dst, uint64(n))
 }
 
 // appendHashes appends a count and the bins and hashes.
@@ -506,15 +508,18 @@ func (d *decoder) hashes(hashSize, max int) []object.BinHash {
 	return hs
 }
 
-// chunks reads a CHUNKS message: its data is the rest of the message.
 func (d *decoder) chunks(hashSize int) Message {
 	first := d.uvarint("first chunk")
 	if d.err == nil && first > MaxChunkIndex {
 		d.fail("chunk %d past chunk %d", first, uint64(MaxChunkIndex))
 	}
 	m := Chunks{First: first, Hashes: d.hashes(hashSize, MaxRunUncles)}
-	if d.err == nil && len(d.p) > 0 {
-		m.Data = d.bytes(len(d.p), "chunks")
+	n := d.uvarint("chunks length")
+	if d.err == nil && n > MaxMessageSize {
+		d.fail("chunks of %d bytes (limit %d)", n, MaxMessageSize)
+	}
+	if data := d.bytes(int(min(n, MaxMessageSize)), "chunks"); len(data) > 0 {
+		m.Data = data
 	}
 	return m
 }

@@ -71,6 +71,12 @@ var vectors = []struct {
 		"07 02 002408011220" + r("01", 32) + " 08 047f000001060fa1 002408011220" + r("02", 32) + " 00",
 		Pex{Peers: []PexPeer{{ID: feed.ID{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, Addr: testAddr},
 			{ID: feed.ID{2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}}}}},
+	{"chunks", 32,
+		"0a 10 01 23 " + r("44", 32) + " 05 68656c6c6f",
+		Chunks{First: 16, Hashes: []object.BinHash{{Bin: 35, Hash: hx(r("44", 32))}}, Data: []byte("hello")}},
+	{"chunks-empty", 20,
+		"0a 00 00 00",
+		Chunks{First: 0, Hashes: []object.BinHash{}}},
 	{"choke", 0, "08", Choke{}},
 	{"unchoke", 0, "09", Unchoke{}},
 }
@@ -95,7 +101,7 @@ func TestVectors(t *testing.T) {
 		}
 		seen[m.Type()] = true
 	}
-	for t0 := TypeHandshake; t0 <= TypeUnchoke; t0++ {
+	for t0 := TypeHandshake; t0 <= TypeChunks; t0++ {
 		if !seen[t0] {
 			t.Errorf("no vector for %v", t0)
 		}
@@ -192,6 +198,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"trailing data", "05 00 01 61 62", 32},
 		{"trailing integrity", "04 00 00", 32},
 		{"trailing pex", "07 00 00", 32},
+		{"trailing chunks", "0a 00 00 01 61 62", 32},
+		{"chunks before the handshake", "0a 00 00 00", 0},
+		{"chunks over the message size", "0a 00 00 818040", 32},
+		{"chunks past the last chunk index", "0a 8080808080808080 40 00 00", 32},
 		{"non-minimal count", "02 8000", 32},
 		{"non-minimal range", "02 01 8100 00", 32},
 		{"uvarint overflow", "02 ffffffffffffffffffff01", 32},
