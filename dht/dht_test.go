@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/contextd/contextd/object"
 	"log/slog"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/object"
 )
 
 // newHost builds a host the way node does: QUIC only on loopback, no relays,

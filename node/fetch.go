@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io"
 	"sync"
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/store"
 	"github.com/contextd/contextd/swarm"

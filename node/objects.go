@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/store"
 	"github.com/contextd/contextd/swarm"

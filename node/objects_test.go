@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io"
 	"io/fs"
 	"net"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/swarm"
 )

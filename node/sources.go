@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/swarm"
 )
 

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"hash/crc32"
 	"io/fs"
 	"os"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
+
+	"github.com/contextd/contextd/object"
 )
 
 // chunksDir is the subdirectory of a Badger store that holds the chunk

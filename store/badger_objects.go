@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io"
 	"io/fs"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/object"
 )
 
 // badgerDeleteBatch is the most keys one transaction deletes when an

@@ -3,11 +3,11 @@ package store
 import (
 	"bytes"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/object"
 )
 
 // unsignedRun returns n linked entries with 200-byte bodies that continue

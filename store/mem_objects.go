@@ -3,11 +3,12 @@ package store
 import (
 	"bytes"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/contextd/contextd/object"
 )
 
 // memObjects is Mem's object storage.

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"math"
 	"slices"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/object"
 )
 
 // Object storage limits.

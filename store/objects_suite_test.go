@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"errors"
-	"github.com/contextd/contextd/object"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -14,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/object"
 )
 
 // testNow is the time the object tests evict at.

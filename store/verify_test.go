@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io/fs"
 	"maps"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/object"
 )
 
 // verifyFixture is a Badger store with feeds, a context's messages, a fork

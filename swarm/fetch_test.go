@@ -2,7 +2,6 @@ package swarm_test
 
 import (
 	"errors"
-	"github.com/contextd/contextd/object"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/flitlink/memlink"
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/swarm"
 )
 

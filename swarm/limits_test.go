@@ -3,7 +3,6 @@ package swarm_test
 import (
 	"context"
 	"errors"
-	"github.com/contextd/contextd/object"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/flitlink/memlink"
 	"github.com/contextd/contextd/internal/limit"
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/swarm"
 )
 

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io"
 	"sync"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/contextd/contextd/object"
 )
 
 // This file lets a fetcher that knows only an object's ID start a session:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io"
 	"log/slog"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/object"
 )
 
 // This file is the seeder side of a swarm/1 session (Serve) and what both

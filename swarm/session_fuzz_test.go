@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"github.com/contextd/contextd/object"
 	"io"
 	"sync"
 	"testing"
 
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/swarm"
 )
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/flitlink/memlink"
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/store"
 	"github.com/contextd/contextd/swarm"
 )

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"github.com/contextd/contextd/object"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/object"
 )
 
 // hx decodes hex with spaces; r repeats a byte given in hex n times.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/node"
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/store"
 )
 

@@ -3,11 +3,12 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/contextd/contextd/object"
 )
 
 // hashCmd prints an object's swarm tree root and ID. It needs no daemon.

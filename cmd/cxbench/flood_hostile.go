@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/contextd/contextd/object"
 	"io"
 	"net"
 	"net/http"
@@ -36,6 +35,7 @@ import (
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/flitlink/p2plink"
+	"github.com/contextd/contextd/object"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/swarm"
 )
