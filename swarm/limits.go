@@ -16,9 +16,9 @@ import (
 var ErrAbuse = errors.New("swarm: peer broke a limit")
 
 // DefaultRequestsPerSec is how many chunks a second one peer may request
-// of this node over all its sessions: 256 MiB/s of 16 KiB chunks; the
+// of this node over all its sessions: 1 GiB/s of 16 KiB chunks (a line-rate fetch is never slowed); the
 // burst is one second's worth.
-const DefaultRequestsPerSec = 16384
+const DefaultRequestsPerSec = 65536
 
 // Limits bounds what one peer may make a seeder do. Zero fields mean the
 // defaults; a negative rate means no limit.
