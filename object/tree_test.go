@@ -272,19 +272,24 @@ func TestVerifyChunk(t *testing.T) {
 	}
 }
 
+// fuzzTree builds the tree of a fuzzed object: 1 KiB chunks, SHA-1 or
+// SHA-256.
+func fuzzTree(t *testing.T, data []byte, sha1 bool) *Tree {
+	t.Helper()
+	cfg := Config{ChunkSize: 1024}
+	if sha1 {
+		cfg.Hash = SHA1
+	}
+	return build(t, data, cfg)
+}
+
 func FuzzVerifyChunk(f *testing.F) {
 	f.Add([]byte("123\n"), uint64(0), uint16(0), uint8(0), false)
 	f.Add(bytes.Repeat([]byte("$"), 1028), uint64(1), uint16(3), uint8(0), true)
 	f.Add(bytes.Repeat([]byte("ab"), 2600), uint64(4), uint16(700), uint8(2), false)
 	f.Fuzz(func(t *testing.T, data []byte, index uint64, flip uint16, which uint8, sha1 bool) {
-		if len(data) > 16<<10 {
-			data = data[:16<<10]
-		}
-		cfg := Config{ChunkSize: 1024}
-		if sha1 {
-			cfg.Hash = SHA1
-		}
-		tr := build(t, data, cfg)
+		data = data[:min(len(data), 16<<10)]
+		tr := fuzzTree(t, data, sha1)
 		in := tr.Info()
 		// Garbage must not panic.
 		_ = in.VerifyChunk(index, data, [][]byte{data, nil})

@@ -129,14 +129,8 @@ func FuzzVerifyRange(f *testing.F) {
 	f.Add([]byte("123\n"), uint64(0), uint8(1), uint16(0), false)
 	f.Add(bytes.Repeat([]byte("$"), 5000), uint64(1), uint8(3), uint16(9), true)
 	f.Fuzz(func(t *testing.T, data []byte, first uint64, k uint8, flip uint16, sha1 bool) {
-		if len(data) > 16<<10 {
-			data = data[:16<<10]
-		}
-		cfg := Config{ChunkSize: 1024}
-		if sha1 {
-			cfg.Hash = SHA1
-		}
-		tr := build(t, data, cfg)
+		data = data[:min(len(data), 16<<10)]
+		tr := fuzzTree(t, data, sha1)
 		in := tr.Info()
 		// Garbage must not panic.
 		_, _, _ = in.VerifyRange(first, data, func(Bin) []byte { return data })
