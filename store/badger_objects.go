@@ -555,16 +555,13 @@ func (s *Badger) readChunks(dst []byte, id cid.Cid, first, count uint64) ([]byte
 			return ErrNotFound // no such chunks
 		}
 		err = s.blobs.View(func(txn *badger.Txn) error {
-			for i := first; i < first+count; i++ {
-				err := readValue(txn, objKeyU64(prefixChunkSum, id, i), func(v []byte) error {
-					sums = append(sums, bytes.Clone(v))
-					return nil
-				})
-				if err != nil {
-					return err
+			return runSums(txn, id, first, count, func(_ uint64, sum []byte) error {
+				if sum == nil {
+					return ErrNotFound
 				}
-			}
-			return nil
+				sums = append(sums, bytes.Clone(sum))
+				return nil
+			})
 		})
 		if err != nil {
 			return err
@@ -600,6 +597,35 @@ func (s *Badger) readChunks(dst []byte, id cid.Cid, first, count uint64) ([]byte
 		}
 	}
 	return out, nil
+}
+
+// runSums calls fn with the record of each chunk first to first+count-1
+// of object id, in order (nil for a chunk not held), from one iterator: a
+// run's records are consecutive keys. fn may keep sum only until it
+// returns.
+func runSums(txn *badger.Txn, id cid.Cid, first, count uint64, fn func(index uint64, sum []byte) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: objKey(prefixChunkSum, id, nil)})
+	defer it.Close()
+	it.Seek(objKeyU64(prefixChunkSum, id, first))
+	for i := first; i < first+count; i++ {
+		if !it.Valid() || !bytes.Equal(it.Item().Key(), objKeyU64(prefixChunkSum, id, i)) {
+			if err := fn(i, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		err := it.Item().Value(func(v []byte) error {
+			if v == nil {
+				v = []byte{} // a record that reads as empty: torn
+			}
+			return fn(i, v)
+		})
+		if err != nil {
+			return err
+		}
+		it.Next()
+	}
+	return nil
 }
 
 // readBlob returns the value of key, a blobs key of object id, whose
