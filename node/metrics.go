@@ -7,6 +7,7 @@ import (
 	"github.com/contextd/contextd/contexts"
 	"github.com/contextd/contextd/ebt"
 	"github.com/contextd/contextd/flitlink"
+	"github.com/contextd/contextd/live"
 	"github.com/contextd/contextd/store"
 	"github.com/contextd/contextd/swarm"
 )
@@ -22,6 +23,7 @@ type metrics struct {
 	links    *flitlink.Metrics
 	contexts *contexts.Metrics
 	store    *store.Metrics
+	live     *live.Metrics
 	node     *linkMetrics // link losses and redials (links.go)
 }
 
@@ -35,6 +37,7 @@ func newMetrics() *metrics {
 		links:    flitlink.NewMetrics(reg),
 		contexts: contexts.NewMetrics(reg),
 		store:    store.NewMetrics(reg),
+		live:     live.NewMetrics(reg),
 		node:     newLinkMetrics(reg),
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/flitlink/p2plink"
 	"github.com/contextd/contextd/internal/limit"
+	"github.com/contextd/contextd/live"
 	"github.com/contextd/contextd/rpc/api"
 	"github.com/contextd/contextd/store"
 	"github.com/contextd/contextd/swarm"
@@ -114,6 +115,9 @@ type Node struct {
 	bans      *limit.Bans[feed.ID] // peers dropped for abuse, refused until their cool-down ends (limits.go)
 	swarmLim  *swarm.Limiter       // each peer's limits as a swarm/1 seeder
 	pingSlots chan struct{}        // the ping/1 circuits being served (ping.go)
+
+	liveMu  sync.Mutex
+	streams map[feed.ID]*carried // guarded by liveMu: the live streams published or watched (live.go)
 
 	mu      sync.Mutex
 	peers   map[feed.ID]*flitlink.Link // guarded by mu: the one live link to each peer
@@ -390,9 +394,11 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 		}
 		n.wg.Go(func() { n.serveEBT(ctx, c, p, false) })
 	}
-	// A peer gets at most maxSwarmSessions swarm/1 sessions at once: each
-	// may hold a circuit window of unread messages here.
+	// A peer gets at most maxSwarmSessions swarm/1 sessions and
+	// maxLiveSessions live/1 sessions at once: each may hold a circuit
+	// window of unread messages here.
 	swarmSlots := make(chan struct{}, maxSwarmSessions)
+	liveSlots := make(chan struct{}, maxLiveSessions)
 	for {
 		c, err := l.Accept(ctx)
 		if err != nil {
@@ -404,22 +410,31 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 		case contexts.Service:
 			n.wg.Go(func() { n.serveMembers(ctx, c, p) })
 		case swarm.Service:
-			select {
-			case swarmSlots <- struct{}{}:
-				n.wg.Go(func() {
-					defer func() { <-swarmSlots }()
-					n.serveSwarm(ctx, c, p)
-				})
-			default:
-				n.log.Debug("swarm circuit refused: too many sessions", "peer", p, "limit", maxSwarmSessions)
-				c.Close()
-			}
+			n.serveInSlot(swarmSlots, c, p, func() { n.serveSwarm(ctx, c, p) })
+		case live.Service:
+			n.serveInSlot(liveSlots, c, p, func() { n.serveLive(ctx, c, p) })
 		case pingService:
 			n.servePing(ctx, c, p)
 		default:
 			n.log.Debug("unknown circuit service", "peer", p, "service", c.Service())
 			c.Close()
 		}
+	}
+}
+
+// serveInSlot runs serve for circuit c of peer p in a goroutine if one of
+// slots is free, and frees it when serve returns; with none free, the peer
+// has too many sessions of the service open: c is closed.
+func (n *Node) serveInSlot(slots chan struct{}, c *flitlink.Circuit, p feed.ID, serve func()) {
+	select {
+	case slots <- struct{}{}:
+		n.wg.Go(func() {
+			defer func() { <-slots }()
+			serve()
+		})
+	default:
+		n.log.Debug("circuit refused: too many sessions", "peer", p, "service", c.Service(), "limit", cap(slots))
+		c.Close()
 	}
 }
 

@@ -52,7 +52,7 @@ func (e *testEnv) mint(t *testing.T, label string, scopes ...string) api.NewToke
 func (e *testEnv) state(t *testing.T) string {
 	t.Helper()
 	var b strings.Builder
-	for _, m := range []string{api.MethodFeedList, api.MethodGraphList, api.MethodObjectList, api.MethodContextList, api.MethodTokenList} {
+	for _, m := range []string{api.MethodFeedList, api.MethodGraphList, api.MethodObjectList, api.MethodContextList, api.MethodTokenList, api.MethodStreamStats} {
 		out, _ := json.Marshal(e.call(t, m, nil))
 		b.Write(out)
 	}
@@ -93,6 +93,10 @@ func TestScopes(t *testing.T) {
 	}
 	obj := api.ObjectPutResult{CID: objID.String()}
 	victim := e.mint(t, "victim", api.ScopeFeedsRead)
+	stream, err := e.node.OpenStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Valid params for every method that changes something, so that a
 	// missing scope check would show in the state.
@@ -124,6 +128,9 @@ func TestScopes(t *testing.T) {
 		api.MethodContextUnban:    api.BanParams{ID: ctxID, Author: other},
 		api.MethodTokenCreate:     api.TokenCreateParams{Scopes: []string{api.ScopeFeedsRead}},
 		api.MethodTokenRevoke:     api.TokenParams{ID: victim.ID},
+		api.MethodStreamWrite:     api.StreamWriteParams{ID: stream, Data: []byte("live")},
+		api.MethodStreamClose:     api.StreamIDParams{ID: stream},
+		api.MethodStreamWatch:     api.StreamWatchParams{ID: stream},
 	}
 	holders := map[string][]string{"all app scopes": api.AppScopes}
 	for _, sc := range api.AppScopes {

@@ -10,7 +10,11 @@
 // the body as an object, GET /objects/CID streams one, each authenticated
 // like /rpc and needing the scope of the method it stands for (object.put,
 // object.get); at most Config.MaxObjectStreams run at once, and neither
-// end holds an object in memory.
+// end holds an object in memory. Live streams travel likewise (stream.go):
+// POST /streams/ID writes the body to a stream as it arrives, GET
+// /streams/ID streams its verified bytes until its end; stream.watch
+// delivers the same chunks as stream.chunk notifications, forwarded from
+// the node's watch by a pump of their own.
 //
 // Handlers are thin: decode the params, call the Node, encode the result,
 // map the error to a code with errors.Is (see api.CodeOf). rpc declares the
@@ -32,11 +36,12 @@
 // server memory; a client that stops reading is dropped after WriteTimeout.
 // A panicking handler answers -32603 and the server keeps serving.
 //
-// Ordering: on one WebSocket, the response to feed.subscribe or
-// context.subscribe is written before its first notification; a feed
-// subscription's entries come in strict seq order, a context
-// subscription's messages in cursor order, without gaps or duplicates;
-// after the response to feed.unsubscribe or context.unsubscribe no
+// Ordering: on one WebSocket, the response to feed.subscribe,
+// context.subscribe or stream.watch is written before its first
+// notification; a feed subscription's entries come in strict seq order, a
+// context subscription's messages in cursor order, without gaps or
+// duplicates, a stream watch's chunks in index order (gaps only where the
+// node lost chunks); after the response to an unsubscribe (or unwatch) no
 // notification of that subscription follows. Datagrams are best effort. Responses
 // to concurrent calls on one connection may come in any order.
 //

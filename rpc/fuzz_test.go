@@ -29,6 +29,10 @@ func FuzzHandler(f *testing.F) {
 		`{"jsonrpc":"2.0","id":6,"method":"feed.subscribe","params":{"id":"` + id + `"}}`,
 		`{"jsonrpc":"2.0","id":7,"method":"node.connect","params":{"addr":"bad"}}`,
 		`{"jsonrpc":"2.0","id":8,"method":"feed.get","params":["x"]}`,
+		`{"jsonrpc":"2.0","id":9,"method":"stream.write","params":{"id":"` + id + `","data":"AAEC"}}`,
+		`{"jsonrpc":"2.0","id":10,"method":"stream.watch","params":{"id":"` + id + `","from":-1}}`,
+		`{"jsonrpc":"2.0","id":11,"method":"stream.close","params":{"id":"` + id + `"}}`,
+		`{"jsonrpc":"2.0","id":12,"method":"stream.open"}`,
 		`[{"jsonrpc":"2.0","id":1,"method":"node.info"}]`,
 	} {
 		f.Add([]byte(s))

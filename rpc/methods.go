@@ -29,8 +29,8 @@ type method struct {
 // methods is the one table of every RPC method. Each names the scope a
 // token needs to call it (docs/protocols/rpc.md, "Tokens and scopes"): app
 // tokens never change follows or blocks, touch objects, or mint tokens.
-// The object endpoints (objects.go) need the scope of the method they
-// stand for.
+// The object and stream endpoints (objects.go, stream.go) need the scope
+// of the method they stand for.
 var methods = map[string]method{
 	api.MethodNodeInfo:    {scope: api.ScopeFeedsRead, handle: noParams(nodeInfo)},
 	api.MethodNodePeers:   {scope: api.ScopeAdmin, handle: noParams(nodePeers)},
@@ -75,6 +75,13 @@ var methods = map[string]method{
 	api.MethodContextUnsubscribe: {scope: api.ScopeContextsRead, handle: withParams(contextUnsubscribe), wsOnly: true},
 	api.MethodContextBan:         {scope: api.ScopeAdmin, handle: withParams(contextBan(true))},
 	api.MethodContextUnban:       {scope: api.ScopeAdmin, handle: withParams(contextBan(false))},
+
+	api.MethodStreamOpen:    {scope: api.ScopeStreamsWrite, handle: noParams(streamOpen)},
+	api.MethodStreamWrite:   {scope: api.ScopeStreamsWrite, handle: withParams(streamWrite)},
+	api.MethodStreamClose:   {scope: api.ScopeStreamsWrite, handle: withParams(streamClose)},
+	api.MethodStreamWatch:   {scope: api.ScopeStreamsRead, handle: withParams(streamWatch), wsOnly: true},
+	api.MethodStreamUnwatch: {scope: api.ScopeStreamsRead, handle: withParams(feedUnsubscribe), wsOnly: true},
+	api.MethodStreamStats:   {scope: api.ScopeStreamsRead, handle: noParams(streamStats)},
 
 	api.MethodTokenCreate: {scope: api.ScopeAdmin, handle: withParams(tokenCreate)},
 	api.MethodTokenList:   {scope: api.ScopeAdmin, handle: noParams(tokenList)},

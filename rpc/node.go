@@ -144,4 +144,27 @@ type Node interface {
 	// BanContext appends (ban) or lifts (!ban) a ban of author in id's
 	// own feed; the node must hold id's key, else api.ErrNotAllowed.
 	BanContext(ctx context.Context, id, author feed.ID, ban bool) (feed.Head, error)
+
+	// Live streams (see api.StreamChunk). Calls on a stream this node does
+	// not publish, or one it closed, wrap api.ErrNotFound.
+
+	// OpenStream makes a new live stream with a fresh key; this node
+	// publishes it.
+	OpenStream(ctx context.Context) (feed.ID, error)
+	// WriteStream appends data (at most api.MaxStreamWrite bytes, the
+	// server checks) to stream id; empty data only checks that the node
+	// publishes it.
+	WriteStream(ctx context.Context, id feed.ID, data []byte) error
+	// CloseStream flushes stream id and ends it.
+	CloseStream(ctx context.Context, id feed.ID) error
+	// WatchStream delivers the verified, non-empty chunks of stream id
+	// from chunk index from (api.StreamLiveEdge: the live edge), in
+	// order; a jump in Index means chunks were lost. After the stream's
+	// END it sends a last chunk with End set, then closes the channel; a
+	// channel closed without it means the watch failed or stopped (ctx
+	// ended, stop called, the node shut down). No carrier of the stream
+	// should wrap api.ErrUnavailable.
+	WatchStream(ctx context.Context, id feed.ID, from int64) (chunks <-chan api.StreamChunk, stop func(), err error)
+	// StreamStats reports the live bytes this node sent and received.
+	StreamStats() api.StreamStats
 }

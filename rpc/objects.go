@@ -45,11 +45,6 @@ type objectEndpoint func(s *Server, ctx context.Context, w http.ResponseWriter, 
 // serveObjects authenticates and routes a request for an object endpoint,
 // and bounds the transfers served at once.
 func (s *Server) serveObjects(w http.ResponseWriter, r *http.Request) {
-	who, ok := s.authenticate(r, false)
-	if !ok {
-		s.unauthorized(w, r)
-		return
-	}
 	arg, below := strings.CutPrefix(r.URL.Path, api.ObjectsPath+"/")
 	var (
 		method string
@@ -69,11 +64,11 @@ func (s *Server) serveObjects(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusMethodNotAllowed, api.CodeInvalidRequest, "GET "+api.ObjectsPath+"/CID reads an object")
 		return
 	}
-	if scope := methods[method].scope; !who.may(scope) {
-		writeHTTPError(w, http.StatusForbidden, api.CodeNotAllowed,
-			fmt.Sprintf("not allowed: %s %s needs scope %s", r.Method, api.ObjectsPath, scope))
+	ctx, release, ok := s.authorizeBytes(w, r, method, api.ObjectsPath)
+	if !ok {
 		return
 	}
+	defer release()
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -83,10 +78,28 @@ func (s *Server) serveObjects(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%d object transfers are running, the limit; retry later", cap(s.slots)))
 		return
 	}
-	ctx, cancel := context.WithCancel(withCaller(r.Context(), who))
-	defer cancel()
-	defer context.AfterFunc(s.ctx, cancel)()
 	serve(s, ctx, w, r, arg)
+}
+
+// authorizeBytes authenticates a request for an object or stream
+// endpoint (shown in errors as path) and checks that its token holds the
+// scope of method, the JSON-RPC method the endpoint stands for; else it
+// answers 401 or 403 and returns false. The context it returns ends with
+// the request or the server's Close; the caller calls release when done.
+func (s *Server) authorizeBytes(w http.ResponseWriter, r *http.Request, method, path string) (ctx context.Context, release func(), ok bool) {
+	who, ok := s.authenticate(r, false)
+	if !ok {
+		s.unauthorized(w, r)
+		return nil, nil, false
+	}
+	if scope := methods[method].scope; !who.may(scope) {
+		writeHTTPError(w, http.StatusForbidden, api.CodeNotAllowed,
+			fmt.Sprintf("not allowed: %s %s needs scope %s", r.Method, path, scope))
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithCancel(withCaller(r.Context(), who))
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel() }, true
 }
 
 // servePut stores the request body as an object. The node spools and
@@ -100,7 +113,7 @@ func (s *Server) servePut(ctx context.Context, w http.ResponseWriter, r *http.Re
 	res, err := s.node.PutObject(ctx, &idleReader{r: r.Body, rc: rc})
 	rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	if err != nil {
-		s.objectError(w, "put", err)
+		s.bytesError(w, "object put", err)
 		return
 	}
 	s.log.Debug("rpc: object put", "cid", res.CID, "size", res.Size)
@@ -116,7 +129,7 @@ func (s *Server) servePut(ctx context.Context, w http.ResponseWriter, r *http.Re
 func (s *Server) serveGet(ctx context.Context, w http.ResponseWriter, r *http.Request, arg string) {
 	id, err := parseCID(arg)
 	if err != nil {
-		s.objectError(w, "get", err)
+		s.bytesError(w, "object get", err)
 		return
 	}
 	rc := http.NewResponseController(w)
@@ -125,7 +138,7 @@ func (s *Server) serveGet(ctx context.Context, w http.ResponseWriter, r *http.Re
 	rc.SetWriteDeadline(time.Time{})
 	body, size, err := s.node.OpenObject(ctx, id, nil)
 	if err != nil {
-		s.objectError(w, "get", err)
+		s.bytesError(w, "object get", err)
 		return
 	}
 	defer body.Close()
@@ -140,13 +153,13 @@ func (s *Server) serveGet(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 }
 
-// objectError answers a failed object request with the status of its
-// code and a JSON-RPC error body.
-func (s *Server) objectError(w http.ResponseWriter, op string, err error) {
+// bytesError answers a failed object or stream request (op: "object
+// put", "stream"…) with the status of its code and a JSON-RPC error body.
+func (s *Server) bytesError(w http.ResponseWriter, op string, err error) {
 	e := toError(err)
 	status := httpStatus(e.Code)
 	if status == http.StatusInternalServerError {
-		s.log.Info("rpc: object "+op, "err", err)
+		s.log.Info("rpc: "+op, "err", err)
 	}
 	writeHTTPError(w, status, e.Code, e.Message)
 }

@@ -74,6 +74,33 @@ func TestObjectEndpoints(t *testing.T) {
 	}
 }
 
+// refusal is a request to an object or stream endpoint and how it must
+// be refused.
+type refusal struct {
+	name, method, path, token string
+	body                      io.Reader
+	status                    int
+	code                      api.Code
+	msgHas, allow             string
+}
+
+// checkRefusals sends each request and checks its status, Allow header
+// and JSON-RPC error.
+func (e *testEnv) checkRefusals(t *testing.T, rs []refusal) {
+	t.Helper()
+	for _, tc := range rs {
+		resp, b := e.send(t, tc.method, tc.path, tc.token, "", tc.body)
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: HTTP %d %s, want %d", tc.name, resp.StatusCode, b, tc.status)
+			continue
+		}
+		if got := resp.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s: Allow %q, want %q", tc.name, got, tc.allow)
+		}
+		wantCode(t, decodeResponse(t, b), tc.code, tc.msgHas)
+	}
+}
+
 // TestObjectEndpointErrors: every refusal answers a status and a JSON-RPC
 // error, and stores nothing.
 func TestObjectEndpointErrors(t *testing.T) {
@@ -85,13 +112,7 @@ func TestObjectEndpointErrors(t *testing.T) {
 	}
 	const unknown = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 	before := e.state(t)
-	for _, tc := range []struct {
-		name, method, path, token string
-		body                      io.Reader
-		status                    int
-		code                      api.Code
-		msgHas, allow             string
-	}{
+	e.checkRefusals(t, []refusal{
 		{"no token", http.MethodPost, api.ObjectsPath, "", strings.NewReader("x"), http.StatusUnauthorized, api.CodeUnauthorized, "token", ""},
 		{"wrong token", http.MethodGet, api.ObjectsPath + "/" + held.String(), "nope", nil, http.StatusUnauthorized, api.CodeUnauthorized, "token", ""},
 		{"app token puts", http.MethodPost, api.ObjectsPath, app, strings.NewReader("x"), http.StatusForbidden, api.CodeNotAllowed, "POST /objects needs scope admin", ""},
@@ -102,17 +123,7 @@ func TestObjectEndpointErrors(t *testing.T) {
 		{"no CID", http.MethodGet, api.ObjectsPath + "/", testToken, nil, http.StatusBadRequest, api.CodeInvalidParams, `"cid" is required`, ""},
 		{"unknown object", http.MethodGet, api.ObjectsPath + "/" + unknown, testToken, nil, http.StatusNotFound, api.CodeNotFound, unknown, ""},
 		{"too large for the node", http.MethodPost, api.ObjectsPath, testToken, bytes.NewReader(make([]byte, rpctest.MaxObjectSize+1)), http.StatusRequestEntityTooLarge, api.CodeTooLarge, "at most", ""},
-	} {
-		resp, b := e.send(t, tc.method, tc.path, tc.token, "", tc.body)
-		if resp.StatusCode != tc.status {
-			t.Errorf("%s: HTTP %d %s, want %d", tc.name, resp.StatusCode, b, tc.status)
-			continue
-		}
-		if got := resp.Header.Get("Allow"); got != tc.allow {
-			t.Errorf("%s: Allow %q, want %q", tc.name, got, tc.allow)
-		}
-		wantCode(t, decodeResponse(t, b), tc.code, tc.msgHas)
-	}
+	})
 	if after := e.state(t); after != before {
 		t.Fatalf("refused requests changed the state:\nbefore %s\nafter  %s", before, after)
 	}

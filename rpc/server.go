@@ -108,8 +108,8 @@ func (c *Config) fill() {
 }
 
 // Server serves the RPC. It is an http.Handler for api.Path, api.LoginPath,
-// api.ObjectsPath and below it, and, through Config.Pages, every other
-// path.
+// api.ObjectsPath and below it, below api.StreamsPath, and, through
+// Config.Pages, every other path.
 type Server struct {
 	cfg    Config
 	node   Node
@@ -215,11 +215,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // ServeHTTP serves api.Path (POST with one JSON-RPC request, or a
-// WebSocket upgrade), api.LoginPath, the object endpoints, and passes other
-// paths to Config.Pages.
+// WebSocket upgrade), api.LoginPath, the object and stream endpoints, and
+// passes other paths to Config.Pages.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	objects := isObjectsPath(r.URL.Path)
-	if r.URL.Path != api.Path && r.URL.Path != api.LoginPath && !objects {
+	streams := isStreamsPath(r.URL.Path)
+	if r.URL.Path != api.Path && r.URL.Path != api.LoginPath && !objects && !streams {
 		if s.cfg.Pages == nil {
 			http.NotFound(w, r)
 			return
@@ -238,6 +239,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if objects {
 		s.serveObjects(w, r)
+		return
+	}
+	if streams {
+		s.serveStreams(w, r)
 		return
 	}
 	if isWebSocket(r) {

@@ -34,17 +34,18 @@ type wsConn struct {
 	nextSub uint64
 }
 
-// subscription is one feed.subscribe or context.subscribe. Its goroutine
-// (pump) is the only writer of its notifications.
+// subscription is one feed.subscribe, context.subscribe or stream.watch.
+// Its goroutine (pump, pumpStream) is the only writer of its
+// notifications.
 type subscription struct {
-	id     string
-	src    source
-	dgs    <-chan api.Datagram // the source's live datagrams, from before the response; nil for none
-	stopDg func()
-	ctx    context.Context // cancelled by unsubscribe or the connection's end
-	cancel context.CancelFunc
-	ready  chan struct{} // closed once the subscribe response was written
-	done   chan struct{} // closed when pump returned
+	id      string
+	src     subject
+	dgs     <-chan api.Datagram // the source's live datagrams, from before the response; nil for none
+	release func()              // releases what the node holds for it (datagrams, a stream watch)
+	ctx     context.Context     // cancelled by unsubscribe or the connection's end
+	cancel  context.CancelFunc
+	ready   chan struct{} // closed once the subscribe response was written
+	done    chan struct{} // closed when pump returned
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -159,33 +160,36 @@ func (c *wsConn) pinger() {
 
 // start registers a subscription to src from cursor since and starts its
 // pump, which waits for cl.after (the response written) before it sends.
-// Feed and context subscriptions share the connection's MaxSubs.
 func (c *wsConn) start(src source, since uint64, cl *call) (string, error) {
+	dgs, stopDg := src.datagrams() // now, so that none sent after the response is missed
+	sub := &subscription{src: src, dgs: dgs, release: stopDg}
+	return c.add(sub, cl, func() { c.pump(sub, src, since) })
+}
+
+// add registers sub (its src, dgs and release set) and runs pump in a
+// goroutine of the connection; pump must wait for sub.ready (the
+// response written) before it sends. On error it releases sub. Every
+// kind of subscription shares the connection's MaxSubs.
+func (c *wsConn) add(sub *subscription, cl *call, pump func()) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ctx.Err() != nil {
+		sub.release()
 		return "", api.ErrUnavailable
 	}
 	if len(c.subs) >= c.s.cfg.MaxSubs {
+		sub.release()
 		return "", api.NewError(api.CodeLimit, "too many subscriptions on this connection (limit %d)", c.s.cfg.MaxSubs)
 	}
 	c.nextSub++
-	ctx, cancel := context.WithCancel(c.ctx)
-	dgs, stopDg := src.datagrams() // now, so that none sent after the response is missed
-	sub := &subscription{
-		id:     "s" + strconv.FormatUint(c.nextSub, 10),
-		src:    src,
-		dgs:    dgs,
-		stopDg: stopDg,
-		ctx:    ctx,
-		cancel: cancel,
-		ready:  make(chan struct{}),
-		done:   make(chan struct{}),
-	}
+	sub.id = "s" + strconv.FormatUint(c.nextSub, 10)
+	sub.ctx, sub.cancel = context.WithCancel(c.ctx)
+	sub.ready = make(chan struct{})
+	sub.done = make(chan struct{})
 	c.subs[sub.id] = sub
 	cl.after = func() { close(sub.ready) }
 	c.wg.Add(1)
-	go c.pump(sub, since)
+	go pump()
 	return sub.id, nil
 }
 
@@ -204,10 +208,18 @@ func (c *wsConn) unsubscribe(id string) error {
 	return nil
 }
 
-// source is what a subscription delivers: items the node keeps in cursor
-// order, read in batches, plus (for contexts) live datagrams.
+// subject is what every subscription has: a name and the notification
+// that ends it.
+type subject interface {
+	fmt.Stringer       // for logs and errors: "feed <id>", "context <id>", "stream <id>"
+	endMethod() string // the notification ending the subscription
+}
+
+// source is what a feed or context subscription delivers: items the node
+// keeps in cursor order, read in batches, plus (for contexts) live
+// datagrams.
 type source interface {
-	fmt.Stringer // for logs and errors: "feed <id>", "context <id>"
+	subject
 	// read returns the notification params of subscription sub for the
 	// items with cursor > after, ascending, and the cursor it read up to
 	// (at least that of the last item); more tells that the next read may
@@ -219,7 +231,6 @@ type source interface {
 	// datagrams returns the live datagrams to forward (nil for none).
 	datagrams() (dgs <-chan api.Datagram, stop func())
 	itemMethod() string // the notification of one item
-	endMethod() string  // the notification ending the subscription
 }
 
 // item is one notification of a subscription and its cursor.
@@ -271,11 +282,11 @@ func (f feedSource) endMethod() string { return api.NotifyFeedEnd }
 // subscribe call, less what the node's buffer dropped. Being the one writer of
 // the subscription, it keeps every notification of it in order and none
 // after unsubscribe.
-func (c *wsConn) pump(sub *subscription, since uint64) {
+func (c *wsConn) pump(sub *subscription, src source, since uint64) {
 	defer c.wg.Done()
 	defer close(sub.done)
 	defer sub.cancel()
-	defer sub.stopDg()
+	defer sub.release()
 	defer func() {
 		if p := recover(); p != nil {
 			c.s.log.Error("rpc: subscription panicked", "of", sub.src, "panic", p, "stack", string(debug.Stack()))
@@ -287,12 +298,12 @@ func (c *wsConn) pump(sub *subscription, since uint64) {
 	case <-sub.ctx.Done():
 		return
 	}
-	changed, stop := sub.src.watch()
+	changed, stop := src.watch()
 	defer stop()
 	dgs := sub.dgs
 	cursor := since
 	for cursor < math.MaxUint64 {
-		items, upTo, more, err := sub.src.read(sub.id, cursor, c.s.cfg.SubBatch)
+		items, upTo, more, err := src.read(sub.id, cursor, c.s.cfg.SubBatch)
 		for _, it := range items {
 			if it.cursor <= cursor {
 				continue
@@ -300,7 +311,7 @@ func (c *wsConn) pump(sub *subscription, since uint64) {
 			if sub.ctx.Err() != nil {
 				return
 			}
-			if !c.notify(sub.src.itemMethod(), it.params) {
+			if !c.notify(src.itemMethod(), it.params) {
 				return
 			}
 			cursor = it.cursor

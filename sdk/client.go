@@ -395,7 +395,8 @@ func (c *Client) handle(cn *conn, data []byte) {
 		if f != nil {
 			f(n.Done, n.Total)
 		}
-	case api.NotifyFeedEntry, api.NotifyFeedEnd, api.NotifyContextMessage, api.NotifyContextDatagram, api.NotifyContextEnd:
+	case api.NotifyFeedEntry, api.NotifyFeedEnd, api.NotifyContextMessage, api.NotifyContextDatagram, api.NotifyContextEnd,
+		api.NotifyStreamChunk, api.NotifyStreamEnd:
 		var n struct {
 			Subscription string `json:"subscription"`
 		}

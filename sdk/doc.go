@@ -3,6 +3,9 @@
 // and Subscribe to feeds. PutObject and GetObject stream objects over the
 // daemon's HTTP object endpoints beside the WebSocket, each request on its
 // own, so neither the app nor the daemon holds an object in memory.
+// Live streams go the same way: PublishStream pipes bytes into a stream,
+// WatchStream reads its verified bytes; SubscribeStream delivers them as
+// indexed chunks over the WebSocket.
 //
 // A Client keeps one WebSocket connection. When it drops, the Client
 // redials with exponential backoff; calls made meanwhile wait for the new

@@ -27,7 +27,7 @@ import (
 func (c *Client) PutObject(ctx context.Context, r io.Reader) (api.ObjectPutResult, error) {
 	const op = "POST " + api.ObjectsPath
 	var res api.ObjectPutResult
-	resp, err := c.objectRequest(ctx, http.MethodPost, "", r)
+	resp, err := c.bytesRequest(ctx, http.MethodPost, api.ObjectsPath, nil, r)
 	if err != nil {
 		return res, err
 	}
@@ -54,7 +54,7 @@ func (c *Client) GetObject(ctx context.Context, id string, w io.Writer, progress
 			return 0, err
 		}
 	}
-	resp, err := c.objectRequest(ctx, http.MethodGet, id, nil)
+	resp, err := c.bytesRequest(ctx, http.MethodGet, api.ObjectsPath+"/"+id, nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -72,12 +72,12 @@ func (c *Client) GetObject(ctx context.Context, id string, w io.Writer, progress
 	return n, nil
 }
 
-// objectRequest sends a request to the object endpoint (with the CID id,
-// if not empty) and returns the response, whatever its status.
-func (c *Client) objectRequest(ctx context.Context, method, id string, body io.Reader) (*http.Response, error) {
+// bytesRequest sends a request to an object or stream endpoint (path,
+// with query if not nil) and returns the response, whatever its status.
+func (c *Client) bytesRequest(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
 	u, err := url.Parse(c.url)
 	if err != nil {
-		return nil, fmt.Errorf("sdk: object endpoint of %s: %w", c.url, err)
+		return nil, fmt.Errorf("sdk: %s endpoint of %s: %w", path, c.url, err)
 	}
 	switch u.Scheme {
 	case "ws":
@@ -85,11 +85,8 @@ func (c *Client) objectRequest(ctx context.Context, method, id string, body io.R
 	case "wss":
 		u.Scheme = "https"
 	}
-	u.Path = strings.TrimSuffix(u.Path, api.Path) + api.ObjectsPath
-	if id != "" {
-		u.Path += "/" + id
-	}
-	u.RawPath, u.RawQuery = "", ""
+	u.Path = strings.TrimSuffix(u.Path, api.Path) + path
+	u.RawPath, u.RawQuery = "", query.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: %s %s: %w", method, u.Path, err)
@@ -109,7 +106,7 @@ func (c *Client) objectRequest(ctx context.Context, method, id string, body io.R
 	return resp, nil
 }
 
-// statusError is the *Error of a refused object request.
+// statusError is the *Error of a refused object or stream request.
 func statusError(op string, resp *http.Response) error {
 	err := httpError(resp)
 	if e, ok := errors.AsType[*Error](err); ok {

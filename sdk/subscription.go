@@ -67,8 +67,8 @@ func (k feedKind) item(method string, params json.RawMessage) (api.Entry, uint64
 
 func (k feedKind) other(string, json.RawMessage) {}
 
-// kind is what differs between the streams of feed.subscribe and
-// context.subscribe. Its methods run in one goroutine at a time.
+// kind is what differs between the streams of feed.subscribe,
+// context.subscribe and stream.watch. Its methods run in one goroutine at a time.
 type kind[T any] interface {
 	String() string // for logs
 	// subscribe returns the method and params that subscribe from cursor.
@@ -289,7 +289,7 @@ func (s *stream[T]) notify(cn *conn, srvID, method string, params json.RawMessag
 	if !current {
 		return
 	}
-	if method == api.NotifyFeedEnd || method == api.NotifyContextEnd {
+	if method == api.NotifyFeedEnd || method == api.NotifyContextEnd || method == api.NotifyStreamEnd {
 		var n api.EndNotification
 		if err := json.Unmarshal(params, &n); err != nil {
 			s.c.log.Debug("sdk: malformed end notification", "method", method, "err", err)

@@ -164,6 +164,7 @@ type fetcher struct {
 	height uint
 	log    *slog.Logger
 	wr     *batchWriter
+	bufs   bufPool // received messages' buffers
 
 	peers   []*fpeer
 	wg      sync.WaitGroup // the peers' readers and writers
@@ -239,7 +240,8 @@ func Fetch(ctx context.Context, info object.Info, peers <-chan Conn, dst ChunkSi
 			f.missing++
 		}
 	}
-	f.wr = newBatchWriter(dst, f.id)
+	f.bufs = newBufPool()
+	f.wr = newBatchWriter(dst, f.id, f.bufs)
 	defer func() {
 		for _, p := range f.peers {
 			p.cancel()

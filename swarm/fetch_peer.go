@@ -98,9 +98,36 @@ type verified struct {
 	buf    *[]byte          // the message's buffer, which chunks alias
 }
 
-// recvBufs recycles the buffers of received messages: a run of chunks
-// stays in its message's buffer until the batch writer has stored it.
-var recvBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxRunBytes+runHeaderRoom); return &b }}
+// bufPool recycles the buffers of received messages within one Fetch: a
+// run of chunks stays in its message's buffer until the batch writer has
+// stored it, then the buffer serves another message. It keeps at most
+// cap(free) buffers; beyond that they are left to the collector. (A
+// sync.Pool would be emptied by every collection, frequent under the
+// daemon's memory bound.)
+type bufPool struct{ free chan *[]byte }
+
+// keptBufs is how many buffers a bufPool keeps: about two request windows
+// of runs.
+const keptBufs = 32
+
+func newBufPool() bufPool { return bufPool{free: make(chan *[]byte, keptBufs)} }
+
+func (p bufPool) get() *[]byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+		b := make([]byte, 0, maxRunBytes+runHeaderRoom)
+		return &b
+	}
+}
+
+func (p bufPool) put(b *[]byte) {
+	select {
+	case p.free <- b:
+	default:
+	}
+}
 
 // runHeaderRoom is room for a CHUNKS header beside maxRunBytes of chunks.
 const runHeaderRoom = 8 << 10
@@ -145,7 +172,7 @@ func (f *fetcher) read(ctx context.Context, p *fpeer) {
 	}
 	for {
 		ev := fevent{p: p}
-		buf := recvBufs.Get().(*[]byte)
+		buf := f.bufs.get()
 		b, err := p.conn.RecvBuffer(ctx, (*buf)[:0])
 		if err == nil {
 			ev.m, err = Decode(b, f.info.Hash.Size())
@@ -168,7 +195,7 @@ func (f *fetcher) read(ctx context.Context, p *fpeer) {
 			*buf = b
 			ev.chunk.buf = buf // the loop passes it on with the chunks
 		} else if ev.m == nil {
-			recvBufs.Put(buf) // nothing holds on to it
+			f.bufs.put(buf) // nothing holds on to it
 		}
 		ev.bad = errors.Is(ev.err, object.ErrBadChunk)
 		if ev.m == nil && ev.chunk == nil && ev.err == nil {

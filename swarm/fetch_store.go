@@ -32,7 +32,7 @@ func (f *fetcher) data(p *fpeer, v *verified) {
 		if kept {
 			f.pendingBufs = append(f.pendingBufs, v.buf)
 		} else {
-			recvBufs.Put(v.buf)
+			f.bufs.put(v.buf)
 		}
 	}
 	if len(f.pending) >= f.cfg.BatchChunks || f.pendingBytes >= f.cfg.BatchBytes {
@@ -114,6 +114,7 @@ type batch struct {
 type batchWriter struct {
 	dst  ChunkSink
 	id   cid.Cid
+	bufs bufPool // where written batches' buffers go back
 	in   chan batch
 	exit chan struct{} // closed when the goroutine has returned
 	// failed is closed on the first failure, after err is set; the
@@ -123,8 +124,8 @@ type batchWriter struct {
 	stored uint64 // chunks written; read after exit
 }
 
-func newBatchWriter(dst ChunkSink, id cid.Cid) *batchWriter {
-	w := &batchWriter{dst: dst, id: id, in: make(chan batch, 1), exit: make(chan struct{}), failed: make(chan struct{})}
+func newBatchWriter(dst ChunkSink, id cid.Cid, bufs bufPool) *batchWriter {
+	w := &batchWriter{dst: dst, id: id, bufs: bufs, in: make(chan batch, 1), exit: make(chan struct{}), failed: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -138,7 +139,7 @@ func (w *batchWriter) run() {
 			return
 		}
 		for _, buf := range b.bufs {
-			recvBufs.Put(buf)
+			w.bufs.put(buf)
 		}
 		w.stored += uint64(len(b.chunks))
 	}

@@ -50,6 +50,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(c.objectCmds()...)
 	root.AddCommand(c.objectCmd())
 	root.AddCommand(c.ctxCmd())
+	root.AddCommand(c.streamCmd())
 	root.AddCommand(c.tokenCmd(), c.uiCmd())
 	return root
 }

@@ -24,6 +24,7 @@ var workloads = map[string]workload{
 	"sim-ctx": {"sim-ctx --members N --latency L --degree D --msgs M: a context of N in-process gossipsub hosts on mocknet links of latency L; delivery latency and delivered %, and default gossipsub on the same graph (base_)", runSimCtx},
 	"chaos":   {"chaos --nodes N --minutes M [--seed S]: N daemon processes in a random sparse graph publish feed entries and context messages under kill -9 + restart and link cuts; then, quiet, lost acknowledged publishes and stuck feeds", runChaos},
 	"flood":   {"flood: a hostile process floods a daemon (notes, unrequested chunks, oversized frames, gossip spam, RPC connections) while an honest peer syncs 10,000 entries from it and a context delivers", runFlood},
+	"live":    {"live --viewers N --rate-kbps R [--seconds S]: a publisher daemon and N viewer daemons (3 linked to the publisher, the others to 2 earlier viewers); records piped into a live stream at R kbit/s, watched at the live edge through relays: latency, stalls, lost records, the publisher's share of the upload", runLive},
 	"sim-ebt": {"sim-ebt --nodes N --extra-edges E --authors A --msgs M --live L --seeds S [--kill-fraction F]: the EBT core on a simulated network under a virtual clock", runSimEBT},
 
 	"qos":      {"qos [--bytes N] [--warm D]: root; two daemons in a network namespace whose loopback is a 100 Mbit/s tbf with a 50 ms queue; A gets an object from B while pinging it on a control circuit every 5 ms: control latency behind bulk, without the bulk controller (first line) and with it (final line)", runQoS},

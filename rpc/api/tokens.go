@@ -21,6 +21,13 @@ const (
 	// ScopeContextsWrite: create, join and leave contexts, publish and send
 	// to them.
 	ScopeContextsWrite = "contexts:write"
+	// ScopeStreamsRead: watch live streams (stream.watch, stream.unwatch,
+	// GET on the stream endpoint); stream.stats.
+	ScopeStreamsRead = "streams:read"
+	// ScopeStreamsWrite: open, write and close live streams this node
+	// publishes (stream.open, stream.write, stream.close, POST on the
+	// stream endpoint).
+	ScopeStreamsWrite = "streams:write"
 	// ScopeAdmin: everything else: the social graph, objects (the
 	// object.* methods and the object endpoints), peers, replication
 	// status, context bans, tokens.
@@ -29,7 +36,7 @@ const (
 
 // AppScopes are the scopes an app token may hold (everything but
 // ScopeAdmin), in the order documented. A browser login gets all of them.
-var AppScopes = []string{ScopeFeedsRead, ScopeFeedsWrite, ScopeContextsRead, ScopeContextsWrite}
+var AppScopes = []string{ScopeFeedsRead, ScopeFeedsWrite, ScopeContextsRead, ScopeContextsWrite, ScopeStreamsRead, ScopeStreamsWrite}
 
 // Token methods (admin only).
 const (

@@ -28,6 +28,7 @@ type Node struct {
 
 	objs objects  // guarded by its own mutex
 	ctxs contexts // likewise
+	live streams  // likewise
 }
 
 // MaxOwn caps the node's own feed; Publish fails with api.ErrUnavailable beyond it.
