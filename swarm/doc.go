@@ -10,6 +10,7 @@
 // and Fetch run over a Conn (a flitlink circuit) and a store given by
 // small interfaces; each starts its own goroutines and waits for them
 // before it returns, and holds no package state. The package imports only
-// the standard library, go-cid, object, feed (peer IDs in PEX) and the
+// the standard library, go-cid, object, feed (peer IDs in PEX),
+// internal/wire (the bounded reader its decoder shares with live) and the
 // Prometheus client (metrics.go), so node, cmd and tools may all import it.
 package swarm

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/contextd/contextd/feed"
+	"github.com/contextd/contextd/internal/wire"
 	"github.com/contextd/contextd/object"
 )
 
@@ -332,17 +333,13 @@ const (
 // bytes. An unknown type decodes to Unknown (the caller ignores it). Byte
 // slices in the result alias b. Errors wrap ErrMalformed.
 func Decode(b []byte, hashSize int) (Message, error) {
-	if len(b) == 0 {
-		return nil, fmt.Errorf("%w: empty message", ErrMalformed)
+	t, r, err := wire.Open(b, MaxMessageSize, malformed)
+	if err != nil {
+		return nil, err
 	}
-	if len(b) > MaxMessageSize {
-		return nil, fmt.Errorf("%w: message of %d bytes, limit %d", ErrMalformed, len(b), MaxMessageSize)
-	}
-	d := decoder{p: b[1:], t: MsgType(b[0])}
+	d := decoder{r}
 	var m Message
-	switch d.t {
-	case 0:
-		return nil, fmt.Errorf("%w: message type 0", ErrMalformed)
+	switch MsgType(t) {
 	case TypeHandshake:
 		m = d.handshake()
 	case TypeHave:
@@ -364,121 +361,88 @@ func Decode(b []byte, hashSize int) (Message, error) {
 	case TypeChunks:
 		m = d.chunks(hashSize)
 	default:
-		return Unknown{MsgType: d.t, Body: b[1:len(b):len(b)]}, nil
+		return Unknown{MsgType: MsgType(t), Body: b[1:len(b):len(b)]}, nil
 	}
-	if d.err == nil && len(d.p) != 0 {
-		d.fail("%d bytes after the message", len(d.p))
-	}
-	if d.err != nil {
-		return nil, d.err
+	if err := d.Finish(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// decoder reads one message body; the first error sticks and every later
-// read returns zero values.
-type decoder struct {
-	p   []byte
-	t   MsgType
-	err error
+// malformed is the error of a malformed message of type t (0: the frame).
+func malformed(t byte, detail string) error {
+	if t == 0 {
+		return fmt.Errorf("%w: %s", ErrMalformed, detail)
+	}
+	return fmt.Errorf("%w: %v: %s", ErrMalformed, MsgType(t), detail)
 }
 
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %v: %s", ErrMalformed, d.t, fmt.Sprintf(format, args...))
-	}
-}
-
-// uvarint reads a minimal uvarint (no redundant trailing zero groups).
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.p)
-	if n <= 0 || n > 1 && d.p[n-1] == 0 {
-		d.fail("bad %s", what)
-		return 0
-	}
-	d.p = d.p[n:]
-	return v
-}
+// decoder reads one message body (internal/wire's bounded reader): the
+// first error sticks and every later read returns zero values.
+type decoder struct{ *wire.Reader }
 
 // count reads a list length, at most max and at most what the bytes left can
 // hold with items of at least minSize bytes.
-func (d *decoder) count(what string, max, minSize int) int {
-	c := d.uvarint(what)
-	if d.err == nil && (c > uint64(max) || c > uint64(len(d.p)/minSize)) {
-		d.fail("%d %s (limit %d) in %d bytes", c, what, max, len(d.p))
+func (d decoder) count(what string, max, minSize int) int {
+	c := d.Uvarint(what)
+	if d.Err() == nil && (c > uint64(max) || c > uint64(d.Len()/minSize)) {
+		d.Fail("%d %s (limit %d) in %d bytes", c, what, max, d.Len())
 		return 0
 	}
 	return int(c)
 }
 
-// bytes reads n bytes, aliasing the input.
-func (d *decoder) bytes(n int, what string) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n > len(d.p) {
-		d.fail("%s of %d bytes in %d", what, n, len(d.p))
-		return nil
-	}
-	b := d.p[:n:n]
-	d.p = d.p[n:]
-	return b
-}
-
-func (d *decoder) bin(what string) object.Bin {
-	b := object.Bin(d.uvarint(what))
-	if d.err == nil && b > MaxBin {
-		d.fail("%s %d past the largest bin", what, uint64(b))
+func (d decoder) bin(what string) object.Bin {
+	b := object.Bin(d.Uvarint(what))
+	if d.Err() == nil && b > MaxBin {
+		d.Fail("%s %d past the largest bin", what, uint64(b))
 	}
 	return b
 }
 
-func (d *decoder) handshake() Message {
+func (d decoder) handshake() Message {
 	var m Handshake
-	m.Capability = d.uvarint("capability")
-	n := d.uvarint("object ID length")
-	if d.err == nil && (n == 0 || n > MaxObjectIDSize) {
-		d.fail("object ID of %d bytes (limit %d)", n, MaxObjectIDSize)
+	m.Capability = d.Uvarint("capability")
+	n := d.Uvarint("object ID length")
+	if d.Err() == nil && (n == 0 || n > MaxObjectIDSize) {
+		d.Fail("object ID of %d bytes (limit %d)", n, MaxObjectIDSize)
 	}
-	m.ObjectID = d.bytes(int(min(n, MaxObjectIDSize)), "object ID")
-	m.Hash = object.Hash(d.uvarint("hash"))
-	if d.err == nil && !m.Hash.Valid() {
-		d.fail("hash %v", m.Hash)
+	m.ObjectID = d.Bytes(int(min(n, MaxObjectIDSize)), "object ID")
+	m.Hash = object.Hash(d.Uvarint("hash"))
+	if d.Err() == nil && !m.Hash.Valid() {
+		d.Fail("hash %v", m.Hash)
 	}
-	cs := d.uvarint("chunk size")
-	if d.err == nil && (cs > MaxDataSize || object.CheckChunkSize(int(cs)) != nil) {
-		d.fail("chunk size %d (a power of two from %d to %d)", cs, object.MinChunkSize, MaxDataSize)
+	cs := d.Uvarint("chunk size")
+	if d.Err() == nil && (cs > MaxDataSize || object.CheckChunkSize(int(cs)) != nil) {
+		d.Fail("chunk size %d (a power of two from %d to %d)", cs, object.MinChunkSize, MaxDataSize)
 	}
 	m.ChunkSize = int(cs)
-	size := d.uvarint("object size")
-	if d.err == nil && size > math.MaxInt64 {
-		d.fail("object size %d", size)
+	size := d.Uvarint("object size")
+	if d.Err() == nil && size > math.MaxInt64 {
+		d.Fail("object size %d", size)
 	}
 	m.Size = int64(size)
-	m.MaxRequests = d.uvarint("max requests")
-	if d.err == nil && m.MaxRequests > MaxRequestsInFlight {
-		d.fail("max requests %d (limit %d)", m.MaxRequests, MaxRequestsInFlight)
+	m.MaxRequests = d.Uvarint("max requests")
+	if d.Err() == nil && m.MaxRequests > MaxRequestsInFlight {
+		d.Fail("max requests %d (limit %d)", m.MaxRequests, MaxRequestsInFlight)
 	}
 	return m
 }
 
-func (d *decoder) ranges() []Range {
+func (d decoder) ranges() []Range {
 	c := d.count("ranges", MaxRanges, minRangeSize)
-	if d.err != nil {
+	if d.Err() != nil {
 		return nil
 	}
 	rs := make([]Range, c)
 	for i := range rs {
-		first := d.uvarint("range start")
-		span := d.uvarint("range length")
-		if d.err != nil {
+		first := d.Uvarint("range start")
+		span := d.Uvarint("range length")
+		if d.Err() != nil {
 			return nil
 		}
 		if first > MaxChunkIndex || span > MaxChunkIndex-first {
-			d.fail("range %d+%d past chunk %d", first, span, uint64(MaxChunkIndex))
+			d.Fail("range %d+%d past chunk %d", first, span, uint64(MaxChunkIndex))
 			return nil
 		}
 		rs[i] = Range{First: first, Last: first + span}
@@ -486,82 +450,82 @@ func (d *decoder) ranges() []Range {
 	return rs
 }
 
-func (d *decoder) integrity(hashSize int) Message {
+func (d decoder) integrity(hashSize int) Message {
 	return Integrity{Hashes: d.hashes(hashSize, MaxUncles)}
 }
 
 // hashes reads a count (at most max) of bins with their hashes.
-func (d *decoder) hashes(hashSize, max int) []object.BinHash {
+func (d decoder) hashes(hashSize, max int) []object.BinHash {
 	if hashSize < minHashSize || hashSize > MaxHashSize {
-		d.fail("hash size %d (before the handshake?)", hashSize)
+		d.Fail("hash size %d (before the handshake?)", hashSize)
 		return nil
 	}
 	c := d.count("hashes", max, minUncleSize+hashSize)
-	if d.err != nil {
+	if d.Err() != nil {
 		return nil
 	}
 	hs := make([]object.BinHash, c)
 	for i := range hs {
 		hs[i].Bin = d.bin("bin")
-		hs[i].Hash = d.bytes(hashSize, "hash")
+		hs[i].Hash = d.Bytes(hashSize, "hash")
 	}
 	return hs
 }
 
-func (d *decoder) chunks(hashSize int) Message {
-	first := d.uvarint("first chunk")
-	if d.err == nil && first > MaxChunkIndex {
-		d.fail("chunk %d past chunk %d", first, uint64(MaxChunkIndex))
+func (d decoder) chunks(hashSize int) Message {
+	first := d.Uvarint("first chunk")
+	if d.Err() == nil && first > MaxChunkIndex {
+		d.Fail("chunk %d past chunk %d", first, uint64(MaxChunkIndex))
 	}
 	m := Chunks{First: first, Hashes: d.hashes(hashSize, MaxRunUncles)}
-	n := d.uvarint("chunks length")
-	if d.err == nil && n > MaxMessageSize {
-		d.fail("chunks of %d bytes (limit %d)", n, MaxMessageSize)
+	n := d.Uvarint("chunks length")
+	if d.Err() == nil && n > MaxMessageSize {
+		d.Fail("chunks of %d bytes (limit %d)", n, MaxMessageSize)
 	}
-	if data := d.bytes(int(min(n, MaxMessageSize)), "chunks"); len(data) > 0 {
+	if data := d.Bytes(int(min(n, MaxMessageSize)), "chunks"); len(data) > 0 {
 		m.Data = data
 	}
 	return m
 }
 
-func (d *decoder) data() Message {
+func (d decoder) data() Message {
 	b := d.bin("bin")
-	if d.err == nil && !b.IsBase() {
-		d.fail("bin %v is not a chunk", b)
+	if d.Err() == nil && !b.IsBase() {
+		d.Fail("bin %v is not a chunk", b)
 	}
-	n := d.uvarint("chunk length")
-	if d.err == nil && n > MaxDataSize {
-		d.fail("chunk of %d bytes (limit %d)", n, MaxDataSize)
+	n := d.Uvarint("chunk length")
+	if d.Err() == nil && n > MaxDataSize {
+		d.Fail("chunk of %d bytes (limit %d)", n, MaxDataSize)
 	}
 	m := Data{Bin: b}
-	if chunk := d.bytes(int(min(n, MaxDataSize)), "chunk"); len(chunk) > 0 {
+	if chunk := d.Bytes(int(min(n, MaxDataSize)), "chunk"); len(chunk) > 0 {
 		m.Data = chunk
 	}
 	return m
 }
 
-func (d *decoder) pex() Message {
+func (d decoder) pex() Message {
 	c := d.count("peers", MaxPeers, minPexPeerSize)
-	if d.err != nil {
+	if d.Err() != nil {
 		return nil
 	}
 	ps := make([]PexPeer, c)
 	for i := range ps {
-		raw := d.bytes(PeerIDSize, "peer ID")
-		if d.err != nil {
+		raw := d.Bytes(PeerIDSize, "peer ID")
+		if d.Err() != nil {
 			return nil
 		}
 		id, err := feed.IDFromPeerIDBytes(raw)
 		if err != nil {
-			d.fail("peer %d: %v", i, err)
+			d.Fail("peer %d: %v", i, err)
 			return nil
 		}
 		ps[i].ID = id
-		n := d.uvarint("address length")
-		if d.err == nil && n > MaxAddrSize {
-			d.fail("address of %d bytes (limit %d)", n, MaxAddrSize)
+		n := d.Uvarint("address length")
+		if d.Err() == nil && n > MaxAddrSize {
+			d.Fail("address of %d bytes (limit %d)", n, MaxAddrSize)
 		}
-		if addr := d.bytes(int(min(n, MaxAddrSize)), "address"); len(addr) > 0 {
+		if addr := d.Bytes(int(min(n, MaxAddrSize)), "address"); len(addr) > 0 {
 			ps[i].Addr = addr
 		}
 	}
