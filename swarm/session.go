@@ -399,8 +399,8 @@ func (s *server) answer(ctx context.Context, first, count uint64) error {
 			return err
 		}
 	}
-	if err := s.conn.Send(ctx, msg); err != nil {
-		return fmt.Errorf("swarm: send %v: %w", MsgType(msg[0]), err)
+	if err := s.sendEncoded(ctx, MsgType(msg[0]), msg); err != nil {
+		return err
 	}
 	for _, h := range hashes {
 		s.sent[h.Bin] = true
