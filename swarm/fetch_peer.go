@@ -161,7 +161,15 @@ func (f *fetcher) pstats(p *fpeer) *PeerStats { return &f.stats.Peers[p.idx] }
 // chunk or hash that does not verify ends the session.
 func (f *fetcher) read(ctx context.Context, p *fpeer) {
 	hashes := make(map[object.Bin][]byte)
+	// A DATA or CHUNKS message needs at most MaxRunUncles hashes the peer
+	// has not sent before, so a peer may have sent no more than that per
+	// verified message (and one message's worth ahead): hashes nobody
+	// asked for cannot grow the map beyond the work the peer did.
+	runs := 0
 	keep := func(hs []object.BinHash) error {
+		if len(hashes)+len(hs) > (runs+2)*MaxRunUncles {
+			return fmt.Errorf("%w: %d hashes for %d runs of chunks", ErrProtocol, len(hashes)+len(hs), runs)
+		}
 		for _, bh := range hs {
 			if !f.inTree(bh.Bin) {
 				return fmt.Errorf("%w: hash of bin %v outside the tree", ErrProtocol, bh.Bin)
@@ -190,6 +198,9 @@ func (f *fetcher) read(ctx context.Context, p *fpeer) {
 				ev.chunk, ev.err = f.verify(m.First, m.Data, hashes)
 			}
 			ev.m = nil
+		}
+		if ev.chunk != nil {
+			runs++
 		}
 		if ev.chunk != nil && cap(b) > 0 && &b[:1][0] == &(*buf)[:1][0] {
 			*buf = b

@@ -56,6 +56,31 @@ func joinMessages(ms ...swarm.Message) []byte {
 	return b
 }
 
+// TestFetchHashFlood: a seeder that sends hashes nobody needs (in the
+// tree, but more than the chunks it sent could use) is dropped as
+// breaking the protocol, before they grow Fetch's memory.
+func TestFetchHashFlood(t *testing.T) {
+	o := newObject(t, 1<<20, 1024) // 1024 chunks: 2047 bins in the tree
+	hs := swarm.Handshake{Capability: swarm.Capability, ObjectID: o.id.Bytes(), Hash: o.info.Hash,
+		ChunkSize: o.info.ChunkSize, Size: o.info.Size, MaxRequests: 8}
+	msgs := [][]byte{hs.Append(nil), swarm.Unchoke{}.Append(nil)}
+	for m := range 4 {
+		var flood swarm.Integrity
+		for i := range swarm.MaxUncles {
+			b := object.NewBin(1, uint64(m*swarm.MaxUncles+i))
+			flood.Hashes = append(flood.Hashes, object.BinHash{Bin: b, Hash: o.tree.Node(b)})
+		}
+		msgs = append(msgs, flood.Append(nil))
+	}
+	peers := make(chan swarm.Conn, 1)
+	peers <- &scriptConn{msgs: msgs}
+	close(peers)
+	st, err := swarm.Fetch(t.Context(), o.info, peers, newSink(t, o), swarm.FetchConfig{})
+	if !errors.Is(err, swarm.ErrNoPeers) || len(st.Peers) != 1 || !errors.Is(st.Peers[0].Err, swarm.ErrProtocol) {
+		t.Fatalf("Fetch = %v, peer %+v; want the flooder dropped with ErrProtocol", err, st.Peers)
+	}
+}
+
 // FuzzSessions feeds arbitrary message sequences to both ends of a swarm/1
 // session: to Serve after a valid HANDSHAKE, and to Fetch as a seeder's
 // after its HANDSHAKE. Neither may panic or hang; each ends with nil or
