@@ -76,8 +76,9 @@ func (o *outbox) take() [][]byte {
 
 // eventQueue is how many events the peers' readers may queue for the
 // fetch loop: they verify ahead while the loop is busy, and a queued event
-// tells the idle check that the peers are not silent.
-const eventQueue = 64
+// tells the idle check that the peers are not silent. An event may hold a
+// whole run (up to 256 KiB), so the queue holds at most 4 MiB of chunks.
+const eventQueue = 16
 
 // fevent is what a peer's reader or writer tells the fetch loop: a
 // message, a chunk the reader verified, or why the session ended.
