@@ -19,12 +19,12 @@ const (
 	drainTime  = 5 * time.Second
 )
 
-// Sizes of a message's writes. A paced (bulk) Send writes at most
-// pacedPiece per wait for the pacer: a piece enters the bottleneck as one
-// burst that interactive packets may queue behind, so it is kept small,
-// yet a 16 KiB swarm chunk with its message header (and length prefix) is
-// one piece. An unpaced Send writes the length and up to firstPiece bytes
-// in one write (copied), and the rest in one more.
+// Sizes of a message's writes. A paced (bulk) Send writes the length and
+// up to pacedPiece bytes in one write (copied), then the rest in pieces as
+// the pacer grants them: pacedPiece at least (a 16 KiB swarm chunk with
+// its message header and length prefix is one piece), more while its
+// bucket holds more. An unpaced Send writes the length and up to
+// firstPiece bytes in one write (copied), and the rest in one more.
 const (
 	pacedPiece = 16<<10 + 64
 	firstPiece = 64 << 10
@@ -179,8 +179,9 @@ func (c *Circuit) Send(ctx context.Context, msg []byte) error {
 		return ErrCircuitClosed
 	}
 
-	// The length and the first piece in one Write; the rest straight from
-	// msg, in pieces while a pacer meters it.
+	// The length and the first piece in one Write (copied); the rest
+	// straight from msg, in one more Write or, while a pacer meters it, in
+	// the pieces it grants.
 	piece := firstPiece
 	if c.pacer != nil {
 		piece = pacedPiece - LengthSize
@@ -190,27 +191,25 @@ func (c *Circuit) Send(ctx context.Context, msg []byte) error {
 	b, off := c.wbuf, first
 	written := 0
 	for {
-		if c.pacer != nil {
-			if err := c.pacer.wait(ctx, len(b)); err != nil {
-				return c.sendFailed(ctx, written, err)
-			}
+		n, err := c.pacer.take(ctx, len(b))
+		if err != nil {
+			return c.sendFailed(ctx, written, err)
 		}
 		if written == 0 {
 			l.cfg.Metrics.sendDelay(c.class, queued)
 		}
-		n, err := c.write(ctx, b)
+		n, err = c.write(ctx, b[:n])
 		written += n
 		if err != nil {
 			return c.sendFailed(ctx, written, err)
 		}
+		if b = b[n:]; len(b) > 0 {
+			continue
+		}
 		if off == len(msg) {
 			break
 		}
-		k := len(msg) - off
-		if c.pacer != nil {
-			k = min(k, pacedPiece)
-		}
-		b, off = msg[off:off+k], off+k
+		b, off = msg[off:], len(msg)
 	}
 	if cap(c.wbuf) > 4<<10 && len(msg) < 1<<10 {
 		c.wbuf = nil // do not keep a large buffer for a circuit of small messages

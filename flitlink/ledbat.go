@@ -127,21 +127,27 @@ func newBulkPacer(cfg Config, rtt RTTSampler) *bulkPacer {
 	}
 }
 
-// wait blocks until n more bytes of bulk may be written, or ctx ends
-// (ctx.Err()) or the pacer is closed (ErrLinkClosed). A nil pacer returns
-// at once.
-func (p *bulkPacer) wait(ctx context.Context, n int) error {
+// take blocks until bulk may be written, or ctx ends (ctx.Err()) or the
+// pacer is closed (ErrLinkClosed), and returns how many of the want bytes
+// may go now: want itself when it is at most pacedPiece, else what the
+// bucket holds, but at least pacedPiece (and just pacedPiece until the
+// first RTT sample, while the bucket is not yet kept). A piece larger than pacedPiece
+// thus reaches the path as no larger a burst than the bucket lets through
+// in pacedPiece pieces anyway, in one write instead of many: each write
+// to a QUIC stream is a hand-off to its connection's sender. A nil pacer
+// grants want at once.
+func (p *bulkPacer) take(ctx context.Context, want int) (int, error) {
 	if p == nil {
-		return nil
+		return want, nil
 	}
 	for {
 		select {
 		case <-p.done:
-			return ErrLinkClosed
+			return 0, ErrLinkClosed
 		default:
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
 		p.mu.Lock()
 		now := time.Now()
@@ -153,9 +159,17 @@ func (p *bulkPacer) wait(ctx context.Context, n int) error {
 			p.limited = false
 		}
 		if !p.sampled || p.tokens >= 0 {
+			n := want
+			switch {
+			case n <= pacedPiece:
+			case !p.sampled:
+				n = pacedPiece
+			default:
+				n = min(n, max(pacedPiece, int(p.tokens)))
+			}
 			p.grantLocked(now, n)
 			p.mu.Unlock()
-			return nil
+			return n, nil
 		}
 		// Wake at least every D to look at new samples.
 		d := min(time.Duration(-p.tokens/p.rate*float64(time.Second))+wakeQuantum, p.damping())
@@ -165,10 +179,10 @@ func (p *bulkPacer) wait(ctx context.Context, n int) error {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-p.done:
 			t.Stop()
-			return ErrLinkClosed
+			return 0, ErrLinkClosed
 		}
 	}
 }

@@ -58,8 +58,22 @@ func (m *pathModel) RTT() (latest, lowest time.Duration, ok bool) {
 	return m.latest, m.lowest, m.latest > 0
 }
 
-// send queues n bytes, first waiting while the queue is full.
+// send queues n bytes in segments of 16 KiB (the last one up to 32 KiB),
+// as a transport sends a write in packets, each segment first waiting
+// while the queue is full.
 func (m *pathModel) send(n int) {
+	for n > 0 {
+		k := n
+		if n >= 32<<10 {
+			k = 16 << 10
+		}
+		m.sendSegment(k)
+		n -= k
+	}
+}
+
+// sendSegment queues n bytes, first waiting while the queue is full.
+func (m *pathModel) sendSegment(n int) {
 	for {
 		m.mu.Lock()
 		m.advanceLocked()
@@ -69,7 +83,7 @@ func (m *pathModel) send(n int) {
 			time.Sleep(max(wait, time.Microsecond))
 			continue
 		}
-		// The piece's first packet (1200 bytes) is acknowledged
+		// The segment's first packet (1200 bytes) is acknowledged
 		// first, behind the queue as it was.
 		rtt := m.base + time.Duration((m.queue+1200)/m.capacity*float64(time.Second))
 		m.queue += float64(n)
@@ -108,7 +122,19 @@ type probeRecord struct {
 	delivered float64
 }
 
-// runBulk sends bulk through p onto m in 16 KiB pieces for d, probing the
+// take takes want bytes from p in the pieces it grants.
+func take(p *bulkPacer, ctx context.Context, want int) error {
+	for want > 0 {
+		n, err := p.take(ctx, want)
+		if err != nil {
+			return err
+		}
+		want -= n
+	}
+	return nil
+}
+
+// runBulk sends bulk through p onto m for d, probing the
 // path every 5 ms; at is called before each probe with the time since the
 // start, to change the path.
 func runBulk(t *testing.T, m *pathModel, p *bulkPacer, d time.Duration, at func(time.Duration)) []probeRecord {
@@ -117,8 +143,17 @@ func runBulk(t *testing.T, m *pathModel, p *bulkPacer, d time.Duration, at func(
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for ctx.Err() == nil && p.wait(ctx, 16<<10) == nil {
-			m.send(16 << 10)
+		for ctx.Err() == nil {
+			// Messages of 256 KiB, as a swarm seeder sends, in the
+			// pieces the pacer grants.
+			for rest := 256 << 10; rest > 0; {
+				n, err := p.take(ctx, rest)
+				if err != nil {
+					return
+				}
+				m.send(n)
+				rest -= n
+			}
 		}
 	})
 	var recs []probeRecord
@@ -290,6 +325,38 @@ func TestPacerBaseHistory(t *testing.T) {
 	})
 }
 
+// TestPacerTakeGrants: a take of up to pacedPiece is granted whole; a
+// larger one gets what the bucket holds, at least pacedPiece, and never
+// more than asked.
+func TestPacerTakeGrants(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newPathModel(time.Millisecond, 100*mbit, time.Second)
+		m.send(1)
+		time.Sleep(20 * time.Millisecond) // the model's first ack arrives
+		p := newBulkPacer(Config{}, m)
+		defer p.close()
+		if n, err := p.take(t.Context(), 1<<20); err != nil || n != pacedPiece {
+			t.Fatalf("take from an empty bucket: %d, %v; want %d", n, err, pacedPiece)
+		}
+		time.Sleep(time.Second) // the bucket fills
+		if n, err := p.take(t.Context(), 1000); err != nil || n != 1000 {
+			t.Fatalf("small take: %d, %v; want 1000", n, err)
+		}
+		full := int(p.burst())
+		if full <= 2*pacedPiece {
+			t.Fatalf("a full bucket holds %d bytes: too few to tell grants apart", full)
+		}
+		n, err := p.take(t.Context(), 1<<30)
+		if err != nil || n < full-1000-1 || n > full {
+			t.Fatalf("take from a full bucket of %d: %d, %v", full, n, err)
+		}
+		time.Sleep(time.Second)
+		if n, err := p.take(t.Context(), pacedPiece+1); err != nil || n != pacedPiece+1 {
+			t.Fatalf("take of pacedPiece+1 from a full bucket: %d, %v", n, err)
+		}
+	})
+}
+
 // TestPacerOff: Unmanaged or no sampler gives a nil pacer, which never
 // waits.
 func TestPacerOff(t *testing.T) {
@@ -298,7 +365,7 @@ func TestPacerOff(t *testing.T) {
 		if p != nil {
 			t.Fatal("pacer not nil")
 		}
-		if err := p.wait(t.Context(), 1<<20); err != nil {
+		if err := take(p, t.Context(), 1<<20); err != nil {
 			t.Fatal(err)
 		}
 		p.close()
@@ -313,25 +380,25 @@ func TestPacerCloseAndCancel(t *testing.T) {
 		m.send(1)
 		time.Sleep(20 * time.Millisecond) // the model's first ack arrives
 		p := newBulkPacer(Config{}, m)
-		if err := p.wait(t.Context(), 64<<20); err != nil { // the first wait goes at once, in debt
+		if _, err := p.take(t.Context(), 64<<20); err != nil { // the first take goes at once, leaving the bucket in debt
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		errc := make(chan error, 1)
-		go func() { errc <- p.wait(ctx, 1) }()
+		go func() { errc <- take(p, ctx, 1) }()
 		synctest.Wait()
 		cancel()
 		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled wait: %v", err)
 		}
-		go func() { errc <- p.wait(t.Context(), 1) }()
+		go func() { errc <- take(p, t.Context(), 1) }()
 		synctest.Wait()
 		p.close()
 		p.close()
 		if err := <-errc; !errors.Is(err, ErrLinkClosed) {
 			t.Fatalf("wait on close: %v", err)
 		}
-		if err := p.wait(t.Context(), 1); !errors.Is(err, ErrLinkClosed) {
+		if err := take(p, t.Context(), 1); !errors.Is(err, ErrLinkClosed) {
 			t.Fatalf("wait after close: %v", err)
 		}
 	})
