@@ -19,8 +19,14 @@ import (
 // what Serve returns.
 func servePair(t *testing.T, ctx context.Context, o testObject, cfg swarm.ServeConfig) (swarm.Conn, <-chan error) {
 	t.Helper()
+	return serveWrapped(t, ctx, o.seederStore(t), o, cfg, func(c swarm.Conn) swarm.Conn { return c })
+}
+
+// serveWrapped is servePair with src as the source and Serve's end of the
+// circuit wrapped by wrap.
+func serveWrapped(t *testing.T, ctx context.Context, src swarm.ObjectSource, o testObject, cfg swarm.ServeConfig, wrap func(swarm.Conn) swarm.Conn) (swarm.Conn, <-chan error) {
+	t.Helper()
 	sn := newSwarmNet(memlink.Config{Latency: time.Millisecond})
-	src := o.seederStore(t)
 	ep := sn.net.Endpoint(nodeID(1))
 	la, err := sn.net.Endpoint(nodeID(0)).Dial(ctx, nodeID(1))
 	if err != nil {
@@ -41,7 +47,7 @@ func servePair(t *testing.T, ctx context.Context, o testObject, cfg swarm.ServeC
 	}
 	cfg.Info = o.info
 	done := make(chan error, 1)
-	go func() { done <- swarm.Serve(ctx, s, src, cfg) }()
+	go func() { done <- swarm.Serve(ctx, wrap(s), src, cfg) }()
 	return c, done
 }
 

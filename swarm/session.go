@@ -135,8 +135,9 @@ type server struct {
 	peerCap uint64        // the peer's HANDSHAKE capability
 	sig     chan struct{} // capacity 1: the queue grew
 
-	sent      map[object.Bin]bool // writer's: hashes already sent in this session
-	msg       []byte              // writer's: the DATA message buffer, reused
+	sent      map[object.Bin]bool // preparer's: hashes already sent (or made ready) in this session
+	ready     chan answerMsg      // preparer → writer: the next answer
+	bufs      chan []byte         // the session's two answer buffers not in use
 	announced []byte              // writer's: the have-bitmap sent in HAVEs so far
 	grown     *Growth             // ServeConfig.Grown, or nil
 	peers     func() []PexPeer    // ServeConfig.Peers, or nil
@@ -149,12 +150,13 @@ type server struct {
 // closes the session (nil), ctx ends (nil), the peer breaks the protocol
 // (an error wrapping ErrMalformed, ErrProtocol, ErrMismatch, or ErrAbuse
 // past its strikes under a ServeConfig.Limiter) or the connection or the
-// source fails. It sends HANDSHAKE, HAVE (what src holds
-// now; later HAVEs as ServeConfig.Grown tells of more), UNCHOKE, PEX (if
-// ServeConfig.Peers names any), then for each requested chunk, in request
-// order, an
-// INTEGRITY with the uncle hashes not yet sent in this session followed by
-// the DATA. It skips chunks cancelled before they are sent and chunks it
+// source fails. It sends HANDSHAKE, HAVE (what src holds now; later HAVEs
+// as ServeConfig.Grown tells of more), UNCHOKE, PEX (if ServeConfig.Peers
+// names any), then answers the requested chunks in request order: runs in
+// CHUNKS messages to a peer of capability 2, INTEGRITY and DATA per chunk
+// to a peer of capability 1, each with the uncle hashes not yet sent in
+// this session. It reads the next run from src while the one before is
+// being sent, skips chunks cancelled before they are read and chunks it
 // does not hold. Serve closes c.
 func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error {
 	defer c.Close()
@@ -174,13 +176,17 @@ func Serve(ctx context.Context, c Conn, src ObjectSource, cfg ServeConfig) error
 		conn: c, src: src, id: info.ID(), info: info, n: n,
 		limit: cfg.MaxRequests, log: cfg.Logger,
 		sig:  make(chan struct{}, 1),
-		sent: make(map[object.Bin]bool), grown: cfg.Grown, peers: cfg.Peers, m: cfg.Metrics,
+		sent: make(map[object.Bin]bool), ready: make(chan answerMsg, 1), bufs: make(chan []byte, 2),
+		grown: cfg.Grown, peers: cfg.Peers, m: cfg.Metrics,
 		lim: cfg.Limiter, peer: cfg.Peer,
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
+	s.bufs <- nil
+	s.bufs <- nil
 	wg.Go(func() { cancel(s.write(ctx)) })
+	wg.Go(func() { cancel(s.prepare(ctx)) })
 	wg.Go(func() { cancel(s.read(ctx)) })
 	<-ctx.Done()
 	wg.Wait()
@@ -202,7 +208,8 @@ func (s *server) sendEncoded(ctx context.Context, t MsgType, b []byte) error {
 	return nil
 }
 
-// write sends the greeting, then answers queued requests.
+// write sends the greeting, then the answers prepare makes ready, and
+// HAVEs as the source grows.
 func (s *server) write(ctx context.Context) error {
 	hs := Handshake{
 		Capability: Capability, ObjectID: s.id.Bytes(), Hash: s.info.Hash,
@@ -234,16 +241,41 @@ func (s *server) write(ctx context.Context) error {
 			if err := s.announceGrowth(ctx); err != nil {
 				return err
 			}
-		default:
+		case a := <-s.ready:
+			if err := s.sendEncoded(ctx, a.t, a.msg); err != nil {
+				return err
+			}
+			if a.pooled {
+				s.bufs <- a.msg[:0] // never blocks: the buffer came from there
+			}
+			if a.chunks > 0 {
+				s.m.served(a.chunks, a.data)
+			}
+		case <-ctx.Done():
+			return nil
 		}
+	}
+}
+
+// answerMsg is an answer the preparer made ready for the writer: a message,
+// and the chunks and chunk bytes it serves (0 for an INTEGRITY).
+type answerMsg struct {
+	t      MsgType
+	msg    []byte
+	pooled bool // msg is one of the session's buffers, to go back to bufs
+	chunks uint64
+	data   int
+}
+
+// prepare makes the answers to queued requests ready for the writer, one
+// ahead of it: the source is read for the next run while the writer sends
+// the one before, so that the path does not wait for the source.
+func (s *server) prepare(ctx context.Context) error {
+	for {
 		first, count := s.nextRun()
 		if count == 0 {
 			select {
 			case <-s.sig:
-			case <-grown:
-				if err := s.announceGrowth(ctx); err != nil {
-					return err
-				}
 			case <-ctx.Done():
 				return nil
 			}
@@ -252,6 +284,16 @@ func (s *server) write(ctx context.Context) error {
 		if err := s.answer(ctx, first, count); err != nil {
 			return err
 		}
+	}
+}
+
+// emit hands a to the writer.
+func (s *server) emit(ctx context.Context, a answerMsg) error {
+	select {
+	case s.ready <- a:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
 }
 
@@ -351,14 +393,14 @@ func (s *server) runLen(first, count uint64) int {
 	return int(end - int64(first)*int64(s.info.ChunkSize))
 }
 
-// answer sends chunks first to first+count-1 (count > 1 only for a peer
-// that takes CHUNKS) with the uncles the peer lacks: one CHUNKS message,
-// or INTEGRITY (if any uncle is new to the peer) and DATA for a peer of
-// capability 1. The chunks are read straight into the message, whose
-// buffer serves every message (Send keeps none). A run the source cannot
-// serve whole is served chunk by chunk; a chunk it does not hold, or
-// whose uncles it lacks (lost with a power loss, say), is skipped: the
-// peer asks elsewhere.
+// answer makes ready the chunks first to first+count-1 (count > 1 only for
+// a peer that takes CHUNKS) with the uncles the peer lacks: one CHUNKS
+// message, or INTEGRITY (if any uncle is new to the peer) and DATA for a
+// peer of capability 1. The chunks are read straight into the message, in
+// one of the session's two buffers. A run the source cannot serve whole is
+// served chunk by chunk; a chunk it does not hold, or whose uncles it
+// lacks (lost with a power loss, say), is skipped: the peer asks
+// elsewhere.
 func (s *server) answer(ctx context.Context, first, count uint64) error {
 	var hashes []object.BinHash
 	var err error
@@ -372,14 +414,21 @@ func (s *server) answer(ctx context.Context, first, count uint64) error {
 		}
 		hashes = append(hashes, object.BinHash{Bin: u, Hash: h})
 	}
-	var hdr, msg []byte
+	var buf, hdr, msg []byte
 	if err == nil {
-		if s.peerCap >= CapChunks {
-			hdr = appendChunksHeader(s.msg[:0], first, hashes, s.runLen(first, count))
-		} else {
-			hdr = appendDataHeader(s.msg[:0], object.ChunkBin(first), s.info.ChunkLen(first))
+		select {
+		case buf = <-s.bufs:
+		case <-ctx.Done():
+			return context.Cause(ctx)
 		}
-		msg, err = s.src.AppendChunks(hdr, s.id, first, count)
+		if s.peerCap >= CapChunks {
+			hdr = appendChunksHeader(buf, first, hashes, s.runLen(first, count))
+		} else {
+			hdr = appendDataHeader(buf, object.ChunkBin(first), s.info.ChunkLen(first))
+		}
+		if msg, err = s.src.AppendChunks(hdr, s.id, first, count); err != nil {
+			s.bufs <- hdr[:0] // never blocks: the buffer came from there
+		}
 	}
 	if err != nil {
 		if count > 1 {
@@ -393,20 +442,16 @@ func (s *server) answer(ctx context.Context, first, count uint64) error {
 		s.log.Debug("swarm: requested chunk not served", "chunk", first, "err", err)
 		return nil
 	}
-	s.msg = msg
-	if s.peerCap < CapChunks && len(hashes) > 0 {
-		if err := s.send(ctx, Integrity{Hashes: hashes}); err != nil {
-			return err
-		}
-	}
-	if err := s.sendEncoded(ctx, MsgType(msg[0]), msg); err != nil {
-		return err
-	}
 	for _, h := range hashes {
 		s.sent[h.Bin] = true
 	}
-	s.m.served(count, len(msg)-len(hdr))
-	return nil
+	if s.peerCap < CapChunks && len(hashes) > 0 {
+		if err := s.emit(ctx, answerMsg{t: TypeIntegrity, msg: Integrity{Hashes: hashes}.Append(nil)}); err != nil {
+			s.bufs <- msg[:0]
+			return err
+		}
+	}
+	return s.emit(ctx, answerMsg{t: MsgType(msg[0]), msg: msg, pooled: true, chunks: count, data: len(msg) - len(hdr)})
 }
 
 // read receives the peer's messages and queues its requests.

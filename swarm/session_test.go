@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -590,6 +591,76 @@ func TestServeCapabilities(t *testing.T) {
 			})
 		})
 	}
+}
+
+// gatedConn is a Serve end of a circuit whose Send of a CHUNKS message
+// waits until gate is closed.
+type gatedConn struct {
+	swarm.Conn
+	gate chan struct{}
+}
+
+func (c *gatedConn) Send(ctx context.Context, b []byte) error {
+	if len(b) > 0 && swarm.MsgType(b[0]) == swarm.TypeChunks {
+		select {
+		case <-c.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return c.Conn.Send(ctx, b)
+}
+
+// countedSource counts the runs read from its source.
+type countedSource struct {
+	swarm.ObjectSource
+	runs atomic.Int32
+}
+
+func (s *countedSource) AppendChunks(dst []byte, id cid.Cid, first, count uint64) ([]byte, error) {
+	s.runs.Add(1)
+	return s.ObjectSource.AppendChunks(dst, id, first, count)
+}
+
+// TestServeReadsAhead: while Serve's first CHUNKS message waits to be sent,
+// the next run is already read from the source, and no more than that one:
+// the path need not wait for the source, and a session holds at most two
+// runs.
+func TestServeReadsAhead(t *testing.T) {
+	o := newObject(t, 64<<10, 1024)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		src := &countedSource{ObjectSource: o.seederStore(t)}
+		gate := make(chan struct{})
+		c, _ := serveWrapped(t, ctx, src, o, swarm.ServeConfig{MaxRequests: 64}, func(c swarm.Conn) swarm.Conn {
+			return &gatedConn{Conn: c, gate: gate}
+		})
+		hs := swarm.Handshake{Capability: swarm.CapChunks, ObjectID: o.id.Bytes(), Hash: object.SHA256, ChunkSize: 1024, Size: int64(len(o.data))}
+		req := swarm.Request{Ranges: []swarm.Range{{First: 0, Last: 63}}}
+		for _, m := range []swarm.Message{hs, req} {
+			if err := c.Send(ctx, m.Append(nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // the request arrives (the link's latency is 1 ms)
+		synctest.Wait()
+		if n := src.runs.Load(); n != 2 {
+			t.Fatalf("%d runs read while the first waits to be sent, want 2", n)
+		}
+		close(gate)
+		got := 0
+		for got < 64 {
+			b, err := c.RecvBuffer(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m, err := swarm.Decode(b, 32); err != nil {
+				t.Fatal(err)
+			} else if ch, ok := m.(swarm.Chunks); ok {
+				got += len(ch.Data) / 1024
+			}
+		}
+	})
 }
 
 // TestFetchLateSeeders: Fetch starts with the one seeder at hand; when it
