@@ -27,11 +27,14 @@ import (
 // the RPC listener as `contextd get` does, written with fsync); the file must hash like the input. Each timed phase starts after
 // a sync(2), so that neither pays for writing back what came before it.
 // cpu_secs is the CPU time the seeders and the fetcher used during the get.
+// --unmanaged turns the daemons' bulk controller off, for an A/B of what
+// it costs on an unshaped loopback.
 func runSwarm(ctx context.Context, args []string) (string, error) {
 	fs := flag.NewFlagSet("swarm", flag.ContinueOnError)
 	size := fs.Int64("bytes", 64<<20, "object size in bytes")
 	seeders := fs.Int("seeders", 1, "seeder daemons holding the object before the timed get")
 	verbose := fs.Bool("v", false, "show the daemons' logs")
+	unmanaged := fs.Bool("unmanaged", false, "turn every daemon's bulk controller off (config flit.unmanaged)")
 	if err := fs.Parse(args); err != nil {
 		return "", err
 	}
@@ -54,6 +57,11 @@ func runSwarm(ctx context.Context, args []string) (string, error) {
 		home := filepath.Join(dir, name)
 		if _, err := daemon.Init(ctx, bin, home); err != nil {
 			return nil, err
+		}
+		if *unmanaged {
+			if err := setFlit(home, true, 0); err != nil {
+				return nil, err
+			}
 		}
 		return daemon.Start(ctx, bin, home, logw, extra...)
 	}
