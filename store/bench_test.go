@@ -60,8 +60,9 @@ func BenchmarkBadgerAppend(b *testing.B) {
 }
 
 // BenchmarkBadgerChunks measures putting an object's 16 KiB chunks in
-// batches of MaxPutChunks, as a fetch stores them, and reading them back
-// one at a time, as a seeder serves them.
+// batches of MaxPutChunks, as a fetch stores them, putting its tree hashes
+// (all of them, object.MaxHashBatch at a time), and reading the chunks
+// back one at a time, as a seeder serves them.
 func BenchmarkBadgerChunks(b *testing.B) {
 	const chunk = object.DefaultChunkSize
 	data := make([]byte, 64<<20)
@@ -94,6 +95,22 @@ func BenchmarkBadgerChunks(b *testing.B) {
 				if err := s.PutChunks(id, batch); err != nil {
 					b.Fatal(err)
 				}
+			}
+			b.StopTimer()
+			if err := s.Delete(id); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	b.Run("hashes", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if err := s.PutObject(id, info); err != nil {
+				b.Fatal(err)
+			}
+			if err := object.PutTreeHashes(s, id, tree); err != nil {
+				b.Fatal(err)
 			}
 			b.StopTimer()
 			if err := s.Delete(id); err != nil {

@@ -5,7 +5,8 @@
 // stdout, the figure recorded in docs/BENCHMARKS.md. The quic and swarm
 // workloads also report cpu_secs, the CPU time their processes used while
 // the clock ran (read from /proc, so they run on Linux only): on a shared
-// host it varies less than the elapsed time.
+// host it varies less than the elapsed time. swarm --unmanaged turns the
+// daemons' bulk controller off, for an A/B of what it costs on loopback.
 //
 //	go run ./cmd/cxbench quic --bytes 268435456
 //	go run ./cmd/cxbench swarm --bytes 268435456 --seeders 1
