@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -17,6 +18,8 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -31,7 +34,13 @@ import (
 const (
 	quicRoleEnv    = "CXBENCH_ROLE"
 	quicRoleServer = "quic-server"
-	quicALPN       = "cxbench"
+	// quicSinkEnv names the file the server stores what it reads in
+	// (--sink), empty for none.
+	quicSinkEnv = "CXBENCH_QUIC_SINK"
+	// quicSinkChunk is the piece the server hashes and writes at a time
+	// with --sink: a swarm chunk.
+	quicSinkChunk = 16 << 10
+	quicALPN      = "cxbench"
 	// quicServerLimit bounds the server's life should its parent never
 	// close its stdin.
 	quicServerLimit = 30 * time.Minute
@@ -72,9 +81,14 @@ func init() {
 // and answers with the count it read. The clock runs from just before the
 // dial (so it includes the handshake and opening the stream) until the
 // answer arrives. cpu_secs is the CPU time both processes used meanwhile.
+// With --sink the child also does the least a fetcher must do with what
+// it receives: SHA-256 each 16 KiB piece and write it at its offset in a
+// file (unsynced, as the store writes chunk files), which gives the floor
+// of a swarm get's cost on the same transport.
 func runQUIC(ctx context.Context, args []string) (string, error) {
 	fs := flag.NewFlagSet("quic", flag.ContinueOnError)
 	n := fs.Int64("bytes", 256<<20, "bytes to send over the stream")
+	sink := fs.Bool("sink", false, "the server hashes each 16 KiB piece and writes it to a file")
 	if err := fs.Parse(args); err != nil {
 		return "", err
 	}
@@ -87,6 +101,14 @@ func runQUIC(ctx context.Context, args []string) (string, error) {
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), quicRoleEnv+"="+quicRoleServer)
+	if *sink {
+		dir, err := os.MkdirTemp("", "cxbench-quic-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(dir)
+		cmd.Env = append(cmd.Env, quicSinkEnv+"="+filepath.Join(dir, "sink"))
+	}
 	cmd.Stderr = os.Stderr
 	// The child exits when its stdin reaches its end: when this process
 	// closes the pipe or dies.
@@ -164,8 +186,8 @@ func runQUIC(ctx context.Context, args []string) (string, error) {
 	if got := int64(binary.BigEndian.Uint64(ack[:])); got != *n {
 		return "", fmt.Errorf("the server read %d bytes, want %d", got, *n)
 	}
-	return fmt.Sprintf("bench=quic bytes=%d secs=%.3f MB_per_s=%.2f cpu_secs=%.2f",
-		*n, secs, float64(*n)/secs/1e6, (cpu1 - cpu0).Seconds()), nil
+	return fmt.Sprintf("bench=quic bytes=%d sink=%t secs=%.3f MB_per_s=%.2f cpu_secs=%.2f",
+		*n, *sink, secs, float64(*n)/secs/1e6, (cpu1 - cpu0).Seconds()), nil
 }
 
 // bothCPU returns the CPU time this process and the server have used.
@@ -211,7 +233,7 @@ func quicServer() error {
 	if err != nil {
 		return err
 	}
-	got, err := io.Copy(io.Discard, str)
+	got, err := readAll(str, os.Getenv(quicSinkEnv))
 	if err != nil {
 		return err
 	}
@@ -230,6 +252,39 @@ func quicServer() error {
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// readAll reads r to its end and returns the count. With a sink path it
+// hashes each quicSinkChunk piece with SHA-256 and writes it at its offset
+// in a new file there.
+func readAll(r io.Reader, sink string) (int64, error) {
+	if sink == "" {
+		return io.Copy(io.Discard, r)
+	}
+	f, err := os.Create(sink)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, quicSinkChunk)
+	var got int64
+	for {
+		k, err := io.ReadFull(r, buf)
+		if k > 0 {
+			sum := sha256.Sum256(buf[:k])
+			runtime.KeepAlive(sum)
+			if _, err := f.WriteAt(buf[:k], got); err != nil {
+				return got, err
+			}
+			got += int64(k)
+		}
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return got, nil
+		case err != nil:
+			return got, err
+		}
+	}
 }
 
 // selfSigned makes a throwaway self-signed ECDSA P-256 certificate (the
