@@ -2,26 +2,33 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestQUICSmall runs the quic workload on 4 MiB: the child server must
-// start, read the stream and count it right, and the line must be
-// well-formed.
+// TestQUICSmall runs the quic workload on 4 MiB, plain and with --sink:
+// the child server must start, read the stream (and with --sink hash and
+// write it) and count it right, and the line must be well-formed.
 func TestQUICSmall(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	line, err := runQUIC(ctx, []string{"--bytes", "4194304"})
-	if err != nil {
-		t.Fatal(err)
+	for _, sink := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		args := []string{"--bytes", "4194304"}
+		if sink {
+			args = append(args, "--sink")
+		}
+		line, err := runQUIC(ctx, args)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, keys := parseLine(t, line, "secs", "MB_per_s")
+		if strings.Join(keys, " ") != "bench bytes sink secs MB_per_s cpu_secs" || kv["bench"] != "quic" || kv["bytes"] != "4194304" || kv["sink"] != fmt.Sprint(sink) {
+			t.Fatalf("line %q", line)
+		}
+		checkCPU(t, kv)
 	}
-	kv, keys := parseLine(t, line, "secs", "MB_per_s")
-	if strings.Join(keys, " ") != "bench bytes secs MB_per_s cpu_secs" || kv["bench"] != "quic" || kv["bytes"] != "4194304" {
-		t.Fatalf("line %q", line)
-	}
-	checkCPU(t, kv)
 }
 
 func TestQUICFlags(t *testing.T) {
