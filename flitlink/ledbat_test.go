@@ -122,8 +122,8 @@ type probeRecord struct {
 	delivered float64
 }
 
-// take takes want bytes from p in the pieces it grants.
-func take(p *bulkPacer, ctx context.Context, want int) error {
+// takeAll takes want bytes from p in the pieces it grants.
+func takeAll(ctx context.Context, p *bulkPacer, want int) error {
 	for want > 0 {
 		n, err := p.take(ctx, want)
 		if err != nil {
@@ -365,7 +365,7 @@ func TestPacerOff(t *testing.T) {
 		if p != nil {
 			t.Fatal("pacer not nil")
 		}
-		if err := take(p, t.Context(), 1<<20); err != nil {
+		if err := takeAll(t.Context(), p, 1<<20); err != nil {
 			t.Fatal(err)
 		}
 		p.close()
@@ -385,20 +385,20 @@ func TestPacerCloseAndCancel(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		errc := make(chan error, 1)
-		go func() { errc <- take(p, ctx, 1) }()
+		go func() { errc <- takeAll(ctx, p, 1) }()
 		synctest.Wait()
 		cancel()
 		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled wait: %v", err)
 		}
-		go func() { errc <- take(p, t.Context(), 1) }()
+		go func() { errc <- takeAll(t.Context(), p, 1) }()
 		synctest.Wait()
 		p.close()
 		p.close()
 		if err := <-errc; !errors.Is(err, ErrLinkClosed) {
 			t.Fatalf("wait on close: %v", err)
 		}
-		if err := take(p, t.Context(), 1); !errors.Is(err, ErrLinkClosed) {
+		if err := takeAll(t.Context(), p, 1); !errors.Is(err, ErrLinkClosed) {
 			t.Fatalf("wait after close: %v", err)
 		}
 	})
