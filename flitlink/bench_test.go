@@ -11,13 +11,7 @@ import (
 // benchPair returns a circuit between two links over memlink (no latency,
 // no bandwidth limit).
 func benchPair(b *testing.B) (*flitlink.Circuit, *flitlink.Circuit) {
-	sa, sb := memlink.NewPair(memlink.Config{}, idA, idB)
-	la := flitlink.NewLink(sa, idB, true, flitlink.Config{})
-	lb := flitlink.NewLink(sb, idA, false, flitlink.Config{})
-	b.Cleanup(func() {
-		la.Close()
-		lb.Close()
-	})
+	la, lb := newPair(b, memlink.Config{}, flitlink.Config{}, flitlink.Config{})
 	ctx := context.Background()
 	x, err := la.Open(ctx, "bench", flitlink.Data)
 	if err != nil {

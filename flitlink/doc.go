@@ -17,7 +17,8 @@
 //     length was checked against the maximum message size.
 //   - Control and Voice circuits never wait for bulk here; Video and Data
 //     Sends wait for the link's delay-based bulk controller (ledbat.go),
-//     which keeps the path's queue short, unless Config.Unmanaged.
+//     which keeps the path's queue short, unless Config.Unmanaged or the
+//     Session reports no RTT samples (RTTSampler; memlink does not).
 //   - Liveness: keepalives every Config.KeepAlive on the control stream; a
 //     link that hears nothing for Config.DeadAfter dies with ErrTimeout.
 //   - Everything the peer sends is bounded before it is allocated: control

@@ -18,7 +18,7 @@ var (
 
 // newPair returns two links over a new memlink connection: a is the
 // initiator. Both links are closed when the test ends.
-func newPair(t *testing.T, mcfg memlink.Config, cfgA, cfgB flitlink.Config) (a, b *flitlink.Link) {
+func newPair(t testing.TB, mcfg memlink.Config, cfgA, cfgB flitlink.Config) (a, b *flitlink.Link) {
 	t.Helper()
 	sa, sb := memlink.NewPair(mcfg, idA, idB)
 	a = flitlink.NewLink(sa, idB, true, cfgA)

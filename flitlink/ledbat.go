@@ -41,9 +41,10 @@ import (
 // they reach the path smoothly. A wait that finds the bucket empty sleeps
 // a wakeQuantum past its debt, so that one wake-up lets a millisecond's
 // worth of messages through, not one: on a fast path a wake-up per 16 KiB
-// message would cost more CPU than the messages. Every slowdownEvery of use the pacer holds bulk back for two
-// current RTTs, so that the queue drains and the base history sees the
-// bare path again (LEDBAT++'s periodic slowdown).
+// message would cost more CPU than the messages. Every slowdownEvery of
+// use the pacer holds bulk back for two current RTTs, so that the queue
+// drains and the base history sees the bare path again (LEDBAT++'s
+// periodic slowdown).
 //
 // The controller sees round trips, not one-way delays as LEDBAT does: a
 // queue of the other direction's traffic (on a path whose directions
@@ -131,11 +132,11 @@ func newBulkPacer(cfg Config, rtt RTTSampler) *bulkPacer {
 // pacer is closed (ErrLinkClosed), and returns how many of the want bytes
 // may go now: want itself when it is at most pacedPiece, else what the
 // bucket holds, but at least pacedPiece (and just pacedPiece until the
-// first RTT sample, while the bucket is not yet kept). A piece larger than pacedPiece
-// thus reaches the path as no larger a burst than the bucket lets through
-// in pacedPiece pieces anyway, in one write instead of many: each write
-// to a QUIC stream is a hand-off to its connection's sender. A nil pacer
-// grants want at once.
+// first RTT sample, while the bucket is not yet kept). A piece larger
+// than pacedPiece thus reaches the path as no larger a burst than the
+// bucket lets through in pacedPiece pieces anyway, in one write instead
+// of many: each write to a QUIC stream is a hand-off to its connection's
+// sender. A nil pacer grants want at once.
 func (p *bulkPacer) take(ctx context.Context, want int) (int, error) {
 	if p == nil {
 		return want, nil

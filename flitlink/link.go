@@ -77,10 +77,7 @@ func NewLink(sess Session, remote feed.ID, initiator bool, cfg Config) *Link {
 		circuits:  make(map[*Circuit]struct{}),
 		incoming:  make(map[Stream]struct{}),
 	}
-	var rtt RTTSampler
-	if r, ok := sess.(RTTSampler); ok {
-		rtt = r
-	}
+	rtt, _ := sess.(RTTSampler) // nil: no pacer
 	l.pacer = newBulkPacer(cfg, rtt)
 	l.wg.Add(3)
 	go l.readControl()
@@ -255,7 +252,7 @@ func (l *Link) fail(cause error) {
 	}
 	l.err = fmt.Errorf("%w: %w", ErrLinkClosed, cause)
 	close(l.done)
-	streams := make([]Stream, 0, len(l.circuits)+l.backlog.len())
+	streams := make([]Stream, 0, len(l.circuits)+len(l.incoming))
 	for c := range l.circuits {
 		streams = append(streams, c.st)
 	}
@@ -319,26 +316,12 @@ func (l *Link) keepAlive() {
 // protocol.
 func (l *Link) readControl() {
 	defer l.wg.Done()
-	var lb [LengthSize]byte
 	var buf [MaxControlSize]byte
 	greeted := false
 	for {
-		_, err := io.ReadFull(l.ctrl, lb[:])
+		p, err := l.readControlMessage(&buf)
 		if err == nil {
-			l.touch()
-			var n int
-			if n, err = parseLength(&lb, MaxControlSize); err == nil && n == 0 {
-				err = fmt.Errorf("%w: empty control message", ErrProtocol)
-			}
-			if err == nil {
-				_, err = io.ReadFull(l.ctrl, buf[:n])
-				if err == nil {
-					l.touch()
-					err = l.handleControl(buf[:n], &greeted)
-				} else if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-			}
+			err = l.handleControl(p, &greeted) // an empty p is a violation
 		}
 		if err != nil {
 			switch {
@@ -352,6 +335,29 @@ func (l *Link) readControl() {
 			return
 		}
 	}
+}
+
+// readControlMessage reads the next control message into buf, its length
+// checked first. A stream that ends inside a message fails with
+// io.ErrUnexpectedEOF, one that ends between messages with io.EOF.
+func (l *Link) readControlMessage(buf *[MaxControlSize]byte) ([]byte, error) {
+	var lb [LengthSize]byte
+	if _, err := io.ReadFull(l.ctrl, lb[:]); err != nil {
+		return nil, err
+	}
+	l.touch()
+	n, err := parseLength(&lb, MaxControlSize)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.ReadFull(l.ctrl, buf[:n]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	l.touch()
+	return buf[:n], nil
 }
 
 // handleControl processes one control message.
@@ -445,24 +451,24 @@ func (l *Link) acceptCircuit(st Stream) {
 		return
 	}
 	_, werr := st.Write([]byte{replyAccept})
-	l.mu.Lock()
-	l.answering--
-	l.mu.Unlock()
 	c, ok := l.addCircuit(st, service, class, false)
+	if ok && werr != nil {
+		c.abort()
+		ok = false
+	}
+	// The circuit leaves answering and enters the backlog at once, so
+	// that the two together never undercount it.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.answering--
 	if !ok {
 		return
 	}
-	if werr != nil {
-		c.abort()
-		return
-	}
-	l.mu.Lock()
 	l.backlog.push(c)
 	if l.acceptSig != nil {
 		close(l.acceptSig)
 		l.acceptSig = nil
 	}
-	l.mu.Unlock()
 }
 
 // readHeader reads a circuit header within headerTimeout.

@@ -64,6 +64,7 @@ type deadliner struct {
 	stop func() bool // of the current call's context.AfterFunc, if any
 
 	mu      sync.Mutex // guards the fields below
+	call    uint64     // numbers the calls: a late AfterFunc of an earlier one trips nothing
 	active  bool       // a call is in progress
 	tripped bool       // its deadline was moved into the past
 	closed  bool       // every call from now on is refused
@@ -78,9 +79,13 @@ func (d *deadliner) begin(ctx context.Context) bool {
 		return false
 	}
 	d.active = true
+	d.call++
+	call := d.call
 	d.mu.Unlock()
 	if ctx.Done() != nil {
-		d.stop = context.AfterFunc(ctx, d.trip)
+		// stop in end does not wait for a trip already started: the
+		// call number keeps it from tripping a later call.
+		d.stop = context.AfterFunc(ctx, func() { d.trip(call) })
 	}
 	return true
 }
@@ -101,9 +106,16 @@ func (d *deadliner) end() (tripped bool) {
 	return tripped
 }
 
-func (d *deadliner) trip() {
+// trip interrupts call if it is still in progress.
+func (d *deadliner) trip(call uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if call == d.call {
+		d.tripLocked()
+	}
+}
+
+func (d *deadliner) tripLocked() {
 	if d.active && !d.tripped {
 		d.tripped = true
 		_ = d.set(longAgo)
@@ -113,7 +125,7 @@ func (d *deadliner) trip() {
 // close interrupts the call in progress and refuses later ones.
 func (d *deadliner) close() {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.closed = true
-	d.mu.Unlock()
-	d.trip()
+	d.tripLocked()
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/contextd/contextd/flitlink"
@@ -34,9 +33,7 @@ func benchLink(b *testing.B, cfg flitlink.Config, size int) {
 	ta, tb := New(ha, cfg), New(hb, cfg)
 	defer ta.Close()
 	defer tb.Close()
-	if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
-		b.Fatal(err)
-	}
+	connect(b, ctx, ha, hb)
 	la, err := ta.Dial(ctx, idb)
 	if err != nil {
 		b.Fatal(err)
@@ -83,9 +80,7 @@ func BenchmarkQUICRawStream(b *testing.B) {
 	ctx := context.Background()
 	ha, _ := newNode(b)
 	hb, _ := newNode(b)
-	if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
-		b.Fatal(err)
-	}
+	connect(b, ctx, ha, hb)
 	const size = 1 << 20
 	done := make(chan error, 1)
 	hb.SetStreamHandler(protocol.ID("/raw"), func(s network.Stream) {

@@ -55,7 +55,7 @@ func newNode(t testing.TB) (host.Host, feed.ID) {
 	return h, k.Public()
 }
 
-func connect(t *testing.T, ctx context.Context, from, to host.Host) {
+func connect(t testing.TB, ctx context.Context, from, to host.Host) {
 	t.Helper()
 	if err := from.Connect(ctx, peer.AddrInfo{ID: to.ID(), Addrs: to.Addrs()}); err != nil {
 		t.Fatal(err)
