@@ -92,7 +92,8 @@ func (p *Publisher) flushLocked() {
 }
 
 // sealLocked completes the munro being filled with empty chunks, signs it
-// and adds it to the stream. Nothing is pending afterwards but p.cur.
+// and adds it to the stream. Its callers cut p.cur first, so nothing is
+// pending afterwards: the flush timer stops.
 func (p *Publisher) sealLocked() {
 	chunks := append(p.chunks, make([][]byte, p.m-len(p.chunks))...)
 	m := Munro{Index: p.next, Published: time.Now().UnixMicro(), Chunks: chunks}
@@ -102,7 +103,7 @@ func (p *Publisher) sealLocked() {
 	p.s.Add(m)
 	p.next++
 	p.chunks = nil
-	if len(p.cur) == 0 && p.timer != nil {
+	if p.timer != nil {
 		p.timer.Stop()
 		p.timer = nil
 		p.gen++

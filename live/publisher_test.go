@@ -35,6 +35,14 @@ func held(t *testing.T, s *Stream) []Munro {
 	return out
 }
 
+func indices(ms []Munro) []uint64 {
+	var out []uint64
+	for _, m := range ms {
+		out = append(out, m.Index)
+	}
+	return out
+}
+
 func chunkLens(m Munro) []int {
 	var out []int
 	for _, c := range m.Chunks {
@@ -131,7 +139,7 @@ func TestStreamWindow(t *testing.T) {
 			}
 		}
 		if got := held(t, s); len(got) != 2 || got[0].Index != 6 {
-			t.Fatalf("window of 10 KiB holds %d munros from %d", len(got), got[0].Index)
+			t.Fatalf("window of 10 KiB holds %d munros (%v), want 6 and 7", len(got), indices(got))
 		}
 		if s.Add(munros(t, key, 3, 1, 1)[0]) {
 			t.Error("an older munro entered the window")

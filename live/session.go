@@ -245,6 +245,17 @@ func (u *Upstream) Hops() int { return u.hops }
 // Close closes the session's circuit.
 func (u *Upstream) Close() error { return u.c.Close() }
 
+// Adopt makes the munro size the peer stated the stream's, unless the
+// stream's is sure already (the publisher's, or a munro or END verified)
+// and differs: that is ErrProtocol. A relay adopts before it answers
+// joins of its own, so that it states its upstream's size; Run adopts too.
+func (u *Upstream) Adopt() error {
+	if !u.s.useMunroLog(u.k) {
+		return fmt.Errorf("%w: peer's munros are 2^%d chunks, the stream's 2^%d", ErrProtocol, u.k, u.s.MunroLog())
+	}
+	return nil
+}
+
 // Run asks the peer to push the stream from chunk from (LiveEdge: its
 // newest munro) and puts every munro it sends in the stream once it
 // verified (with the munro size the peer stated, which must be the
@@ -258,8 +269,8 @@ func (u *Upstream) Run(ctx context.Context, from uint64, silence time.Duration) 
 		silence = DefaultSilence
 	}
 	s, k := u.s, u.k
-	if !s.useMunroLog(k) {
-		return fmt.Errorf("%w: peer's munros are 2^%d chunks, the stream's 2^%d", ErrProtocol, k, s.MunroLog())
+	if err := u.Adopt(); err != nil {
+		return err
 	}
 	if _, err := send(ctx, u.c, nil, Start{From: from}, u.m); err != nil {
 		return fmt.Errorf("live: send START: %w", err)

@@ -202,6 +202,31 @@ func TestChain(t *testing.T) {
 	})
 }
 
+// TestAdoptMunroLog: a viewer's stream takes its upstream's munro size at
+// Adopt, before any munro came, so that the joins it answers as a relay
+// state that size; a stream whose size is sure refuses a peer that states
+// another.
+func TestAdoptMunroLog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := newLiveNet(t, t.Context(), memlink.Config{Latency: time.Millisecond}, 0)
+		want := ln.stream(0).MunroLog()
+		u := ln.join(1, 0, nil)
+		if got := ln.stream(1).MunroLog(); got == want {
+			t.Fatalf("the joining stream states %d before Adopt: the test shows nothing", got)
+		}
+		if err := u.Adopt(); err != nil {
+			t.Fatal(err)
+		}
+		if got := ln.stream(1).MunroLog(); got != want {
+			t.Fatalf("after Adopt the stream states 2^%d chunks, its upstream 2^%d", got, want)
+		}
+		ln.streams[2] = live.NewStream(live.StreamConfig{ID: ln.key.Public(), Origin: true, MunroLog: want + 1})
+		if err := ln.join(2, 0, nil).Adopt(); !errors.Is(err, live.ErrProtocol) {
+			t.Fatalf("Adopt of another munro size by a sure stream: %v, want ErrProtocol", err)
+		}
+	})
+}
+
 // TestJoinPositions: a late joiner starts at the publisher's newest munro;
 // one that asks for a held position starts there; one that asks for a
 // position the window no longer holds starts at the oldest held.
@@ -223,8 +248,11 @@ func TestJoinPositions(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Errorf("from %d: Run = %v", c.from, err)
 			}
-			if len(chunks) < 2 || chunks[0].Index != c.first {
-				t.Errorf("from %d: first of %d chunks is %+v, want chunk %d", c.from, len(chunks), chunks[0].Index, c.first)
+			switch {
+			case len(chunks) < 2:
+				t.Errorf("from %d: %d chunks, want some and END", c.from, len(chunks))
+			case chunks[0].Index != c.first:
+				t.Errorf("from %d: first of %d chunks is %d, want chunk %d", c.from, len(chunks), chunks[0].Index, c.first)
 			}
 		}
 		cancel()

@@ -30,8 +30,8 @@ type StreamConfig struct {
 	WindowAge   time.Duration // 0: DefaultWindowAge
 }
 
-// Held is a verified munro in a stream's window.
-type Held struct {
+// heldMunro is a verified munro in a stream's window.
+type heldMunro struct {
 	Munro
 	size int       // chunk bytes
 	at   time.Time // when it entered the window
@@ -53,7 +53,7 @@ type Stream struct {
 	mu      sync.Mutex    // guards the fields below
 	k       int           // the munro log
 	kSet    bool          // k is sure: the publisher's, or a verified munro or END came
-	held    []*Held       // the window, by increasing index
+	held    []*heldMunro  // the window, by increasing index
 	bytes   int64         // chunk bytes in held
 	trimmed uint64        // munros below this index left the window (0: none did)
 	end     *End          // the END mark, once it came
@@ -171,7 +171,7 @@ func (s *Stream) Add(m Munro) bool {
 		return false
 	}
 	s.kSet = true
-	s.held = append(s.held, &Held{Munro: m, size: size, at: now})
+	s.held = append(s.held, &heldMunro{Munro: m, size: size, at: now})
 	s.bytes += int64(size)
 	drop := 0
 	for drop < len(s.held)-1 && (s.bytes > s.maxBytes || now.Sub(s.held[drop].at) > s.maxAge) {
@@ -223,7 +223,7 @@ func (s *Stream) notifyLocked() {
 // newest held), or else END if it came, or else nil and a channel closed
 // when that may change. lost reports that munros at or past pos left the
 // window: a reader at pos fell behind.
-func (s *Stream) get(pos uint64) (h *Held, end *End, lost bool, changed <-chan struct{}) {
+func (s *Stream) get(pos uint64) (h *heldMunro, end *End, lost bool, changed <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lost = pos < s.trimmed

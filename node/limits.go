@@ -14,6 +14,7 @@ import (
 	"github.com/contextd/contextd/feed"
 	"github.com/contextd/contextd/flitlink"
 	"github.com/contextd/contextd/internal/limit"
+	"github.com/contextd/contextd/live"
 	"github.com/contextd/contextd/swarm"
 )
 
@@ -108,7 +109,7 @@ func abusive(err error) bool {
 			return true
 		}
 	}
-	return false
+	return live.Abusive(err)
 }
 
 // dropIfAbusive drops p if err, why its session or link ended, says it

@@ -127,8 +127,11 @@ func (n *Node) WriteStream(ctx context.Context, id feed.ID, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := c.pub.Write(data); errors.Is(err, live.ErrClosed) {
+	switch err := c.pub.Write(data); {
+	case errors.Is(err, live.ErrClosed):
 		return fmt.Errorf("node: stream %s: %w", id.Short(), errNotPublished)
+	case err != nil:
+		return fmt.Errorf("node: write stream %s: %w", id.Short(), err)
 	}
 	return nil
 }
@@ -268,17 +271,22 @@ func (n *Node) joinStream(ctx context.Context, c *carried, pos uint64) {
 		}
 		best := backups[0]
 		backups = backups[1:]
-		n.liveMu.Lock()
-		c.upstream = best.peer
-		n.liveMu.Unlock()
-		c.s.SetHops(best.up.Hops() + 1)
-		c.setReady()
-		from := pos
-		if next, ok := c.s.Next(); ok {
-			from = next << c.s.MunroLog()
+		// Adopted before the stream is ready, so that the joins this
+		// node answers state the upstream's munro size.
+		err := best.up.Adopt()
+		if err == nil {
+			n.liveMu.Lock()
+			c.upstream = best.peer
+			n.liveMu.Unlock()
+			c.s.SetHops(best.up.Hops() + 1)
+			c.setReady()
+			from := pos
+			if next, ok := c.s.Next(); ok {
+				from = next << c.s.MunroLog()
+			}
+			n.log.Debug("live upstream", "stream", c.s.ID(), "peer", best.peer, "hops", best.up.Hops(), "from", from, "backups", len(backups))
+			err = best.up.Run(ctx, from, 0)
 		}
-		n.log.Debug("live upstream", "stream", c.s.ID(), "peer", best.peer, "hops", best.up.Hops(), "from", from, "backups", len(backups))
-		err := best.up.Run(ctx, from, 0)
 		best.up.Close()
 		n.liveMu.Lock()
 		c.upstream = feed.ID{}
@@ -286,7 +294,7 @@ func (n *Node) joinStream(ctx context.Context, c *carried, pos uint64) {
 		c.s.SetHops(live.MaxHops)
 		switch {
 		case err == nil || ctx.Err() != nil:
-		case live.Abusive(err):
+		case abusive(err):
 			n.drop(best.peer, err)
 		default:
 			n.log.Debug("live upstream lost", "stream", c.s.ID(), "peer", best.peer, "err", err)
@@ -327,9 +335,7 @@ func (n *Node) askCarriers(ctx context.Context, c *carried) []*liveOffer {
 			up, err := live.Dial(actx, circ, c.s, n.metrics.live)
 			if err != nil {
 				circ.Close()
-				if live.Abusive(err) {
-					n.drop(l.Remote(), err)
-				}
+				n.dropIfAbusive(l.Remote(), err)
 				return
 			}
 			mu.Lock()
@@ -352,9 +358,7 @@ func (n *Node) serveLive(ctx context.Context, circ *flitlink.Circuit, p feed.ID)
 	defer circ.Close()
 	h, err := live.ReadHandshake(ctx, circ, n.metrics.live)
 	if err != nil {
-		if live.Abusive(err) {
-			n.drop(p, err)
-		}
+		n.dropIfAbusive(p, err)
 		return
 	}
 	n.liveMu.Lock()
@@ -375,7 +379,7 @@ func (n *Node) serveLive(ctx context.Context, circ *flitlink.Circuit, p feed.ID)
 	err = live.Serve(ctx, circ, h, c.s, n.metrics.live)
 	switch {
 	case err == nil:
-	case live.Abusive(err):
+	case abusive(err):
 		n.drop(p, err)
 	default:
 		n.log.Debug("live session ended", "peer", p, "stream", h.Stream, "err", err)
