@@ -536,10 +536,23 @@ func dirUsage(dir string) (int64, error) {
 // upgrade leaves the old version, and the upgrade runs again.
 func (s *Badger) upgrade(main, blobs byte) error {
 	setVersion := func(txn *badger.Txn) error { return txn.Set([]byte{keySchema}, []byte{schemaVersion}) }
+	// syncBlobs makes every write to the blobs database durable: DB.Sync
+	// covers only the active memtable log (see Sync), and moving chunks
+	// fills several.
+	syncBlobs := func() error {
+		if err := s.blobs.Sync(); err != nil {
+			return err
+		}
+		_, err := syncLogs(filepath.Join(s.dir, blobsDir), logState{}, fsyncPath)
+		return err
+	}
 	if main < schemaVersion {
 		if main == 2 {
 			if err := s.countBytes(); err != nil {
 				return fmt.Errorf("upgrade layout %d: %w", main, err)
+			}
+			if err := s.sync(); err != nil {
+				return err
 			}
 		}
 		if err := update(s.db, setVersion); err != nil {
@@ -553,10 +566,13 @@ func (s *Badger) upgrade(main, blobs byte) error {
 		if err := s.moveChunks(); err != nil {
 			return fmt.Errorf("upgrade layout %d: %w", blobs, err)
 		}
+		if err := syncBlobs(); err != nil {
+			return err
+		}
 		if err := update(s.blobs, setVersion); err != nil {
 			return err
 		}
-		return s.blobs.Sync()
+		return syncBlobs()
 	}
 	return nil
 }

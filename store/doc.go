@@ -28,14 +28,15 @@
 // Tree hashes and a record per held chunk (its CRC-32C) live in a second
 // Badger database (blobs/), and the chunks' bytes in one plain file per
 // object (chunks/), written at the chunk's offset and read without
-// mapping the file, so an object's bytes pass through the page cache,
-// never the daemon's memory. Neither is synced on write (a chunk file is
-// when it is closed, and Close closes them all): a power loss may take
-// chunks or hashes written in the last seconds (they are fetched again). A chunk's bytes are written before its record commits, so a
-// chunk counts as held only once its bytes are in the file, and a chunk
-// whose bytes a power loss tore or lost (its file, or the file's tail)
-// reads as ErrCorrupt against its record, never as other bytes, and is
-// forgotten (see OpenBadger).
+// mapping the file, so the kernel's page cache, not the daemon's memory,
+// caches an object's bytes (a read holds only the run it returns).
+// Neither is synced on write (a chunk file is when it is closed, and
+// Close closes them all): a power loss may take chunks or hashes written
+// in the last seconds (they are fetched again). A chunk's bytes are
+// written before its record commits, so a chunk counts as held only once
+// its bytes are in the file, and a chunk whose bytes a power loss tore or
+// lost (its file, or the file's tail) reads as ErrCorrupt against its
+// record, never as other bytes, and is forgotten (see OpenBadger).
 // Returned entries and proofs are the caller's to keep and modify.
 //
 // Batches are bounded, not split: at most MaxBatch entries per Append

@@ -168,7 +168,7 @@ func (w *batchWriter) write(b batch) error {
 	put := make(map[object.Bin][]byte, min(len(b.hashes), object.MaxHashBatch))
 	for bin, h := range b.hashes {
 		put[bin] = h
-		if len(put) == object.MaxHashBatch || len(put) == len(b.hashes) {
+		if len(put) == object.MaxHashBatch {
 			if err := w.dst.PutHashes(w.id, put); err != nil {
 				return fmt.Errorf("swarm: fetch: store hashes: %w", err)
 			}

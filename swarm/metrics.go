@@ -29,8 +29,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Object fetches (swarm/1) that ended, by result: ok (every chunk stored) or error.",
 	}, []string{"result"})
 	m := &Metrics{
-		bytesReceived: counter("bytes_received_total", "object.Chunk payload bytes received that verified against the object's root (stored or duplicate)."),
-		bytesSent:     counter("bytes_sent_total", "object.Chunk payload bytes served to peers."),
+		bytesReceived: counter("bytes_received_total", "Chunk payload bytes received that verified against the object's root (stored or duplicate)."),
+		bytesSent:     counter("bytes_sent_total", "Chunk payload bytes served to peers."),
 		verified:      counter("chunks_verified_total", "Chunks received that verified and were new: stored."),
 		rejected:      counter("chunks_rejected_total", "Chunks or hashes received that did not verify (the peer is dropped)."),
 		duplicate:     counter("chunks_duplicate_total", "Chunks received that verified but were held already (end game, late answers)."),

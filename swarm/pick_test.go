@@ -4,7 +4,18 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/contextd/contextd/object"
+	"github.com/contextd/contextd/store"
 )
+
+// TestRunFitsTheStore: the longest run Serve reads in one call, maxRunBytes
+// of the smallest chunks, is one the Badger store reads in one call.
+func TestRunFitsTheStore(t *testing.T) {
+	if n := maxRunBytes / object.MinChunkSize; n > store.MaxPutChunks {
+		t.Errorf("a run is up to %d chunks; the store reads at most %d at once", n, store.MaxPutChunks)
+	}
+}
 
 // pickFixture is a fetcher of n chunks and two live peers holding all of
 // them, as the fetch loop would have it.

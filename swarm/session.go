@@ -62,7 +62,9 @@ const DefaultMaxRequests = 256
 
 // maxRunBytes bounds the chunk bytes of one CHUNKS message: a run of
 // consecutive requested chunks goes out in one message up to this size
-// (one chunk alone may be larger).
+// (one chunk alone may be larger). A run of the smallest chunks must stay
+// within what the Badger store reads in one call (store.MaxPutChunks,
+// TestRunFitsTheStore): a longer one would be served chunk by chunk.
 const maxRunBytes = 256 << 10
 
 // ServeConfig configures Serve. The zero value of every field but Info
