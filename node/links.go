@@ -149,6 +149,11 @@ func (n *Node) wanted(p feed.ID) bool {
 func (n *Node) linked(p feed.ID) *flitlink.Link {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.linkedLocked(p)
+}
+
+// linkedLocked is linked with n.mu held.
+func (n *Node) linkedLocked(p feed.ID) *flitlink.Link {
 	if l := n.peers[p]; l != nil && !isDone(l) {
 		return l
 	}
@@ -168,7 +173,7 @@ func (n *Node) redialLoop(p feed.ID) {
 		st := n.redials[p]
 		st.running = false
 		// The next loss waits unless this link lives redialStable.
-		st.backoff = min(max(2*st.backoff, redialMin), redialMax)
+		st.backoff = nextBackoff(st.backoff)
 	}
 	for attempt := 1; ; attempt++ {
 		n.mu.Lock()
@@ -206,7 +211,7 @@ func (n *Node) redialLoop(p feed.ID) {
 			return
 		}
 		n.mu.Lock()
-		next := min(max(2*n.redials[p].backoff, redialMin), redialMax)
+		next := nextBackoff(n.redials[p].backoff)
 		n.redials[p].backoff = next
 		n.mu.Unlock()
 		lvl := "redial failed; retrying"
@@ -216,6 +221,12 @@ func (n *Node) redialLoop(p feed.ID) {
 			n.log.Debug(lvl, "peer", p, "attempt", attempt, "next_in", next, "err", err)
 		}
 	}
+}
+
+// nextBackoff returns the wait after one of d: twice as long, from
+// redialMin up to redialMax.
+func nextBackoff(d time.Duration) time.Duration {
+	return min(max(2*d, redialMin), redialMax)
 }
 
 // jitter returns d moved by up to ±25%, so that peers that lost links at
@@ -264,7 +275,7 @@ func (n *Node) redial(ctx context.Context, p feed.ID, addrs []multiaddr.Multiadd
 func (n *Node) dial(ctx context.Context, p feed.ID, ai peer.AddrInfo) (*flitlink.Link, error) {
 	for {
 		n.mu.Lock()
-		if l := n.peers[p]; l != nil && !isDone(l) {
+		if l := n.linkedLocked(p); l != nil {
 			n.mu.Unlock()
 			return l, nil
 		}

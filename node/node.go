@@ -414,7 +414,7 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 		case live.Service:
 			n.serveInSlot(liveSlots, c, p, func() { n.serveLive(ctx, c, p) })
 		case pingService:
-			n.servePing(ctx, c, p)
+			n.serveInSlot(n.pingSlots, c, p, func() { n.servePing(ctx, c, p) })
 		default:
 			n.log.Debug("unknown circuit service", "peer", p, "service", c.Service())
 			c.Close()
@@ -423,8 +423,9 @@ func (n *Node) serveLink(ctx context.Context, l *flitlink.Link) {
 }
 
 // serveInSlot runs serve for circuit c of peer p in a goroutine if one of
-// slots is free, and frees it when serve returns; with none free, the peer
-// has too many sessions of the service open: c is closed.
+// slots is free, and frees it when serve returns; with none free (too many
+// sessions of the service open, the peer's or, for ping/1, the node's),
+// c is closed.
 func (n *Node) serveInSlot(slots chan struct{}, c *flitlink.Circuit, p feed.ID, serve func()) {
 	select {
 	case slots <- struct{}{}:

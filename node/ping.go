@@ -30,37 +30,27 @@ const (
 	pingReplyWait = 5 * time.Second
 )
 
-// servePing answers one ping/1 circuit, in a goroutine of the node's, if
-// fewer than maxPingSessions are being served; it closes c otherwise.
+// servePing answers one ping/1 circuit until it ends; serveLink runs it
+// in one of the node's maxPingSessions slots (pingSlots).
 func (n *Node) servePing(ctx context.Context, c *flitlink.Circuit, p feed.ID) {
-	select {
-	case n.pingSlots <- struct{}{}:
-	default:
-		n.log.Debug("ping circuit refused: too many sessions", "peer", p, "limit", maxPingSessions)
-		c.Close()
+	defer c.Close()
+	if c.Class() != flitlink.Control {
+		n.log.Debug("ping circuit refused: not control class", "peer", p, "class", c.Class())
 		return
 	}
-	n.wg.Go(func() {
-		defer func() { <-n.pingSlots }()
-		defer c.Close()
-		if c.Class() != flitlink.Control {
-			n.log.Debug("ping circuit refused: not control class", "peer", p, "class", c.Class())
+	for {
+		msg, err := c.Recv(ctx)
+		if err != nil {
 			return
 		}
-		for {
-			msg, err := c.Recv(ctx)
-			if err != nil {
-				return
-			}
-			if len(msg) > api.MaxPingSize {
-				n.log.Debug("ping circuit closed: message too large", "peer", p, "size", len(msg))
-				return
-			}
-			if err := c.Send(ctx, msg); err != nil {
-				return
-			}
+		if len(msg) > api.MaxPingSize {
+			n.log.Debug("ping circuit closed: message too large", "peer", p, "size", len(msg))
+			return
 		}
-	})
+		if err := c.Send(ctx, msg); err != nil {
+			return
+		}
+	}
 }
 
 // Ping sends count pings of size bytes to peer p, one every interval (on
@@ -107,7 +97,16 @@ func (n *Node) Ping(ctx context.Context, p feed.ID, size, count int, interval ti
 				recvd <- fmt.Errorf("reply %d is %d bytes, want %d", i, len(msg), size)
 				return
 			}
-			rtts[i] = time.Since(<-sentAt)
+			// The reply's ping was sent, unless the peer answers unasked:
+			// then its send time may never come.
+			var at time.Time
+			select {
+			case at = <-sentAt:
+			case <-rctx.Done():
+				recvd <- rctx.Err()
+				return
+			}
+			rtts[i] = time.Since(at)
 		}
 		recvd <- nil
 	}()

@@ -117,7 +117,7 @@ func (s *sources) try(ai peer.AddrInfo) {
 // session ends, unless the session is taken again on a new link (rejoin).
 func (s *sources) deliver(r probed) {
 	if r.err == nil {
-		r.conn = &heldConn{Conn: r.conn, release: func() { s.ended(r.peer, r.link) }}
+		r.conn = &heldConn{Conn: r.conn, release: func() { s.ended(r.link) }}
 		s.n.swarmPeer(s.id, r.peer)
 	} else {
 		defer s.release()
@@ -131,12 +131,12 @@ func (s *sources) deliver(r probed) {
 	}
 }
 
-// ended is called once the session with p on link l is closed. If the
-// link died (or dies within rejoinGrace) while the fetch runs, the session
-// is taken again on p's next link (the node redials p; either side may
+// ended is called once the session on link l is closed. If the link died
+// (or dies within rejoinGrace) while the fetch runs, the session is taken
+// again on the peer's next link (the node redials p; either side may
 // make it): the fetch goes on from the chunks it holds, with the hold
 // passed on. Otherwise the hold is released.
-func (s *sources) ended(p peer.ID, l *flitlink.Link) {
+func (s *sources) ended(l *flitlink.Link) {
 	go func() {
 		t := time.NewTimer(rejoinGrace)
 		defer t.Stop()
@@ -159,24 +159,22 @@ func (s *sources) ended(p peer.ID, l *flitlink.Link) {
 			s.release()
 			return
 		}
-		s.deliver(s.rejoin(p, l))
+		s.deliver(s.rejoin(l))
 	}()
 }
 
-// rejoin waits for a link to p other than old and starts a session for
-// the object there; if that link dies too (both ends may redial at once,
-// and one of their links is closed), on the next, within rejoinWait.
-func (s *sources) rejoin(p peer.ID, old *flitlink.Link) probed {
+// rejoin waits for a link to old's peer other than old and starts a
+// session for the object there; if that link dies too (both ends may
+// redial at once, and one of their links is closed), on the next, within
+// rejoinWait.
+func (s *sources) rejoin(old *flitlink.Link) probed {
 	ctx, cancel := context.WithTimeout(s.ctx, rejoinWait)
 	defer cancel()
-	id, err := feed.IDFromPeerIDBytes([]byte(p))
-	if err != nil {
-		return probed{peer: p, err: err}
-	}
+	id := old.Remote()
 	for {
 		l, err := s.n.awaitLink(ctx, id, old)
 		if err != nil {
-			return probed{peer: p, err: err}
+			return probed{peer: peer.ID(id.PeerIDBytes()), err: err}
 		}
 		s.n.log.Info("object fetch: taking the source again on its new link", "cid", s.id, "peer", id)
 		r := s.n.probeOn(ctx, l, s.id)

@@ -251,7 +251,6 @@ func qosRun(ctx context.Context, c qosConfig, ps *procs, in string, unmanaged bo
 	if err != nil {
 		return "", err
 	}
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	return fmt.Sprintf("bench=qos mode=%s link_mbit=%.0f bulk_mbit=%.1f bulk_pct=%.1f ctl_p50_ms=%.2f ctl_p99_ms=%.2f base_rtt_ms=%.2f base_p99_ms=%.2f pings=%d",
 		mode, qosLinkBit/1e6, bulk, bulk/(qosLinkBit/1e6)*100, ms(rtts[(len(rtts)-1)*50/100]), ms(rtts[(len(rtts)-1)*99/100]),
 		float64(base.P50Us)/1e3, float64(base.P99Us)/1e3, len(rtts)), nil
